@@ -1,0 +1,114 @@
+//! `switchyard`: the command line. A thin layer over the library crates.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Self-hosted ChatOps server for Slack"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local Slack workspace (the sandbox): Web API, Socket Mode, Events API, webhooks.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(clap::Args)]
+struct SandboxArgs {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 8900)]
+    port: u16,
+    /// Workspace seed file (TOML, or JSON by extension).
+    #[arg(long)]
+    seed: Option<PathBuf>,
+    /// The app under test: a Slack app manifest, JSON or YAML.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Turn Slack's rate limits off (for raw-speed benchmarks).
+    #[arg(long)]
+    no_rate_limits: bool,
+    /// Waits before each retry of an unacknowledged event, in ms (default: Slack's 0,60000,300000).
+    #[arg(long, value_delimiter = ',')]
+    retry_delays_ms: Option<Vec<u64>>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Sandbox(args) => run_sandbox(args).await,
+    }
+}
+
+async fn run_sandbox(args: SandboxArgs) -> Result<()> {
+    let mut config = SandboxConfig {
+        port: args.port,
+        ..SandboxConfig::default()
+    };
+    if let Some(path) = &args.seed {
+        config.seed = Seed::from_path(path)?;
+    }
+    if let Some(path) = &args.manifest {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the manifest {}", path.display()))?;
+        config.manifest = Some(
+            Manifest::parse(&text).with_context(|| format!("the manifest {}", path.display()))?,
+        );
+    }
+    if args.no_rate_limits {
+        config.rate_limits = RateLimitSettings {
+            enabled: false,
+            ..RateLimitSettings::default()
+        };
+    }
+    if let Some(delays) = args.retry_delays_ms {
+        config.delivery.retry_delays = delays.into_iter().map(Duration::from_millis).collect();
+    }
+    let sandbox = Sandbox::start(config).await?;
+    print_banner(&sandbox);
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    sandbox.shutdown().await;
+    Ok(())
+}
+
+fn print_banner(sandbox: &Sandbox) {
+    let url = sandbox.url();
+    // The first line is read by scripts and tests: keep its shape.
+    println!("Sandbox Slack workspace {} on {url}", sandbox.team_id());
+    println!("  Web API        {}", sandbox.api_url());
+    println!("  Control API    {url}/_sandbox/   (see docs/sandbox.md)");
+    for (channel, hook) in sandbox.webhook_urls() {
+        println!("  Webhook        {hook}  (channel {channel})");
+    }
+    println!("  Bot token      {}", sandbox.bot_token());
+    println!(
+        "  App token      {}   (Socket Mode: apps.connections.open)",
+        sandbox.app_token()
+    );
+    println!("  Signing secret {}", sandbox.signing_secret());
+    for user in ["alice", "bob", "carol"] {
+        if let Some(token) = sandbox.user_token(user) {
+            println!("  User token     {token}   ({user})");
+        }
+    }
+    println!("Press Ctrl-C to stop.");
+}
