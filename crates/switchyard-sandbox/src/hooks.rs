@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::Inner;
 use crate::events;
 use crate::ratelimit::{self, PER_CHANNEL};
-use crate::web_api::chat::Content;
+use crate::web_api::chat::{Content, edit_message};
 use crate::workspace::{Ephemeral, Workspace};
 
 /// A `response_url` may be used five times within thirty minutes.
@@ -183,22 +183,8 @@ pub async fn response_url(
             }
         }
         (Some(ts), true) => {
-            if let Some(previous) = ws.message(&target.channel, ts).cloned() {
-                let edit_ts = ws.ids.ts();
-                let bot = ws.app.bot_user_id.clone();
-                let m = ws.message_mut(&target.channel, ts).expect("found");
-                content.apply(m);
-                m.edited = Some((bot, edit_ts));
-                let updated = m.clone();
-                events::emit_message_change(
-                    &inner,
-                    &mut ws,
-                    &target.channel,
-                    "message_changed",
-                    Some(&updated),
-                    &previous,
-                );
-            }
+            let bot = ws.app.bot_user_id.clone();
+            edit_message(&inner, &mut ws, &target.channel, ts, &bot, content);
         }
         _ => {
             let mut message = ws.bot_message(&target.channel, String::new());

@@ -157,6 +157,32 @@ pub fn post_message(inner: &Arc<Inner>, caller: &Caller, args: &Args) -> ApiResu
     ))
 }
 
+/// Replaces a message's content, marks it edited and tells the app (`message_changed`).
+pub fn edit_message(
+    inner: &Arc<Inner>,
+    ws: &mut Workspace,
+    channel: &str,
+    ts: &str,
+    editor: &str,
+    content: Content,
+) -> Option<Message> {
+    let previous = ws.message(channel, ts)?.clone();
+    let edit_ts = ws.ids.ts();
+    let message = ws.message_mut(channel, ts)?;
+    content.apply(message);
+    message.edited = Some((editor.to_string(), edit_ts));
+    let updated = message.clone();
+    events::emit_message_change(
+        inner,
+        ws,
+        channel,
+        "message_changed",
+        Some(&updated),
+        &previous,
+    );
+    Some(updated)
+}
+
 /// A new, empty message by the caller (the bot, or a person with a user token).
 pub fn author_message(ws: &Workspace, caller: &Caller, channel: &str) -> Message {
     if caller.is_bot() {
@@ -190,20 +216,8 @@ pub fn update(inner: &Arc<Inner>, caller: &Caller, args: &Args) -> ApiResult {
         return Err(ApiError::new("is_archived"));
     }
     let content = Content::from_args(args)?;
-    let edit_ts = ws.ids.ts();
-    let editor = caller.user_id.clone();
-    let message = ws.message_mut(&channel.id, &ts).expect("found above");
-    content.apply(message);
-    message.edited = Some((editor, edit_ts));
-    let updated = message.clone();
-    events::emit_message_change(
-        inner,
-        &mut ws,
-        &channel.id,
-        "message_changed",
-        Some(&updated),
-        &previous,
-    );
+    let updated = edit_message(inner, &mut ws, &channel.id, &ts, &caller.user_id, content)
+        .expect("found above");
     let rendered = ws.message_json(&updated);
     Ok(obj(json!({
         "channel": channel.id,

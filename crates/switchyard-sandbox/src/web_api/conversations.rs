@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::chat::visible_channel;
-use super::{ApiError, ApiResult, Args, Caller, obj};
+use super::{ApiError, ApiResult, Args, Caller, obj, paginate};
 use crate::Inner;
 use crate::events;
 use crate::ids::now_secs;
@@ -47,37 +47,6 @@ fn channel_for(
     let channel = visible_channel(ws, caller, args.str("channel"))?;
     require_access(caller, &channel, access)?;
     Ok(channel)
-}
-
-/// Slack's cursor pagination over a list: `limit` (default `default_limit`) and an opaque cursor.
-fn paginate<T: Clone>(
-    items: &[T],
-    args: &Args,
-    default_limit: usize,
-) -> Result<(Vec<T>, String), ApiError> {
-    let start = match args.str("cursor") {
-        None => 0,
-        Some(c) => c
-            .strip_prefix("next:")
-            .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| ApiError::new("invalid_cursor"))?,
-    };
-    let limit = args
-        .usize("limit")
-        .filter(|l| *l > 0)
-        .unwrap_or(default_limit)
-        .min(1000);
-    let end = (start + limit).min(items.len());
-    let page = items
-        .get(start.min(items.len())..end)
-        .unwrap_or_default()
-        .to_vec();
-    let next = if end < items.len() {
-        format!("next:{end}")
-    } else {
-        String::new()
-    };
-    Ok((page, next))
 }
 
 pub fn info(inner: &Arc<Inner>, caller: &Caller, args: &Args) -> ApiResult {

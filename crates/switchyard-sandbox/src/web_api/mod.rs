@@ -617,6 +617,37 @@ fn apps_connections_open(inner: &Arc<Inner>, _: &Caller, _: &Args) -> ApiResult 
     ))
 }
 
+/// Slack's cursor pagination over a list: `limit` (default `default_limit`) and an opaque cursor.
+pub fn paginate<T: Clone>(
+    items: &[T],
+    args: &Args,
+    default_limit: usize,
+) -> Result<(Vec<T>, String), ApiError> {
+    let start = match args.str("cursor") {
+        None => 0,
+        Some(c) => c
+            .strip_prefix("next:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| ApiError::new("invalid_cursor"))?,
+    };
+    let limit = args
+        .usize("limit")
+        .filter(|l| *l > 0)
+        .unwrap_or(default_limit)
+        .min(1000);
+    let end = (start + limit).min(items.len());
+    let page = items
+        .get(start.min(items.len())..end)
+        .unwrap_or_default()
+        .to_vec();
+    let next = if end < items.len() {
+        format!("next:{end}")
+    } else {
+        String::new()
+    };
+    Ok((page, next))
+}
+
 /// A JSON object literal as a map.
 pub fn obj(v: Value) -> Map<String, Value> {
     match v {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Args, Caller, obj};
+use super::{ApiError, ApiResult, Args, Caller, obj, paginate};
 use crate::Inner;
 use crate::ids::now_secs;
 
@@ -19,22 +19,8 @@ pub fn info(inner: &Arc<Inner>, _: &Caller, args: &Args) -> ApiResult {
 
 pub fn list(inner: &Arc<Inner>, _: &Caller, args: &Args) -> ApiResult {
     let ws = inner.ws();
-    let start = match args.str("cursor") {
-        None => 0,
-        Some(c) => c
-            .strip_prefix("next:")
-            .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| ApiError::new("invalid_cursor"))?,
-    };
-    let limit = args.usize("limit").filter(|l| *l > 0).unwrap_or(1000);
     let all: Vec<Value> = ws.users.iter().map(|u| u.to_json(&ws.team.id)).collect();
-    let end = (start + limit).min(all.len());
-    let page = all.get(start.min(end)..end).unwrap_or_default();
-    let next = if end < all.len() {
-        format!("next:{end}")
-    } else {
-        String::new()
-    };
+    let (page, next) = paginate(&all, args, 1000)?;
     Ok(obj(json!({
         "members": page,
         "cache_ts": now_secs(),
