@@ -149,10 +149,8 @@ pub async fn response_url(
             .get(k)
             .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
     };
-    if let Some(t) = ws.response_urls.get_mut(&secret) {
-        t.uses += 1;
-    }
     if flag("delete_original") {
+        use_once(&mut ws, &secret);
         if let Some(ts) = &target.message_ts {
             delete_original(
                 &inner,
@@ -171,6 +169,7 @@ pub async fn response_url(
         Ok(c) => c,
         Err(code) => return json_reply(StatusCode::BAD_REQUEST, Some(code)),
     };
+    use_once(&mut ws, &secret);
     let in_channel = payload.get("response_type").and_then(Value::as_str) == Some("in_channel");
     match (&target.message_ts, flag("replace_original")) {
         (Some(ts), true) if target.is_ephemeral => {
@@ -208,6 +207,13 @@ pub async fn response_url(
     drop(ws);
     inner.touch();
     json_reply(StatusCode::OK, None)
+}
+
+/// Counts a use of a `response_url`; refused posts don't count.
+fn use_once(ws: &mut Workspace, secret: &str) {
+    if let Some(t) = ws.response_urls.get_mut(secret) {
+        t.uses += 1;
+    }
 }
 
 fn delete_original(

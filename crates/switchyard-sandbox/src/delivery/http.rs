@@ -72,10 +72,13 @@ fn failed(reason: &'static str, status: Option<u16>, no_retry: bool) -> Tried {
     }
 }
 
-/// The `url_verification` handshake Slack makes before it sends events to a URL.
-async fn verify_url(inner: &Arc<Inner>, url: &str) -> bool {
+/// The `url_verification` handshake Slack makes before it sends events to a URL. One at a time,
+/// so events that arrive together wait for one handshake instead of each making their own. A
+/// failure gives the reason the event's retry will carry.
+async fn verify_url(inner: &Arc<Inner>, url: &str) -> Result<(), &'static str> {
+    let _one_at_a_time = inner.delivery.handshake.lock().await;
     if lock(&inner.delivery.verified_urls).contains(url) {
-        return true;
+        return Ok(());
     }
     let challenge = secret(32);
     let body = json!({"token": "sandbox-verification-token", "challenge": challenge, "type": "url_verification"});
@@ -88,6 +91,7 @@ async fn verify_url(inner: &Arc<Inner>, url: &str) -> bool {
     )
     .await;
     let answered = match tried {
+        Tried::Failed { reason, .. } => return Err(reason),
         Tried::Acked {
             body: Some(Value::String(s)),
             ..
@@ -95,12 +99,14 @@ async fn verify_url(inner: &Arc<Inner>, url: &str) -> bool {
         Tried::Acked { body: Some(v), .. } => {
             v.get("challenge").and_then(Value::as_str) == Some(challenge.as_str())
         }
-        _ => false,
+        Tried::Acked { body: None, .. } => false,
     };
-    if answered {
-        lock(&inner.delivery.verified_urls).insert(url.to_string());
+    if !answered {
+        // A 2xx without the challenge: Slack reports the URL as not verified.
+        return Err("http_error");
     }
-    answered
+    lock(&inner.delivery.verified_urls).insert(url.to_string());
+    Ok(())
 }
 
 pub async fn post_event(
@@ -117,8 +123,8 @@ pub async fn post_event(
     if fault == Some(FaultKind::Drop) {
         return failed("http_timeout", None, false);
     }
-    if !verify_url(inner, url).await {
-        return failed("url_verification_failed", None, false);
+    if let Err(reason) = verify_url(inner, url).await {
+        return failed(reason, None, false);
     }
     post_signed(
         inner,

@@ -130,6 +130,8 @@ pub struct Delivery {
     pub http: reqwest::Client,
     /// Request URLs that answered the `url_verification` handshake.
     pub verified_urls: Mutex<HashSet<String>>,
+    /// Held during a `url_verification` handshake.
+    handshake: tokio::sync::Mutex<()>,
     next_record: AtomicU64,
 }
 
@@ -143,6 +145,7 @@ impl Delivery {
                 .build()
                 .expect("a plain HTTP client builds"),
             verified_urls: Mutex::default(),
+            handshake: tokio::sync::Mutex::new(()),
             next_record: AtomicU64::new(0),
         }
     }

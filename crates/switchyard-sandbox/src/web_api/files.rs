@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
 
 use super::chat::{author_message, check_can_post, visible_channel};
@@ -38,22 +38,52 @@ pub fn get_upload_url(inner: &Arc<Inner>, _: &Caller, args: &Args) -> ApiResult 
     ))
 }
 
-/// The upload URL: takes the file's bytes as the body, whatever its content type.
+/// The upload URL: takes the file as the raw body, or as the `file` part of a multipart form
+/// (what Slack's guide shows with `curl -F`).
 pub async fn upload(
     State(inner): State<Arc<Inner>>,
     Path(file_id): Path<String>,
-    body: Bytes,
+    request: Request,
 ) -> (StatusCode, String) {
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let content = if is_multipart {
+        match multipart_file(request).await {
+            Ok(bytes) => bytes,
+            Err(e) => return (StatusCode::BAD_REQUEST, e),
+        }
+    } else {
+        match Bytes::from_request(request, &()).await {
+            Ok(bytes) => bytes,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()),
+        }
+    };
     let mut ws = inner.ws();
     match ws.files.get_mut(&file_id) {
         Some(file) if !file.uploaded => {
-            file.content = body.to_vec();
+            file.content = content.to_vec();
             file.uploaded = true;
-            (StatusCode::OK, format!("OK - {}", body.len()))
+            (StatusCode::OK, format!("OK - {}", content.len()))
         }
         Some(_) => (StatusCode::BAD_REQUEST, "already uploaded".into()),
         None => (StatusCode::NOT_FOUND, "not found".into()),
     }
+}
+
+/// The first file part of a multipart form (a part named `file`, or any with a file name).
+async fn multipart_file(request: Request) -> Result<Bytes, String> {
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| e.body_text())?;
+    while let Some(field) = form.next_field().await.map_err(|e| e.body_text())? {
+        if field.name() == Some("file") || field.file_name().is_some() {
+            return field.bytes().await.map_err(|e| e.body_text());
+        }
+    }
+    Err("no file in the form".into())
 }
 
 pub fn complete_upload(inner: &Arc<Inner>, caller: &Caller, args: &Args) -> ApiResult {

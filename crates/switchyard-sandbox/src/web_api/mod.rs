@@ -416,7 +416,13 @@ pub async fn handle(
             None,
         );
     };
+    // api.test is the one method Slack answers without a token.
     let caller = match authenticate(&inner, &headers, &args, method) {
+        Err(_) if method.name == "api.test" => Caller {
+            user_id: String::new(),
+            kind: TokenKind::User,
+            scopes: None,
+        },
         Ok(caller) => caller,
         Err(err) => return reply(&inner, &method_name, &args, StatusCode::OK, Err(err), None),
     };
