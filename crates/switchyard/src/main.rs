@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use switchyard_engine::config::ProcessEnv;
+use switchyard_engine::{Config, Server, StartOptions};
 use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
 
 #[derive(Parser)]
@@ -20,8 +22,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run Switchyard: receive from Slack, run the apps, send to Slack.
+    Serve(ServeArgs),
     /// Run a local Slack workspace (the sandbox): Web API, Socket Mode, Events API, webhooks.
     Sandbox(SandboxArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The configuration file.
+    #[arg(long, env = "SWITCHYARD_CONFIG", default_value = "switchyard.toml")]
+    config: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -53,7 +64,33 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
         Command::Sandbox(args) => run_sandbox(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let config = Config::load(&args.config, &ProcessEnv)?;
+    let apps = switchyard_apps::builtin(&config)?;
+    let options = StartOptions {
+        // A test hook, documented in ARCHITECTURE.md: ack and commit, but never handle.
+        hold_dispatch: std::env::var("SWITCHYARD_TEST_HOLD_DISPATCH").is_ok_and(|v| v == "1"),
+    };
+    let server = Server::start(config, apps, options).await?;
+    // Read by scripts and tests: keep its shape.
+    println!("Switchyard listening on http://{}", server.addr());
+    shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

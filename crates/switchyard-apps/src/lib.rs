@@ -1,0 +1,18 @@
+//! Switchyard's built-in apps. Each is one module: its declaration, its config section, its
+//! handlers. The engine wires them; [`builtin`] lists the ones a config enables.
+
+pub mod ping;
+
+use std::sync::Arc;
+
+use switchyard_engine::{App, Config, ConfigError};
+
+/// The apps enabled in `config`, ready for the engine.
+pub fn builtin(config: &Config) -> Result<Vec<Arc<dyn App>>, ConfigError> {
+    let mut apps: Vec<Arc<dyn App>> = Vec::new();
+    let ping: ping::PingConfig = config.app_section("ping")?;
+    if ping.enabled {
+        apps.push(Arc::new(ping::Ping));
+    }
+    Ok(apps)
+}

@@ -1,0 +1,50 @@
+//! Switchyard's engine: the durable pipeline every app runs on.
+//!
+//! ```text
+//! receive (HTTP | Socket Mode) → inbox → dispatch → app → store + outbox → send → Slack
+//! ```
+//!
+//! - [`receive`]: verifies what Slack sends and hands it to [`pipeline::Engine::receive`], which
+//!   commits it to the inbox (deduplicated) before the ack.
+//! - [`pipeline`]: routes to the app that declared it and runs its handler in a transaction.
+//! - [`app`]: what an app is — a [`app::Declaration`] and handlers working on a [`app::Ctx`].
+//! - [`sender`]: the only place Slack's Web API is called from; paced, retried, ordered.
+//! - [`server`]: starts all of it from a [`config::Config`].
+
+pub mod app;
+pub mod config;
+pub mod mention;
+pub mod pipeline;
+pub mod receive;
+pub mod sender;
+pub mod server;
+pub mod slack;
+
+pub use app::{App, AppError, Ctx, Declaration, Input, MentionCommand, MessageEvent, SlashCommand};
+pub use config::{Config, ConfigError};
+pub use server::{Server, StartOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] switchyard_store::StoreError),
+    #[error("Slack: {0}")]
+    Slack(#[from] slack::CallError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// Milliseconds since the Unix epoch: the store's clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

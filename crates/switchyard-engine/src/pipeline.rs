@@ -1,0 +1,481 @@
+//! receive → inbox → dispatch → apps.
+//!
+//! Both transports hand what Slack sent to [`Engine::receive`], which routes it (cheaply, to
+//! drop what no app wants), commits it to the inbox — deduplicated, so Slack's retries are
+//! handled once — and returns the ack. The work runs after, in its own task, so nothing slow
+//! happens before the ack and unrelated work never queues in front. A worker loop picks up
+//! what a crashed process left behind once its lease runs out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_store::{InboxInsert, NewInboxItem, Store};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, AppError, Ctx, Declaration, Input, MessageEvent};
+use crate::mention::{parse_mention, split_args};
+use crate::slack::SlackApi;
+use crate::{EngineError, now_ms};
+
+/// What kind of thing Slack sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Event,
+    Command,
+    Interaction,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Event => "event",
+            Self::Command => "command",
+            Self::Interaction => "interaction",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "event" => Some(Self::Event),
+            "command" => Some(Self::Command),
+            "interaction" => Some(Self::Interaction),
+            _ => None,
+        }
+    }
+}
+
+/// Who our bot is, from `auth.test`, to tell mentions and our own messages apart.
+#[derive(Debug, Clone)]
+pub struct BotIdentity {
+    pub user_id: String,
+    pub bot_id: String,
+}
+
+/// Where an input goes.
+enum Route {
+    App(usize, Input),
+    /// An unknown mention command: a short help reply.
+    Help(MessageEvent),
+    /// Nothing to do (our own message, an edit, an event no app wants).
+    Ignore,
+}
+
+/// The installed apps and what each declared.
+pub struct Registry {
+    apps: Vec<Arc<dyn App>>,
+    declarations: Vec<Declaration>,
+}
+
+impl Registry {
+    pub fn new(apps: Vec<Arc<dyn App>>) -> Self {
+        let declarations = apps.iter().map(|a| a.declaration()).collect();
+        Self { apps, declarations }
+    }
+
+    pub fn declarations(&self) -> &[Declaration] {
+        &self.declarations
+    }
+
+    fn find(&self, pred: impl Fn(&Declaration) -> bool) -> Option<usize> {
+        self.declarations.iter().position(pred)
+    }
+
+    fn route(&self, kind: Kind, payload: &Value, bot: &BotIdentity) -> Route {
+        match kind {
+            Kind::Event => self.route_event(&payload["event"], bot),
+            Kind::Command => {
+                let command = payload["command"].as_str().unwrap_or("");
+                let Some(i) = self.find(|d| d.slash_commands.iter().any(|c| c.command == command))
+                else {
+                    return Route::Ignore;
+                };
+                Route::App(
+                    i,
+                    Input::Command {
+                        command: command.to_string(),
+                        text: str_of(payload, "text"),
+                        user: str_of(payload, "user_id"),
+                        channel: str_of(payload, "channel_id"),
+                        response_url: str_of(payload, "response_url"),
+                        trigger_id: str_of(payload, "trigger_id"),
+                        raw: payload.clone(),
+                    },
+                )
+            }
+            Kind::Interaction => self.route_interaction(payload),
+        }
+    }
+
+    fn route_event(&self, event: &Value, bot: &BotIdentity) -> Route {
+        let event_type = event["type"].as_str().unwrap_or("");
+        let own = event["bot_id"].as_str() == Some(&bot.bot_id)
+            || event["user"].as_str() == Some(&bot.user_id);
+        match event_type {
+            "app_mention" | "message" => {
+                if event
+                    .get("subtype")
+                    .is_some_and(|s| s != "thread_broadcast")
+                {
+                    return Route::Ignore;
+                }
+                let message = MessageEvent {
+                    channel: str_of(event, "channel"),
+                    user: str_of(event, "user"),
+                    text: str_of(event, "text"),
+                    ts: str_of(event, "ts"),
+                    thread_ts: event["thread_ts"].as_str().map(str::to_string),
+                };
+                if own {
+                    return match self.find(|d| d.wants_own_messages) {
+                        Some(i) => Route::App(i, Input::Message { message }),
+                        None => Route::Ignore,
+                    };
+                }
+                let is_dm = event["channel_type"].as_str() == Some("im");
+                let mention = format!("<@{}>", bot.user_id);
+                let addressed =
+                    event_type == "app_mention" || (is_dm && !message.text.contains(&mention));
+                if addressed {
+                    let parsed = if event_type == "app_mention" {
+                        parse_mention(&message.text, &bot.user_id)
+                    } else {
+                        let mut words = split_args(&message.text);
+                        (!words.is_empty()).then(|| (words.remove(0).to_lowercase(), words))
+                    };
+                    return match parsed {
+                        Some((command, args)) => {
+                            match self.find(|d| d.mentions.iter().any(|m| m.word == command)) {
+                                Some(i) => Route::App(
+                                    i,
+                                    Input::Mention {
+                                        command,
+                                        args,
+                                        message,
+                                    },
+                                ),
+                                None => Route::Help(message),
+                            }
+                        }
+                        None => Route::Help(message),
+                    };
+                }
+                if message.text.contains(&mention) {
+                    // Slack sends the same message as `app_mention` too; that one is handled.
+                    return Route::Ignore;
+                }
+                let text = message.text.to_lowercase();
+                match self.find(|d| {
+                    d.message_patterns
+                        .iter()
+                        .any(|p| text.contains(&p.to_lowercase()))
+                }) {
+                    Some(i) => Route::App(i, Input::Message { message }),
+                    None => Route::Ignore,
+                }
+            }
+            other => match self.find(|d| d.events.contains(&other)) {
+                Some(i) => Route::App(
+                    i,
+                    Input::Event {
+                        event_type: other.to_string(),
+                        raw: event.clone(),
+                    },
+                ),
+                None => Route::Ignore,
+            },
+        }
+    }
+
+    fn route_interaction(&self, payload: &Value) -> Route {
+        let user = payload["user"]["id"].as_str().unwrap_or("").to_string();
+        match payload["type"].as_str().unwrap_or("") {
+            "block_actions" => {
+                let action = &payload["actions"][0];
+                let action_id = str_of(action, "action_id");
+                let Some(i) =
+                    self.find(|d| d.action_prefixes.iter().any(|p| action_id.starts_with(p)))
+                else {
+                    return Route::Ignore;
+                };
+                let value = action["value"]
+                    .as_str()
+                    .or_else(|| action["selected_option"]["value"].as_str())
+                    .map(str::to_string);
+                let channel = payload["channel"]["id"]
+                    .as_str()
+                    .or_else(|| payload["container"]["channel_id"].as_str())
+                    .map(str::to_string);
+                Route::App(
+                    i,
+                    Input::Action {
+                        action_id,
+                        value,
+                        user,
+                        channel,
+                        message_ts: payload["container"]["message_ts"]
+                            .as_str()
+                            .map(str::to_string),
+                        response_url: payload["response_url"].as_str().map(str::to_string),
+                        trigger_id: payload["trigger_id"].as_str().map(str::to_string),
+                        raw: payload.clone(),
+                    },
+                )
+            }
+            kind @ ("view_submission" | "view_closed") => {
+                let view = &payload["view"];
+                let callback_id = str_of(view, "callback_id");
+                let Some(i) =
+                    self.find(|d| d.view_prefixes.iter().any(|p| callback_id.starts_with(p)))
+                else {
+                    return Route::Ignore;
+                };
+                let input = if kind == "view_submission" {
+                    Input::ViewSubmission {
+                        callback_id,
+                        user,
+                        private_metadata: str_of(view, "private_metadata"),
+                        values: view["state"]["values"].clone(),
+                        raw: payload.clone(),
+                    }
+                } else {
+                    Input::Event {
+                        event_type: "view_closed".into(),
+                        raw: payload.clone(),
+                    }
+                };
+                Route::App(i, input)
+            }
+            _ => Route::Ignore,
+        }
+    }
+
+    fn help_text(&self) -> String {
+        let mut lines = vec!["I know these commands:".to_string()];
+        for d in &self.declarations {
+            for m in &d.mentions {
+                lines.push(format!("• `{}` — {}", m.word, m.help));
+            }
+        }
+        if lines.len() == 1 {
+            return "No commands are enabled here.".into();
+        }
+        lines.join("\n")
+    }
+}
+
+fn str_of(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or("").to_string()
+}
+
+/// The dedupe key: Slack's retries of one delivery share it.
+fn dedupe_key(kind: Kind, payload: &Value) -> String {
+    match kind {
+        Kind::Event => format!("event:{}", str_of(payload, "event_id")),
+        Kind::Command => format!("command:{}", str_of(payload, "trigger_id")),
+        Kind::Interaction => match payload["trigger_id"].as_str() {
+            Some(t) => format!("interaction:{t}"),
+            None => format!(
+                "interaction:{}:{}:{}",
+                str_of(payload, "type"),
+                str_of(&payload["view"], "id"),
+                str_of(&payload["view"], "hash")
+            ),
+        },
+    }
+}
+
+/// The running pipeline's shared parts.
+pub struct Engine {
+    pub store: Store,
+    pub slack: SlackApi,
+    pub registry: Registry,
+    pub bot: BotIdentity,
+    /// This process's name on leases.
+    pub owner: String,
+    pub lease: Duration,
+    /// Wakes the sender when something was queued.
+    pub outbox_ready: Arc<Notify>,
+    /// Test hook: receive and ack, but never handle (to kill the process in between).
+    pub hold_dispatch: bool,
+}
+
+impl Engine {
+    /// Takes what Slack sent and returns the ack's body (`None`: an empty 200). Commits to the
+    /// inbox first; the work itself runs afterwards.
+    pub async fn receive(
+        self: &Arc<Self>,
+        kind: Kind,
+        payload: Value,
+    ) -> Result<Option<Value>, EngineError> {
+        let route = self.registry.route(kind, &payload, &self.bot);
+        let ack = match &route {
+            Route::Ignore if kind == Kind::Command => {
+                return Ok(Some(
+                    json!({"response_type": "ephemeral", "text": "That command is not enabled here."}),
+                ));
+            }
+            Route::Ignore => return Ok(None),
+            Route::App(i, input) => self.registry.apps[*i].ack(input),
+            Route::Help(_) => None,
+        };
+        if ack.as_ref().and_then(|a| a["response_action"].as_str()) == Some("errors") {
+            // The submission is refused as it stands; nothing to store or handle.
+            return Ok(ack);
+        }
+        let now = now_ms();
+        let item = NewInboxItem {
+            dedupe_key: dedupe_key(kind, &payload),
+            kind: kind.as_str().into(),
+            payload: payload.to_string(),
+            received_at_ms: now,
+        };
+        let lease_until = now + self.lease.as_millis() as i64;
+        match self
+            .store
+            .inbox_insert(&item, Some((&self.owner, lease_until)))
+            .await?
+        {
+            InboxInsert::Duplicate(id) => {
+                tracing::debug!(id, key = %item.dedupe_key, "duplicate delivery dropped");
+            }
+            InboxInsert::New(id) if !self.hold_dispatch => {
+                let engine = self.clone();
+                tokio::spawn(async move { engine.handle(id, kind, payload).await });
+            }
+            InboxInsert::New(_) => {}
+        }
+        Ok(ack)
+    }
+
+    /// Handles one inbox item this process holds the lease of.
+    async fn handle(self: Arc<Self>, id: i64, kind: Kind, payload: Value) {
+        let route = self.registry.route(kind, &payload, &self.bot);
+        let (user, channel) = match &route {
+            Route::App(_, input) => (
+                input.user().map(str::to_string),
+                input.channel().map(str::to_string),
+            ),
+            Route::Help(m) => (Some(m.user.clone()), Some(m.channel.clone())),
+            Route::Ignore => (None, None),
+        };
+        let result = self.run(id, route).await;
+        let outcome = match result {
+            Ok(true) => return self.outbox_ready.notify_one(),
+            Ok(false) => return,
+            Err(e) => e,
+        };
+        match outcome {
+            AppError::Store(e) => {
+                tracing::warn!(id, error = %e, "handling failed; will retry");
+                let retry_at = now_ms() + 1_000;
+                if let Err(e) = self
+                    .store
+                    .inbox_retry(id, &self.owner, &e.to_string(), retry_at, 5)
+                    .await
+                {
+                    tracing::error!(id, error = %e, "could not record the failure");
+                }
+            }
+            error => {
+                tracing::warn!(id, error = %error, "app error");
+                let text = match &error {
+                    AppError::User(m) => format!(":warning: {m}"),
+                    other => format!(":warning: That did not work: {other}"),
+                };
+                if let Err(e) = self.finish_with_error(id, user, channel, &text).await {
+                    tracing::error!(id, error = %e, "could not report an app error");
+                }
+                self.outbox_ready.notify_one();
+            }
+        }
+    }
+
+    /// Runs the route in one transaction: the app's changes, its Slack calls and the inbox item's
+    /// completion commit together. `Ok(false)`: another worker owns the item now.
+    async fn run(&self, id: i64, route: Route) -> Result<bool, AppError> {
+        let tx = self.store.begin().await?;
+        let mut ctx = Ctx::new(tx, self.slack.clone(), now_ms());
+        match &route {
+            Route::App(i, input) => self.registry.apps[*i].handle(&mut ctx, input).await?,
+            Route::Help(message) => {
+                ctx.reply(message, &self.registry.help_text()).await?;
+            }
+            Route::Ignore => {}
+        }
+        let (mut tx, _) = ctx.into_tx();
+        if !tx.inbox_done(id, &self.owner, "handled", now_ms()).await? {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A failed handler's user still hears about it: an ephemeral, committed with the item's end.
+    async fn finish_with_error(
+        &self,
+        id: i64,
+        user: Option<String>,
+        channel: Option<String>,
+        text: &str,
+    ) -> Result<(), AppError> {
+        let tx = self.store.begin().await?;
+        let mut ctx = Ctx::new(tx, self.slack.clone(), now_ms());
+        match (user, channel) {
+            (Some(user), Some(channel)) if !channel.is_empty() => {
+                ctx.ephemeral(&channel, &user, text).await?;
+            }
+            (Some(user), _) if !user.is_empty() => {
+                ctx.call(
+                    "chat.postMessage",
+                    &user,
+                    json!({"channel": user, "text": text}),
+                    None,
+                )
+                .await?;
+            }
+            _ => {}
+        }
+        let (mut tx, _) = ctx.into_tx();
+        if tx
+            .inbox_done(id, &self.owner, &format!("failed: {text}"), now_ms())
+            .await?
+        {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Picks up inbox items nobody holds (a crashed process's, retries that are due) until
+    /// `stop` fires.
+    pub async fn run_inbox_worker(self: Arc<Self>, poll: Duration, stop: CancellationToken) {
+        if self.hold_dispatch {
+            return;
+        }
+        loop {
+            let now = now_ms();
+            let until = now + self.lease.as_millis() as i64;
+            match self.store.inbox_claim(&self.owner, now, until, 32).await {
+                Ok(items) => {
+                    for item in items {
+                        let Some(kind) = Kind::parse(&item.kind) else {
+                            continue;
+                        };
+                        let Ok(payload) = serde_json::from_str(&item.payload) else {
+                            tracing::error!(id = item.id, "unreadable inbox payload");
+                            continue;
+                        };
+                        let engine = self.clone();
+                        tokio::spawn(async move { engine.handle(item.id, kind, payload).await });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "inbox claim failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Starting and stopping the whole pipeline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use rand::Rng;
+use serde_json::json;
+use switchyard_store::Store;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::EngineError;
+use crate::app::App;
+use crate::config::Config;
+use crate::pipeline::{BotIdentity, Engine, Registry};
+use crate::receive;
+use crate::sender::Sender;
+use crate::slack::SlackApi;
+
+/// Switches that change how a server runs; all off in production.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Acknowledge and commit to the inbox, but never handle: a test kills the process then,
+    /// and checks that the next process handles what this one acked.
+    pub hold_dispatch: bool,
+}
+
+/// A running Switchyard.
+pub struct Server {
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Server {
+    pub async fn start(
+        config: Config,
+        apps: Vec<Arc<dyn App>>,
+        options: StartOptions,
+    ) -> Result<Self, EngineError> {
+        let store = Store::connect(&config.store.url).await?;
+        let slack = SlackApi::new(&config.slack);
+        let bot = identify(&slack).await?;
+        tracing::info!(bot_user_id = %bot.user_id, "connected to Slack");
+        let lease = Duration::from_millis(config.engine.lease_ms);
+        let poll = Duration::from_millis(config.engine.poll_interval_ms);
+        let owner = format!("{}-{:08x}", std::process::id(), rand::rng().random::<u32>());
+        let outbox_ready = Arc::new(Notify::new());
+        let engine = Arc::new(Engine {
+            store: store.clone(),
+            slack: slack.clone(),
+            registry: Registry::new(apps),
+            bot,
+            owner: owner.clone(),
+            lease,
+            outbox_ready: outbox_ready.clone(),
+            hold_dispatch: options.hold_dispatch,
+        });
+
+        let mut router = Router::new().route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"ok": true})) }),
+        );
+        if let Some(secret) = &config.slack.signing_secret
+            && !config.slack.socket_mode()
+        {
+            router = router.merge(receive::http::routes(engine.clone(), secret));
+        }
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| EngineError::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| EngineError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let shutdown = stop.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        tasks.spawn(engine.clone().run_inbox_worker(poll, stop.clone()));
+        let sender = Arc::new(Sender::new(store, slack, owner, lease));
+        tasks.spawn(sender.run(outbox_ready, poll, stop.clone()));
+        if config.slack.socket_mode() {
+            receive::socket::spawn(
+                engine.clone(),
+                config.slack.socket_connections,
+                stop.clone(),
+            );
+        }
+        tasks.close();
+        tracing::info!(%addr, socket_mode = config.slack.socket_mode(), "Switchyard is ready");
+        Ok(Self {
+            addr,
+            engine,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Where the HTTP endpoints listen.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.engine.store
+    }
+
+    /// Stops taking work and waits (a few seconds at most) for the workers to finish.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+    }
+}
+
+/// `auth.test`, retried briefly: who our bot is.
+async fn identify(slack: &SlackApi) -> Result<BotIdentity, EngineError> {
+    let mut last = None;
+    for attempt in 0..5u32 {
+        match slack.call("auth.test", &json!({})).await {
+            Ok(v) => {
+                return Ok(BotIdentity {
+                    user_id: v["user_id"].as_str().unwrap_or("").to_string(),
+                    bot_id: v["bot_id"].as_str().unwrap_or("").to_string(),
+                });
+            }
+            Err(crate::slack::CallError::Permanent(e)) => {
+                return Err(EngineError::Startup(format!(
+                    "Slack refused the bot token: {e}"
+                )));
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
+    }
+    Err(EngineError::Startup(format!(
+        "cannot reach Slack: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}

@@ -1,0 +1,151 @@
+//! The Slack Web API client: `slack-morphism` over hyper/rustls, pointed at `slack.api_url`.
+//!
+//! Calls take and give JSON, so the outbox can hold any method's arguments; failures are sorted
+//! into what the sender must do with them: wait, retry, or give up.
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use serde_json::Value;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use crate::config::{Secret, SlackConfig};
+
+type Connector = SlackClientHyperHttpsConnector;
+
+/// How long one Web API call may take before it counts as a transient failure.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Slack error codes worth retrying: the others (`channel_not_found`, `invalid_blocks`, …) will
+/// fail again the same way.
+const TRANSIENT_CODES: &[&str] = &[
+    "ratelimited",
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    #[error("rate limited; retry after {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    #[error("transient: {0}")]
+    Transient(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// rustls needs one crypto provider chosen at start; ring is ours.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+#[derive(Clone)]
+pub struct SlackApi {
+    client: Arc<SlackClient<Connector>>,
+    bot_token: SlackApiToken,
+    app_token: Option<SlackApiToken>,
+}
+
+fn token(secret: &Secret) -> SlackApiToken {
+    SlackApiToken::new(SlackApiTokenValue(secret.expose().to_string()))
+}
+
+impl SlackApi {
+    pub fn new(config: &SlackConfig) -> Self {
+        install_crypto_provider();
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        // Without system CA certificates, https calls fail but plain http (the sandbox) still works.
+        let https = match builder.with_native_roots() {
+            Ok(b) => b.https_or_http().enable_http1().build(),
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                )
+                .https_or_http()
+                .enable_http1()
+                .build(),
+        };
+        let connector = SlackClientHyperConnector::from(https)
+            // slack-morphism joins the base and the method with a slash of its own.
+            .with_slack_api_url(config.api_url.trim_end_matches('/'));
+        Self {
+            client: Arc::new(SlackClient::new(connector)),
+            bot_token: token(&config.bot_token),
+            app_token: config.app_token.as_ref().map(token),
+        }
+    }
+
+    /// Calls a Web API method with JSON arguments as the bot.
+    pub async fn call(&self, method: &str, args: &Value) -> Result<Value, CallError> {
+        let session = self.client.open_session(&self.bot_token);
+        let call = session
+            .http_session_api
+            .http_post::<Value, Value>(method, args, None);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Err(_) => Err(CallError::Transient(format!(
+                "{method}: no reply in {CALL_TIMEOUT:?}"
+            ))),
+            Ok(result) => result.map_err(|e| classify(method, e)),
+        }
+    }
+
+    /// Posts to a `response_url` (which needs no token and answers `ok` or JSON).
+    pub async fn post_response_url(&self, url: &str, body: &Value) -> Result<Value, CallError> {
+        let url: url::Url = url
+            .parse()
+            .map_err(|e| CallError::Permanent(format!("bad response_url: {e}")))?;
+        let session = self.client.open_session(&self.bot_token);
+        let call = session
+            .http_session_api
+            .http_post_uri::<Value, Value>(url, body, None);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Err(_) => Err(CallError::Transient("response_url: no reply".into())),
+            Ok(result) => result.map_err(|e| classify("response_url", e)),
+        }
+    }
+
+    /// `apps.connections.open` with the app-level token: a fresh Socket Mode URL.
+    pub async fn open_socket_url(&self) -> Result<String, CallError> {
+        let token = self
+            .app_token
+            .as_ref()
+            .ok_or_else(|| CallError::Permanent("no app token: Socket Mode is off".into()))?;
+        let session = self.client.open_session(token);
+        let request = SlackApiAppsConnectionOpenRequest::new();
+        let call = session.apps_connections_open(&request);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Err(_) => Err(CallError::Transient(
+                "apps.connections.open: no reply".into(),
+            )),
+            Ok(Ok(response)) => Ok(response.url.0.to_string()),
+            Ok(Err(e)) => Err(classify("apps.connections.open", e)),
+        }
+    }
+}
+
+fn classify(method: &str, error: SlackClientError) -> CallError {
+    match error {
+        SlackClientError::RateLimitError(e) => CallError::RateLimited {
+            retry_after: e.retry_after.unwrap_or(Duration::from_secs(1)),
+        },
+        SlackClientError::ApiError(e) if TRANSIENT_CODES.contains(&e.code.as_str()) => {
+            CallError::Transient(format!("{method}: {}", e.code))
+        }
+        SlackClientError::ApiError(e) => CallError::Permanent(format!("{method}: {}", e.code)),
+        SlackClientError::HttpError(e) if e.status_code.is_server_error() => {
+            CallError::Transient(format!("{method}: HTTP {}", e.status_code))
+        }
+        SlackClientError::HttpError(e) => {
+            CallError::Permanent(format!("{method}: HTTP {}", e.status_code))
+        }
+        other => CallError::Transient(format!("{method}: {other}")),
+    }
+}
