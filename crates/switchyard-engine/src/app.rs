@@ -40,6 +40,9 @@ pub struct Declaration {
     pub events: Vec<&'static str>,
     /// Substrings that make a plain channel message its business (case-insensitive).
     pub message_patterns: Vec<&'static str>,
+    /// HTTP paths of its own (`/alerts/alertmanager`): each POST is committed to the inbox,
+    /// answered 202, and handed to the app as [`Input::Http`].
+    pub http_routes: Vec<&'static str>,
     /// Our own bot's messages are dropped unless an app asks for them.
     pub wants_own_messages: bool,
     /// For the manifest: the bot scopes and bot events the app needs.
@@ -105,6 +108,12 @@ pub enum Input {
         event_type: String,
         raw: Value,
     },
+    /// A POST to one of the app's `http_routes`.
+    Http {
+        path: String,
+        content_type: String,
+        body: String,
+    },
 }
 
 impl Input {
@@ -116,6 +125,7 @@ impl Input {
             | Self::Action { user, .. }
             | Self::ViewSubmission { user, .. } => Some(user),
             Self::Event { raw, .. } => raw["user"].as_str(),
+            Self::Http { .. } => None,
         }
     }
 
@@ -125,7 +135,7 @@ impl Input {
             Self::Mention { message, .. } | Self::Message { message } => Some(&message.channel),
             Self::Command { channel, .. } => Some(channel),
             Self::Action { channel, .. } => channel.as_deref(),
-            Self::ViewSubmission { .. } => None,
+            Self::ViewSubmission { .. } | Self::Http { .. } => None,
             Self::Event { raw, .. } => raw["channel"]
                 .as_str()
                 .or_else(|| raw["item"]["channel"].as_str()),

@@ -25,6 +25,8 @@ pub enum Kind {
     Event,
     Command,
     Interaction,
+    /// A POST to an app's own route.
+    Http,
 }
 
 impl Kind {
@@ -33,6 +35,7 @@ impl Kind {
             Self::Event => "event",
             Self::Command => "command",
             Self::Interaction => "interaction",
+            Self::Http => "http",
         }
     }
 
@@ -41,6 +44,7 @@ impl Kind {
             "event" => Some(Self::Event),
             "command" => Some(Self::Command),
             "interaction" => Some(Self::Interaction),
+            "http" => Some(Self::Http),
             _ => None,
         }
     }
@@ -105,6 +109,20 @@ impl Registry {
                 )
             }
             Kind::Interaction => self.route_interaction(payload),
+            Kind::Http => {
+                let app = payload["app"].as_str().unwrap_or("");
+                match self.find(|d| d.name == app) {
+                    Some(i) => Route::App(
+                        i,
+                        Input::Http {
+                            path: str_of(payload, "path"),
+                            content_type: str_of(payload, "content_type"),
+                            body: str_of(payload, "body"),
+                        },
+                    ),
+                    None => Route::Ignore,
+                }
+            }
         }
     }
 
@@ -274,6 +292,7 @@ fn dedupe_key(kind: Kind, payload: &Value) -> String {
     match kind {
         Kind::Event => format!("event:{}", str_of(payload, "event_id")),
         Kind::Command => format!("command:{}", str_of(payload, "trigger_id")),
+        Kind::Http => format!("http:{}", str_of(payload, "idempotency_key")),
         Kind::Interaction => match payload["trigger_id"].as_str() {
             Some(t) => format!("interaction:{t}"),
             None => format!(
@@ -324,6 +343,13 @@ impl Engine {
             // The submission is refused as it stands; nothing to store or handle.
             return Ok(ack);
         }
+        self.accept(kind, payload).await?;
+        Ok(ack)
+    }
+
+    /// Commits an input to the inbox (once per dedupe key) and starts handling it; returns its
+    /// inbox id.
+    pub async fn accept(self: &Arc<Self>, kind: Kind, payload: Value) -> Result<i64, EngineError> {
         let now = now_ms();
         let item = NewInboxItem {
             dedupe_key: dedupe_key(kind, &payload),
@@ -339,14 +365,16 @@ impl Engine {
         {
             InboxInsert::Duplicate(id) => {
                 tracing::debug!(id, key = %item.dedupe_key, "duplicate delivery dropped");
+                Ok(id)
             }
-            InboxInsert::New(id) if !self.hold_dispatch => {
-                let engine = self.clone();
-                tokio::spawn(async move { engine.handle(id, kind, payload).await });
+            InboxInsert::New(id) => {
+                if !self.hold_dispatch {
+                    let engine = self.clone();
+                    tokio::spawn(async move { engine.handle(id, kind, payload).await });
+                }
+                Ok(id)
             }
-            InboxInsert::New(_) => {}
         }
-        Ok(ack)
     }
 
     /// Handles one inbox item this process holds the lease of.

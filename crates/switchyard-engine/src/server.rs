@@ -62,10 +62,12 @@ impl Server {
             hold_dispatch: options.hold_dispatch,
         });
 
-        let mut router = Router::new().route(
-            "/healthz",
-            get(|| async { axum::Json(json!({"ok": true})) }),
-        );
+        let mut router = Router::new()
+            .route(
+                "/healthz",
+                get(|| async { axum::Json(json!({"ok": true})) }),
+            )
+            .merge(receive::routes::routes(engine.clone()));
         if let Some(secret) = &config.slack.signing_secret
             && !config.slack.socket_mode()
         {

@@ -313,6 +313,34 @@ async fn slack_failures_delay_replies_but_lose_none() {
         let replies = setup.replies(ts, 1, 30).await;
         assert_eq!(texts(&replies), ["pong"], "thread {ts}");
     }
+    // Per-channel order: Slack accepted the replies in the order they were queued.
+    let store = switchyard_store::Store::connect(&format!(
+        "sqlite://{}",
+        setup.dir.path().join("switchyard.db").display()
+    ))
+    .await
+    .expect("the server's store");
+    let queued: Vec<String> = store
+        .outbox_list(Some("sent"), 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|i| i.method == "chat.postMessage")
+        .map(|i| {
+            serde_json::from_str::<Value>(&i.payload).unwrap()["thread_ts"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let accepted: Vec<String> = setup.get("/api_calls?method=chat.postMessage").await["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == true)
+        .map(|c| c["args"]["thread_ts"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(accepted, queued);
 }
 
 #[tokio::test]

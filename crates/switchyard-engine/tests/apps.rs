@@ -1,0 +1,365 @@
+//! The engine with an app of the test's own, in process, against the sandbox over Socket Mode:
+//! routing by declaration, the ack hook, errors shown to the user, message refs, modals, and an
+//! app's own HTTP route.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use switchyard_engine::app::SlashCommand;
+use switchyard_engine::{
+    App, AppError, Config, Ctx, Declaration, Input, MentionCommand, Server, StartOptions,
+};
+use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig};
+
+struct Echo;
+
+fn modal(channel: &str) -> Value {
+    json!({
+        "type": "modal", "callback_id": "echo_view", "private_metadata": channel,
+        "title": {"type": "plain_text", "text": "Echo"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "blocks": [{"type": "input", "block_id": "name_block", "optional": true,
+                    "label": {"type": "plain_text", "text": "Name"},
+                    "element": {"type": "plain_text_input", "action_id": "name"}}],
+    })
+}
+
+#[async_trait]
+impl App for Echo {
+    fn declaration(&self) -> Declaration {
+        Declaration {
+            name: "echo",
+            mentions: vec![
+                MentionCommand {
+                    word: "fail",
+                    help: "fail on purpose",
+                },
+                MentionCommand {
+                    word: "post",
+                    help: "post a button",
+                },
+            ],
+            slash_commands: vec![SlashCommand {
+                command: "/echo".into(),
+                description: "echo",
+                usage_hint: "text",
+            }],
+            action_prefixes: vec!["echo:"],
+            view_prefixes: vec!["echo_view"],
+            http_routes: vec!["/echo/hook"],
+            ..Declaration::default()
+        }
+    }
+
+    fn ack(&self, input: &Input) -> Option<Value> {
+        match input {
+            Input::Command { .. } => Some(json!({"text": "working on it"})),
+            Input::ViewSubmission { values, .. }
+                if values["name_block"]["name"]["value"]
+                    .as_str()
+                    .unwrap_or("")
+                    .is_empty() =>
+            {
+                Some(
+                    json!({"response_action": "errors", "errors": {"name_block": "Say something"}}),
+                )
+            }
+            _ => None,
+        }
+    }
+
+    async fn handle(&self, ctx: &mut Ctx, input: &Input) -> Result<(), AppError> {
+        match input {
+            Input::Mention {
+                command, message, ..
+            } if command == "fail" => {
+                let _ = message;
+                Err(AppError::User("that failed on purpose".into()))
+            }
+            Input::Mention { message, .. } => {
+                let button = json!([{"type": "actions", "elements": [{"type": "button", "action_id": "echo:approve",
+                    "text": {"type": "plain_text", "text": "Approve"}, "value": "yes"}]}]);
+                ctx.post(
+                    &message.channel,
+                    json!({"text": "approve?", "blocks": button}),
+                    None,
+                    Some("echo:msg"),
+                )
+                .await?;
+                Ok(())
+            }
+            Input::Command {
+                text,
+                channel,
+                trigger_id,
+                ..
+            } => {
+                ctx.post(
+                    channel,
+                    json!({"text": format!("echo: {text}")}),
+                    None,
+                    None,
+                )
+                .await?;
+                ctx.open_view_now(trigger_id, modal(channel)).await?;
+                Ok(())
+            }
+            Input::Action { channel, .. } => {
+                let channel = channel.clone().unwrap_or_default();
+                ctx.update(
+                    &channel,
+                    "echo:msg",
+                    json!({"text": "approved", "blocks": []}),
+                )
+                .await?;
+                Ok(())
+            }
+            Input::ViewSubmission {
+                values,
+                private_metadata,
+                ..
+            } => {
+                let name = values["name_block"]["name"]["value"].as_str().unwrap_or("");
+                ctx.post(
+                    private_metadata,
+                    json!({"text": format!("submitted {name}")}),
+                    None,
+                    None,
+                )
+                .await?;
+                Ok(())
+            }
+            Input::Http { body, .. } => {
+                let body: Value =
+                    serde_json::from_str(body).map_err(|e| AppError::User(e.to_string()))?;
+                let channel = body["channel"].as_str().unwrap_or("");
+                ctx.post(channel, json!({"text": body["text"]}), None, None)
+                    .await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+struct Setup {
+    sandbox: Sandbox,
+    server: Server,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let manifest = Manifest::from_value(json!({
+            "display_information": {"name": "Echo"},
+            "features": {"bot_user": {"display_name": "echo"}, "slash_commands": [{"command": "/echo", "description": "echo"}]},
+            "oauth_config": {"scopes": {"bot": ["app_mentions:read", "chat:write", "commands"]}},
+            "settings": {"event_subscriptions": {"bot_events": ["app_mention"]}, "interactivity": {"is_enabled": true}, "socket_mode_enabled": true},
+        }))
+        .unwrap();
+        let sandbox = Sandbox::start(SandboxConfig {
+            manifest: Some(manifest),
+            rate_limits: RateLimitSettings {
+                enabled: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[slack]\nbot_token = \"{}\"\napp_token = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n",
+            sandbox.bot_token(),
+            sandbox.app_token(),
+            sandbox.api_url(),
+            dir.path().join("e.db").display()
+        );
+        let config = Config::parse(&text, "test.toml", &BTreeMap::<String, String>::new()).unwrap();
+        let server = Server::start(config, vec![Arc::new(Echo)], StartOptions::default())
+            .await
+            .unwrap();
+        let setup = Self {
+            sandbox,
+            server,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if setup.get("/socket").await["connections"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty())
+            {
+                return setup;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no Socket Mode connection");
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}/_sandbox{path}", self.sandbox.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.http
+            .post(format!("{}/_sandbox{path}", self.sandbox.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn mention(&self, text: &str) -> String {
+        let body = json!({"user": "alice", "channel": "general", "text": format!("<@{}> {text}", self.sandbox.bot_user_id())});
+        self.post("/messages", body).await["ts"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Waits until some message in #general satisfies `check`.
+    async fn wait_message(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            let v = self.get("/channels/general/messages").await;
+            if let Some(m) = v["messages"].as_array().unwrap().iter().find(|m| check(m)) {
+                return m.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+#[tokio::test]
+async fn an_app_error_reaches_the_user_as_an_ephemeral() {
+    let s = Setup::new().await;
+    s.mention("fail").await;
+    let v = s
+        .get("/ephemerals?user=alice&wait_for=1&timeout_ms=10000")
+        .await;
+    let text = v["ephemerals"][0]["message"]["text"].as_str().unwrap_or("");
+    assert!(text.contains("that failed on purpose"), "{v}");
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_command_acks_at_once_then_works_and_opens_a_modal() {
+    let s = Setup::new().await;
+    let r = s
+        .post(
+            "/commands",
+            json!({"user": "alice", "channel": "general", "command": "/echo", "text": "hi"}),
+        )
+        .await;
+    assert_eq!(r["ack"]["body"]["text"], "working on it", "{r}");
+    s.wait_message("the command's work", |m| m["text"] == "echo: hi")
+        .await;
+    let views = s.get("/views?user=alice&wait_for=1&timeout_ms=10000").await;
+    let view_id = views["views"][0]["id"]
+        .as_str()
+        .expect("a modal opened")
+        .to_string();
+
+    let refused = s
+        .post(
+            "/views/submit",
+            json!({"user": "alice", "view_id": view_id, "values": {}}),
+        )
+        .await;
+    assert_eq!(
+        refused["errors"]["name_block"], "Say something",
+        "{refused}"
+    );
+    assert_eq!(refused["view_closed"], false);
+    let done = s
+        .post(
+            "/views/submit",
+            json!({"user": "alice", "view_id": view_id, "values": {"name_block": {"name": "Ada"}}}),
+        )
+        .await;
+    assert_eq!(done["view_closed"], true, "{done}");
+    s.wait_message("the submission", |m| m["text"] == "submitted Ada")
+        .await;
+    let recorded = s
+        .server
+        .store()
+        .outbox_list(Some("sent"), 100)
+        .await
+        .unwrap();
+    assert!(
+        recorded.iter().any(|i| i.method == "views.open"),
+        "the modal is recorded in the outbox"
+    );
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_click_updates_the_message_posted_under_a_ref() {
+    let s = Setup::new().await;
+    s.mention("post").await;
+    let posted = s
+        .wait_message("the button", |m| m["text"] == "approve?")
+        .await;
+    let ts = posted["ts"].as_str().unwrap();
+    let r = s
+        .post(
+            "/actions",
+            json!({"user": "bob", "channel": "general", "ts": ts, "action_id": "echo:approve"}),
+        )
+        .await;
+    assert_eq!(r["ack"]["acked"], true, "{r}");
+    s.wait_message("the update", |m| m["ts"] == ts && m["text"] == "approved")
+        .await;
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_apps_http_route_goes_through_the_inbox_once_per_idempotency_key() {
+    let s = Setup::new().await;
+    let general = s.get("/channels").await["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "general")
+        .unwrap()["id"]
+        .clone();
+    let url = format!("http://{}/echo/hook", s.server.addr());
+    for _ in 0..2 {
+        let r = s
+            .http
+            .post(&url)
+            .header("idempotency-key", "one")
+            .json(&json!({"channel": general, "text": "from the hook"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    s.wait_message("the hook's message", |m| m["text"] == "from the hook")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v = s.get("/channels/general/messages").await;
+    let count = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["text"] == "from the hook")
+        .count();
+    assert_eq!(count, 1);
+    s.server.shutdown().await;
+}
