@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod config;
+pub mod inbox;
 pub mod mention;
 pub mod pipeline;
 pub mod receive;
@@ -39,6 +40,8 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Startup(String),
+    #[error("inbox: {0}")]
+    Inbox(String),
 }
 
 /// Milliseconds since the Unix epoch: the store's clock.

@@ -313,6 +313,8 @@ pub struct Engine {
     pub bot: BotIdentity,
     /// This process's name on leases.
     pub owner: String,
+    /// Where deliveries are committed (grouped into shared transactions).
+    pub inbox: crate::inbox::InboxWriter,
     pub lease: Duration,
     /// Wakes the sender when something was queued.
     pub outbox_ready: Arc<Notify>,
@@ -357,12 +359,12 @@ impl Engine {
             payload: payload.to_string(),
             received_at_ms: now,
         };
-        let lease_until = now + self.lease.as_millis() as i64;
-        match self
-            .store
-            .inbox_insert(&item, Some((&self.owner, lease_until)))
-            .await?
-        {
+        let inserted = self
+            .inbox
+            .insert(item.clone())
+            .await
+            .map_err(EngineError::Inbox)?;
+        match inserted {
             InboxInsert::Duplicate(id) => {
                 tracing::debug!(id, key = %item.dedupe_key, "duplicate delivery dropped");
                 Ok(id)

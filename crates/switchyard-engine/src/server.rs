@@ -57,6 +57,7 @@ impl Server {
             registry: Registry::new(apps),
             bot,
             owner: owner.clone(),
+            inbox: crate::inbox::InboxWriter::spawn(store.clone(), owner.clone(), lease),
             lease,
             outbox_ready: outbox_ready.clone(),
             hold_dispatch: options.hold_dispatch,

@@ -278,32 +278,52 @@ impl Store {
         item: &NewInboxItem,
         lease: Option<(&str, i64)>,
     ) -> Result<InboxInsert, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO inbox (dedupe_key, kind, payload, received_at, lease_owner, lease_until) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-        )
-        .bind(&item.dedupe_key)
-        .bind(&item.kind)
-        .bind(&item.payload)
-        .bind(item.received_at_ms)
-        .bind(lease.map(|(owner, _)| owner.to_string()))
-        .bind(lease.map(|(_, until)| until))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query_err("inbox insert"))?;
-        if let Some(row) = inserted {
-            return Ok(InboxInsert::New(
-                row.try_get("id").map_err(query_err("inbox insert"))?,
-            ));
-        }
-        let row = sqlx::query("SELECT id FROM inbox WHERE dedupe_key = $1")
+        let mut results = self
+            .inbox_insert_many(std::slice::from_ref(item), lease)
+            .await?;
+        Ok(results.remove(0))
+    }
+
+    /// Stores several items in one transaction (group commit: one disk sync for many
+    /// deliveries); otherwise as [`Store::inbox_insert`], item by item.
+    pub async fn inbox_insert_many(
+        &self,
+        items: &[NewInboxItem],
+        lease: Option<(&str, i64)>,
+    ) -> Result<Vec<InboxInsert>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(query_err("inbox insert"))?;
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let inserted = sqlx::query(
+                "INSERT INTO inbox (dedupe_key, kind, payload, received_at, lease_owner, lease_until) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+            )
             .bind(&item.dedupe_key)
-            .fetch_one(&self.pool)
+            .bind(&item.kind)
+            .bind(&item.payload)
+            .bind(item.received_at_ms)
+            .bind(lease.map(|(owner, _)| owner.to_string()))
+            .bind(lease.map(|(_, until)| until))
+            .fetch_optional(&mut *tx)
             .await
             .map_err(query_err("inbox insert"))?;
-        Ok(InboxInsert::Duplicate(
-            row.try_get("id").map_err(query_err("inbox insert"))?,
-        ))
+            let result = match inserted {
+                Some(row) => {
+                    InboxInsert::New(row.try_get("id").map_err(query_err("inbox insert"))?)
+                }
+                None => {
+                    let row = sqlx::query("SELECT id FROM inbox WHERE dedupe_key = $1")
+                        .bind(&item.dedupe_key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(query_err("inbox insert"))?;
+                    InboxInsert::Duplicate(row.try_get("id").map_err(query_err("inbox insert"))?)
+                }
+            };
+            results.push(result);
+        }
+        tx.commit().await.map_err(query_err("inbox insert"))?;
+        Ok(results)
     }
 
     /// Claims pending items that nobody holds (no lease, or an expired one) and that are due.
