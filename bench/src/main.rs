@@ -31,7 +31,9 @@ struct Args {
     /// Mentions in the end-to-end test.
     #[arg(long, default_value_t = 1000)]
     events: usize,
-    #[arg(long, default_value_t = 100)]
+    /// Channels the mentions are spread over: one each by default, since Switchyard paces posts
+    /// to about one a second per channel, as Slack requires, and Bolt does not.
+    #[arg(long, default_value_t = 1000)]
     channels: usize,
     /// The switchyard binary (build it with --release).
     #[arg(long, default_value = "target/release/switchyard")]
