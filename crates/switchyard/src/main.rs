@@ -26,6 +26,8 @@ enum Command {
     Serve(ServeArgs),
     /// Run a local Slack workspace (the sandbox): Web API, Socket Mode, Events API, webhooks.
     Sandbox(SandboxArgs),
+    /// Try it all on this machine: the sandbox, and Switchyard connected to it (SQLite, demo apps).
+    Demo(DemoArgs),
 }
 
 #[derive(clap::Args)]
@@ -33,6 +35,13 @@ struct ServeArgs {
     /// The configuration file.
     #[arg(long, env = "SWITCHYARD_CONFIG", default_value = "switchyard.toml")]
     config: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// The sandbox's port on 127.0.0.1.
+    #[arg(long, default_value_t = 8900)]
+    port: u16,
 }
 
 #[derive(clap::Args)]
@@ -66,6 +75,7 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Sandbox(args) => run_sandbox(args).await,
+        Command::Demo(args) => demo(args).await,
     }
 }
 
@@ -81,6 +91,53 @@ async fn serve(args: ServeArgs) -> Result<()> {
     println!("Switchyard listening on http://{}", server.addr());
     shutdown_signal().await;
     server.shutdown().await;
+    Ok(())
+}
+
+/// The sandbox with its built-in workspace, and Switchyard on SQLite in Socket Mode against it.
+async fn demo(args: DemoArgs) -> Result<()> {
+    let sandbox = Sandbox::start(SandboxConfig {
+        port: args.port,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let data = std::env::temp_dir().join(format!("switchyard-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let text = format!(
+        "[slack]\nbot_token = \"{}\"\napp_token = \"{}\"\napi_url = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://{}\"\n",
+        sandbox.bot_token(),
+        sandbox.app_token(),
+        sandbox.api_url(),
+        data.join("switchyard.db").display(),
+    );
+    // The demo reads nothing from the environment: it always talks to its own sandbox.
+    let config = Config::parse(
+        &text,
+        "demo config",
+        &std::collections::BTreeMap::<String, String>::new(),
+    )?;
+    let apps = switchyard_apps::builtin(&config)?;
+    let server = Server::start(config, apps, StartOptions::default()).await?;
+    let url = sandbox.url();
+    let bot = sandbox.bot_user_id();
+    println!(
+        "Switchyard demo: a local Slack workspace on {url}, Switchyard connected over Socket Mode."
+    );
+    println!("  Say something to the bot, as alice in #general:");
+    println!(
+        "    curl -s -XPOST {url}/_sandbox/messages -H 'content-type: application/json' \\\n      -d '{{\"user\":\"alice\",\"channel\":\"general\",\"text\":\"<@{bot}> ping\"}}'"
+    );
+    println!("  Read #general (the reply is in the thread):");
+    println!("    curl -s {url}/_sandbox/channels/general/messages");
+    println!(
+        "  Switchyard's HTTP endpoints: http://{}/healthz",
+        server.addr()
+    );
+    println!("Press Ctrl-C to stop.");
+    shutdown_signal().await;
+    server.shutdown().await;
+    sandbox.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
     Ok(())
 }
 
