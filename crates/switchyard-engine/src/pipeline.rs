@@ -313,6 +313,8 @@ pub struct Engine {
     pub bot: BotIdentity,
     /// This process's name on leases.
     pub owner: String,
+    /// How many handler transactions may run at once (see `run`).
+    pub handler_turn: tokio::sync::Semaphore,
     /// Where deliveries are committed (grouped into shared transactions).
     pub inbox: crate::inbox::InboxWriter,
     pub lease: Duration,
@@ -425,6 +427,9 @@ impl Engine {
     /// Runs the route in one transaction: the app's changes, its Slack calls and the inbox item's
     /// completion commit together. `Ok(false)`: another worker owns the item now.
     async fn run(&self, id: i64, route: Route) -> Result<bool, AppError> {
+        // Handler transactions take turns (one at a time on SQLite, which has one writer:
+        // writers queued here are cheaper than writers sleeping in its busy handler).
+        let _turn = self.handler_turn.acquire().await.expect("never closed");
         let tx = self.store.begin().await?;
         let mut ctx = Ctx::new(tx, self.slack.clone(), now_ms());
         match &route {

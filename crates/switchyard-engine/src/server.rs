@@ -51,12 +51,19 @@ impl Server {
         let poll = Duration::from_millis(config.engine.poll_interval_ms);
         let owner = format!("{}-{:08x}", std::process::id(), rand::rng().random::<u32>());
         let outbox_ready = Arc::new(Notify::new());
+        // SQLite has one writer: writers queued in-process beat writers sleeping in its busy
+        // handler. PostgreSQL takes many.
+        let writers = match store.backend() {
+            switchyard_store::Backend::Sqlite => 1,
+            switchyard_store::Backend::Postgres => 16,
+        };
         let engine = Arc::new(Engine {
             store: store.clone(),
             slack: slack.clone(),
             registry: Registry::new(apps),
             bot,
             owner: owner.clone(),
+            handler_turn: tokio::sync::Semaphore::new(writers),
             inbox: crate::inbox::InboxWriter::spawn(store.clone(), owner.clone(), lease),
             lease,
             outbox_ready: outbox_ready.clone(),
