@@ -49,6 +49,7 @@ pub fn router() -> Router<Arc<Inner>> {
         .route("/views", get(views))
         .route("/api_calls", get(api_calls))
         .route("/deliveries", get(deliveries))
+        .route("/stats", get(stats))
         .route(
             "/faults",
             post(add_fault).get(list_faults).delete(clear_faults),
@@ -1151,6 +1152,29 @@ async fn deliveries(State(inner): State<Arc<Inner>>, Query(wait): Query<Wait>) -
     })
     .await?;
     ok(json!({"deliveries": list}))
+}
+
+/// Counts only, cheap to poll: Web API calls per method (ok / failed), deliveries by outcome.
+async fn stats(State(inner): State<Arc<Inner>>) -> CtlResult {
+    let ws = inner.ws();
+    let mut calls: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for c in &ws.api_calls {
+        let entry = calls.entry(c.method.as_str()).or_default();
+        if c.ok {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+    let mut outcomes: std::collections::BTreeMap<&str, u64> = Default::default();
+    for d in &ws.deliveries {
+        *outcomes.entry(d.outcome.as_str()).or_default() += 1;
+    }
+    let calls: Map<String, Value> = calls
+        .into_iter()
+        .map(|(m, (ok, failed))| (m.to_string(), json!({"ok": ok, "failed": failed})))
+        .collect();
+    ok(json!({"api_calls": calls, "deliveries": outcomes}))
 }
 
 async fn add_fault(State(inner): State<Arc<Inner>>, Body(rule): Body<FaultRule>) -> CtlResult {
