@@ -283,6 +283,13 @@ impl Ctx {
         .await
     }
 
+    /// Posts JSON to an incoming webhook (Slack's or another system's), through the outbox: paced
+    /// per URL, retried, in order with the URL's other posts. No token is sent.
+    pub async fn webhook(&mut self, url: &str, body: Value) -> Result<i64, StoreError> {
+        self.call("webhook", url, json!({"url": url, "body": body}), None)
+            .await
+    }
+
     /// Opens a modal now — a `trigger_id` expires 3 s after the click, too soon for the outbox —
     /// and records the call in the outbox as already sent.
     pub async fn open_view_now(

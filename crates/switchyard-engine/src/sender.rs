@@ -32,14 +32,14 @@ fn limit_for(method: &str) -> (f64, f64) {
             (100.0, 25.0)
         }
         "conversations.create" | "conversations.archive" | "conversations.setTopic" => (20.0, 5.0),
-        // response_url and incoming webhooks: about one a second per URL.
+        // response_url and webhooks: about one a second per URL.
         _ => (60.0, 3.0),
     }
 }
 
 /// Posts are limited per channel (and response URLs per URL); everything else per method.
 fn bucket_key(method: &str, key: &str) -> String {
-    if method == "chat.postMessage" || method == "response_url" {
+    if matches!(method, "chat.postMessage" | "response_url" | "webhook") {
         format!("{method}:{key}")
     } else {
         method.to_string()
@@ -210,9 +210,9 @@ impl Sender {
     async fn call(&self, item: &OutboxItem) -> Result<Value, CallError> {
         let mut args: Value = serde_json::from_str(&item.payload)
             .map_err(|e| CallError::Permanent(format!("unreadable outbox payload: {e}")))?;
-        if item.method == "response_url" {
+        if item.method == "response_url" || item.method == "webhook" {
             let url = args["url"].as_str().unwrap_or("").to_string();
-            return self.slack.post_response_url(&url, &args["body"]).await;
+            return self.slack.post_url(&url, &args["body"]).await;
         }
         // An edit of a message we posted: find where it went.
         if let Some(key) = item.ref_key.as_deref()

@@ -97,18 +97,27 @@ impl SlackApi {
         }
     }
 
-    /// Posts to a `response_url` (which needs no token and answers `ok` or JSON).
-    pub async fn post_response_url(&self, url: &str, body: &Value) -> Result<Value, CallError> {
+    /// Posts JSON to a URL without the token: a `response_url`, or an incoming webhook (Slack's
+    /// or anyone's). Such URLs are secrets themselves, so they are kept out of logs.
+    pub async fn post_url(&self, url: &str, body: &Value) -> Result<Value, CallError> {
         let url: url::Url = url
             .parse()
-            .map_err(|e| CallError::Permanent(format!("bad response_url: {e}")))?;
-        let session = self.client.open_session(&self.bot_token);
-        let call = session
-            .http_session_api
-            .http_post_uri::<Value, Value>(url, body, None);
+            .map_err(|e| CallError::Permanent(format!("bad URL: {e}")))?;
+        let span = tracing::debug_span!("outgoing webhook");
+        let context = SlackClientApiCallContext {
+            rate_control_params: None,
+            token: None,
+            tracing_span: &span,
+            is_sensitive_url: true,
+        };
+        let call = self
+            .client
+            .http_api
+            .connector
+            .http_post_uri::<Value, Value>(url, body, context);
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Err(_) => Err(CallError::Transient("response_url: no reply".into())),
-            Ok(result) => result.map_err(|e| classify("response_url", e)),
+            Err(_) => Err(CallError::Transient("webhook: no reply".into())),
+            Ok(result) => result.map_err(|e| classify("webhook", e)),
         }
     }
 

@@ -135,6 +135,10 @@ impl App for Echo {
             Input::Http { body, .. } => {
                 let body: Value =
                     serde_json::from_str(body).map_err(|e| AppError::User(e.to_string()))?;
+                if let Some(url) = body["webhook"].as_str() {
+                    ctx.webhook(url, json!({"text": body["text"]})).await?;
+                    return Ok(());
+                }
                 let channel = body["channel"].as_str().unwrap_or("");
                 ctx.post(channel, json!({"text": body["text"]}), None, None)
                     .await?;
@@ -361,5 +365,33 @@ async fn an_apps_http_route_goes_through_the_inbox_once_per_idempotency_key() {
         .filter(|m| m["text"] == "from the hook")
         .count();
     assert_eq!(count, 1);
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn outgoing_webhooks_go_through_the_outbox() {
+    let s = Setup::new().await;
+    let info = s.get("/info").await;
+    let hook = info["webhooks"][0]["url"].as_str().unwrap().to_string();
+    let url = format!("http://{}/echo/hook", s.server.addr());
+    let r = s
+        .http
+        .post(&url)
+        .json(&json!({"webhook": hook, "text": "via webhook"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let v = s
+        .get("/channels/alerts/messages?wait_for=1&timeout_ms=10000")
+        .await;
+    assert_eq!(v["messages"][0]["text"], "via webhook", "{v}");
+    let sent = s
+        .server
+        .store()
+        .outbox_list(Some("sent"), 10)
+        .await
+        .unwrap();
+    assert!(sent.iter().any(|i| i.method == "webhook"));
     s.server.shutdown().await;
 }
