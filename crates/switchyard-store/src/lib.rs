@@ -341,19 +341,17 @@ impl Store {
              RETURNING {INBOX_COLUMNS}",
             self.skip_locked()
         );
-        let rows = sqlx::query(&sql)
-            .bind(owner)
-            .bind(lease_until_ms)
-            .bind(now_ms)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err("inbox claim"))?;
-        let mut items = rows
-            .iter()
-            .map(inbox_item)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(query_err("inbox claim"))?;
+        let mut items = self
+            .claim(
+                &sql,
+                "inbox claim",
+                owner,
+                now_ms,
+                lease_until_ms,
+                limit,
+                inbox_item,
+            )
+            .await?;
         items.sort_by_key(|i| i.id);
         Ok(items)
     }
@@ -444,21 +442,45 @@ impl Store {
              ORDER BY o.id LIMIT $4{}) RETURNING {OUTBOX_COLUMNS}",
             self.skip_locked()
         );
-        let rows = sqlx::query(&sql)
+        let mut items = self
+            .claim(
+                &sql,
+                "outbox claim",
+                owner,
+                now_ms,
+                lease_until_ms,
+                limit,
+                outbox_item,
+            )
+            .await?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
+
+    /// Runs a claim query (`$1` owner, `$2` lease end, `$3` now, `$4` limit) and reads its rows.
+    #[allow(clippy::too_many_arguments)]
+    async fn claim<T>(
+        &self,
+        sql: &str,
+        op: &'static str,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+        read: fn(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = sqlx::query(sql)
             .bind(owner)
             .bind(lease_until_ms)
             .bind(now_ms)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
-            .map_err(query_err("outbox claim"))?;
-        let mut items = rows
-            .iter()
-            .map(outbox_item)
+            .map_err(query_err(op))?;
+        rows.iter()
+            .map(read)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(query_err("outbox claim"))?;
-        items.sort_by_key(|i| i.id);
-        Ok(items)
+            .map_err(query_err(op))
     }
 
     /// Records a successful call. `false` when `owner` no longer holds the item.
