@@ -19,6 +19,9 @@ use crate::mention::{parse_mention, split_args};
 use crate::slack::SlackApi;
 use crate::{EngineError, now_ms};
 
+/// How long the inbox commit may take before an ack is pointless (Slack waits 3 s).
+const ACK_BUDGET: Duration = Duration::from_millis(2_500);
+
 /// What kind of thing Slack sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -347,7 +350,13 @@ impl Engine {
             // The submission is refused as it stands; nothing to store or handle.
             return Ok(ack);
         }
-        self.accept(kind, payload).await?;
+        // Slack gives up on an ack after 3 s. A commit that takes longer is better not acked at
+        // all: Slack sends the delivery again and the inbox takes it once.
+        tokio::time::timeout(ACK_BUDGET, self.accept(kind, payload))
+            .await
+            .map_err(|_| {
+                EngineError::Inbox(format!("the inbox commit took over {ACK_BUDGET:?}"))
+            })??;
         Ok(ack)
     }
 
