@@ -1,43 +1,86 @@
-//! Switchyard's durable store, on SQLite (default: one file, WAL) or PostgreSQL (for replicas).
+//! Switchyard's durable store, on SQLite (the default: one file, WAL) or PostgreSQL (for
+//! several replicas sharing one database).
 //!
-//! Three tables carry the pipeline:
-//! - `inbox`: everything received from Slack, committed before it is acknowledged, unique by
-//!   `dedupe_key` so Slack's retries are stored once.
+//! # Tables
+//!
+//! - `inbox`: everything received from Slack, committed before it is acknowledged. Columns: `id`,
+//!   `dedupe_key` (unique), `kind`, `payload` (JSON text), `received_at`, `state` (`pending` →
+//!   `done` | `failed`), `attempts`, `not_before`, `lease_owner`, `lease_until`, `error`,
+//!   `outcome`, `handled_at`.
 //! - `outbox`: every call Switchyard makes to Slack, written in the same transaction as the
-//!   change that causes it, and sent later by the sender.
-//! - `message_refs`: where a posted message went (`channel`, `ts`), by a key the app chose, so a
-//!   later update edits that message.
+//!   change that causes it and sent later by the sender. Columns: `id`, `ordering_key`, `method`,
+//!   `payload` (JSON text), `ref_key`, `state` (`pending` → `sent` | `failed`), `attempts`,
+//!   `not_before`, `lease_owner`, `lease_until`, `error`, `response` (JSON text), `created_at`,
+//!   `sent_at`.
+//! - `message_refs`: where a posted message went (`channel`, `ts`), by a key the app chose
+//!   (`ref_key`, primary key), so a later update edits that message.
 //!
-//! Invariants:
-//! - Work is *claimed* with a lease (`lease_owner`, `lease_until`): the claimer owns it until the
-//!   lease runs out; after a crash another worker (or replica) claims it. Finishing an item
-//!   checks the lease, so a worker that lost its lease cannot finish it twice. On PostgreSQL
-//!   claims use `FOR UPDATE SKIP LOCKED`, so replicas never claim the same row.
-//! - The outbox is ordered per `ordering_key` (usually the channel): only the oldest pending item
-//!   of a key can be claimed, so a message that waits (429, 5xx) holds back the ones after it.
+//! Times are Unix milliseconds in 64-bit integers; JSON is stored as text. The store knows
+//! nothing about Slack or the apps: methods and payloads are opaque strings to it.
 //!
-//! One code path serves both databases through sqlx's `Any` driver; only the migrations and the
-//! claim queries' locking clause differ. Times are Unix milliseconds; JSON is text.
+//! # Invariants
+//!
+//! - **Dedupe by key.** An inbox item is stored once per `dedupe_key` (Slack's `event_id`, a
+//!   trigger id, an `Idempotency-Key`): a second insert answers [`InboxInsert::Duplicate`] with
+//!   the first item's id and changes nothing.
+//! - **Claim leases.** Work is *claimed* by setting `lease_owner` and `lease_until`: the owner
+//!   holds the item until the lease runs out (an item is claimable when its lease is absent or
+//!   `lease_until < now`). After a crash another worker or replica claims it. Finishing an item
+//!   (done, sent, failed, retry) checks `lease_owner`, so a worker whose item was taken over
+//!   cannot finish it a second time. On PostgreSQL claims use `FOR UPDATE SKIP LOCKED`, so
+//!   concurrent claimers never receive the same row; on SQLite writers are serialized anyway.
+//! - **Per-key head-of-line order.** The outbox hands out only the oldest pending item of each
+//!   `ordering_key` (usually the channel), and only once it is due (`not_before <= now`) and
+//!   unleased. An item that waits (a 429, a 5xx) keeps its place and holds back the items
+//!   behind it; an item that failed for good stops being pending and lets the next one go.
+//! - **One transaction.** [`Tx`] carries an app's own changes, the outbox rows they cause and the
+//!   inbox item's completion, so they commit together or not at all.
+//!
+//! One code path serves both databases through sqlx's `Any` driver (placeholders `$1, $2…`);
+//! only the migrations (`migrations/sqlite`, `migrations/postgres`, run at connect) and the claim
+//! queries' locking clause differ.
+
+#![warn(missing_docs)]
 
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
 
+/// What went wrong in the store. Messages name the operation, or the store's URL with any
+/// password replaced by `***`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The URL is not one the store can open.
+    #[error("invalid store URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL, password redacted.
+        url: String,
+        /// Why it cannot be used.
+        reason: &'static str,
+    },
+    /// The database could not be reached or opened.
     #[error("cannot open the store {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
+    Connect {
+        /// The URL, password redacted.
+        url: String,
+        /// What the driver said.
+        source: sqlx::Error,
+    },
+    /// The schema could not be brought up to date.
     #[error("cannot migrate the store {url}: {source}")]
     Migrate {
+        /// The URL, password redacted.
         url: String,
+        /// What the migrator said.
         source: sqlx::migrate::MigrateError,
     },
-    #[error("unsupported store URL {0}: use sqlite://… or postgres://…")]
-    Scheme(String),
+    /// A statement failed.
     #[error("store: {op}: {source}")]
     Query {
+        /// The operation, e.g. `outbox claim`.
         op: &'static str,
+        /// What the driver said.
         source: sqlx::Error,
     },
 }
@@ -46,101 +89,161 @@ fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }
 }
 
-/// A URL with any password replaced, for messages.
+/// A URL with any password replaced by `***`, for messages: the one in the userinfo
+/// (`user:password@`, up to the last `@`, so a password with a stray `@`, `/` or `?` is hidden
+/// too) and the value of any parameter whose name ends in `password` (`password=`,
+/// `sslpassword=`).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let userinfo_hidden = match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
+            match url[scheme_end + 3..at].split_once(':') {
                 Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
                 None => url.to_string(),
             }
         }
         _ => url.to_string(),
+    };
+    let lower = userinfo_hidden.to_ascii_lowercase();
+    let mut out = String::with_capacity(userinfo_hidden.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("password=") {
+        let value_start = from + found + "password=".len();
+        let value_end = lower[value_start..]
+            .find(['&', '#'])
+            .map_or(lower.len(), |n| value_start + n);
+        out.push_str(&userinfo_hidden[copied..value_start]);
+        out.push_str("***");
+        copied = value_end;
+        from = value_end;
     }
+    out.push_str(&userinfo_hidden[copied..]);
+    out
 }
 
+/// Which database is behind a [`Store`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// One file (or one in-memory database), one writer at a time.
     Sqlite,
+    /// A server that several replicas can share.
     Postgres,
 }
 
+/// Something received, to be stored in the inbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewInboxItem {
+    /// Unique per delivery (e.g. Slack's `event_id`): a second item with the same key is a
+    /// duplicate and is not stored.
     pub dedupe_key: String,
-    /// `event`, `command` or `interaction`.
+    /// `event`, `command` or `interaction` (opaque to the store).
     pub kind: String,
     /// JSON.
     pub payload: String,
+    /// When it arrived, Unix ms.
     pub received_at_ms: i64,
 }
 
+/// What [`Store::inbox_insert`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InboxInsert {
+    /// Stored, with this id.
     New(i64),
+    /// An item with the same `dedupe_key` was already there; this is its id.
     Duplicate(i64),
 }
 
+/// An inbox row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxItem {
+    /// The row's id (increasing in insertion order).
     pub id: i64,
+    /// See [`NewInboxItem::dedupe_key`].
     pub dedupe_key: String,
+    /// See [`NewInboxItem::kind`].
     pub kind: String,
+    /// JSON.
     pub payload: String,
+    /// When it arrived, Unix ms.
     pub received_at_ms: i64,
     /// `pending`, `done` or `failed`.
     pub state: String,
+    /// Failed attempts so far (see [`Store::inbox_retry`]).
     pub attempts: i32,
+    /// The last attempt's error, if any.
     pub error: Option<String>,
+    /// What handling it came to (set by [`Tx::inbox_done`]).
     pub outcome: Option<String>,
 }
 
+/// A Slack call to be made, for [`Tx::enqueue`] and [`Tx::record_sent`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOutboxItem {
-    /// Items with the same key are sent in order: usually the channel id.
+    /// Items with the same key are sent one at a time, in order: usually the channel id.
     pub ordering_key: String,
-    /// A Web API method, or `response_url`.
+    /// A Web API method, or `response_url`, `webhook` (opaque to the store).
     pub method: String,
     /// JSON.
     pub payload: String,
+    /// The [`Store::message_ref`] key this call posts or updates, if any.
     pub ref_key: Option<String>,
+    /// Not sent before this time, Unix ms (0: at once).
     pub not_before_ms: i64,
+    /// When it was enqueued, Unix ms.
     pub created_at_ms: i64,
 }
 
+/// An outbox row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxItem {
+    /// The row's id (increasing in insertion order: the order within an ordering key).
     pub id: i64,
+    /// See [`NewOutboxItem::ordering_key`].
     pub ordering_key: String,
+    /// See [`NewOutboxItem::method`].
     pub method: String,
+    /// JSON.
     pub payload: String,
+    /// See [`NewOutboxItem::ref_key`].
     pub ref_key: Option<String>,
     /// `pending`, `sent` or `failed`.
     pub state: String,
+    /// Failed attempts so far.
     pub attempts: i32,
+    /// Not sent before this time, Unix ms.
     pub not_before_ms: i64,
+    /// The last error, if any.
     pub error: Option<String>,
+    /// Slack's response (JSON text), once sent.
     pub response: Option<String>,
+    /// When it was enqueued, Unix ms.
     pub created_at_ms: i64,
 }
 
+/// Where a message went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRef {
+    /// The channel id.
     pub channel: String,
+    /// The message's `ts`.
     pub ts: String,
 }
 
+/// How many rows of a table are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StateCounts {
+    /// `pending` (including those claimed and in progress).
     pub pending: i64,
+    /// `done` (inbox) or `sent` (outbox).
     pub done_or_sent: i64,
+    /// `failed`.
     pub failed: i64,
 }
 
 const INBOX_COLUMNS: &str =
     "id, dedupe_key, kind, payload, received_at, state, attempts, error, outcome";
-const OUTBOX_COLUMNS: &str = "id, ordering_key, method, payload, ref_key, state, attempts, not_before, error, response, created_at";
+const OUTBOX_COLUMNS: &str = "id, ordering_key, method, payload, ref_key, state, attempts, \
+                              not_before, error, response, created_at";
 
 fn inbox_item(row: &AnyRow) -> Result<InboxItem, sqlx::Error> {
     Ok(InboxItem {
@@ -150,7 +253,7 @@ fn inbox_item(row: &AnyRow) -> Result<InboxItem, sqlx::Error> {
         payload: row.try_get("payload")?,
         received_at_ms: row.try_get("received_at")?,
         state: row.try_get("state")?,
-        attempts: row.try_get::<i64, _>("attempts")? as i32,
+        attempts: clamp_i32(row.try_get("attempts")?),
         error: row.try_get("error")?,
         outcome: row.try_get("outcome")?,
     })
@@ -164,7 +267,7 @@ fn outbox_item(row: &AnyRow) -> Result<OutboxItem, sqlx::Error> {
         payload: row.try_get("payload")?,
         ref_key: row.try_get("ref_key")?,
         state: row.try_get("state")?,
-        attempts: row.try_get::<i64, _>("attempts")? as i32,
+        attempts: clamp_i32(row.try_get("attempts")?),
         not_before_ms: row.try_get("not_before")?,
         error: row.try_get("error")?,
         response: row.try_get("response")?,
@@ -172,7 +275,12 @@ fn outbox_item(row: &AnyRow) -> Result<OutboxItem, sqlx::Error> {
     })
 }
 
-/// The store: a connection pool and which database is behind it.
+fn clamp_i32(n: i64) -> i32 {
+    n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// The store: a connection pool and which database is behind it. Cheap to clone (the clones
+/// share the pool).
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -182,15 +290,37 @@ pub struct Store {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// Connections per process on PostgreSQL: the engine's concurrent handler transactions plus the
+/// inbox writer, the sender and the claim worker, with room to spare so an ack never waits.
+const POSTGRES_POOL: u32 = 32;
+/// Connections on a SQLite file: one writer at a time, readers alongside (WAL).
+const SQLITE_POOL: u32 = 4;
+
 impl Store {
-    /// Opens `sqlite://path` (created if missing), `sqlite::memory:`, or `postgres://…`, and
-    /// brings its schema up to date.
+    /// Opens the store and brings its schema up to date (migrations are idempotent: connecting
+    /// again to an up-to-date database changes nothing).
+    ///
+    /// - `sqlite://path/to/file.db` (or `sqlite:path`): the file is created if missing; WAL,
+    ///   `busy_timeout` 10 s and foreign keys on.
+    /// - `sqlite::memory:`: one in-memory database for the whole pool, which is a single
+    ///   connection (so a [`Tx`] held open makes other calls wait for it). Gone when the store
+    ///   is dropped.
+    /// - `postgres://…` (or `postgresql://…`): any libpq-style URL sqlx accepts, e.g. with
+    ///   `?options=-c%20search_path%3Dmy_schema` to use a schema of one's own.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let shown = redact(url);
+        let invalid = |reason| StoreError::InvalidUrl {
+            url: shown.clone(),
+            reason,
+        };
         let (backend, url, memory) = if let Some(rest) = url.strip_prefix("sqlite:") {
-            let memory = rest == ":memory:" || rest.contains("mode=memory");
-            let url = if memory || rest.contains('?') {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            let memory = path == ":memory:" || path.contains("mode=memory");
+            if path.is_empty() || path.starts_with('?') {
+                return Err(invalid("no database file: use sqlite://path/to/file.db"));
+            }
+            let url = if memory || path.contains('?') {
                 url.to_string()
             } else {
                 format!("{url}?mode=rwc")
@@ -199,16 +329,16 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string(), false)
         } else {
-            return Err(StoreError::Scheme(shown));
+            return Err(invalid("use sqlite://path/to/file.db or postgres://…"));
         };
         let options: AnyConnectOptions = url.parse().map_err(|source| StoreError::Connect {
             url: shown.clone(),
             source,
         })?;
         let pool_options = match backend {
-            // One writer at a time is SQLite's way; a memory database lives in one connection.
             Backend::Sqlite => AnyPoolOptions::new()
-                .max_connections(if memory { 1 } else { 4 })
+                .max_connections(if memory { 1 } else { SQLITE_POOL })
+                // Keep a connection open: an in-memory database lives only as long as one does.
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
@@ -222,7 +352,7 @@ impl Store {
                         Ok(())
                     })
                 }),
-            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(POSTGRES_POOL),
         };
         let pool = pool_options
             .acquire_timeout(Duration::from_secs(5))
@@ -243,10 +373,12 @@ impl Store {
         Ok(Self { pool, backend })
     }
 
+    /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
+    /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -255,6 +387,8 @@ impl Store {
         Ok(())
     }
 
+    /// Starts a transaction (see [`Tx`]). It holds one pooled connection until it is committed
+    /// or dropped.
     pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
         Ok(Tx {
             tx: self.pool.begin().await.map_err(query_err("begin"))?,
@@ -271,21 +405,29 @@ impl Store {
 
     // ---- inbox ----
 
-    /// Stores an item unless one with its `dedupe_key` is there already. With a lease, the item
-    /// is stored already claimed by that owner until that time.
+    /// Stores an item unless one with the same `dedupe_key` is there already (then nothing
+    /// changes and the existing item's id comes back as [`InboxInsert::Duplicate`]).
+    ///
+    /// With `lease = Some((owner, until_ms))` a new item is stored already claimed by `owner`
+    /// until `until_ms`: the receiver handles it at once, and if the process dies the lease runs
+    /// out and another worker claims it.
     pub async fn inbox_insert(
         &self,
         item: &NewInboxItem,
         lease: Option<(&str, i64)>,
     ) -> Result<InboxInsert, StoreError> {
-        let mut results = self
+        let results = self
             .inbox_insert_many(std::slice::from_ref(item), lease)
             .await?;
-        Ok(results.remove(0))
+        results.into_iter().next().ok_or(StoreError::Query {
+            op: "inbox insert",
+            source: sqlx::Error::RowNotFound,
+        })
     }
 
     /// Stores several items in one transaction (group commit: one disk sync for many
-    /// deliveries); otherwise as [`Store::inbox_insert`], item by item.
+    /// deliveries); otherwise as [`Store::inbox_insert`], item by item, one result per item in
+    /// order. A key repeated within `items` is a duplicate of its first occurrence.
     pub async fn inbox_insert_many(
         &self,
         items: &[NewInboxItem],
@@ -326,7 +468,10 @@ impl Store {
         Ok(results)
     }
 
-    /// Claims pending items that nobody holds (no lease, or an expired one) and that are due.
+    /// Claims up to `limit` pending items that are due (`not_before <= now_ms`, see
+    /// [`Store::inbox_retry`]) and that nobody holds (no lease, or `lease_until < now_ms`),
+    /// oldest first, leasing them to `owner` until `lease_until_ms`. Concurrent claimers (on
+    /// PostgreSQL, several replicas) never receive the same item.
     pub async fn inbox_claim(
         &self,
         owner: &str,
@@ -345,10 +490,12 @@ impl Store {
             .claim(
                 &sql,
                 "inbox claim",
-                owner,
-                now_ms,
-                lease_until_ms,
-                limit,
+                Claim {
+                    owner,
+                    now_ms,
+                    lease_until_ms,
+                    limit,
+                },
                 inbox_item,
             )
             .await?;
@@ -356,7 +503,9 @@ impl Store {
         Ok(items)
     }
 
-    /// Gives an item back after a failed attempt; after `max_attempts` it is `failed`.
+    /// Gives an item back after a failed attempt, if `owner` still holds it (otherwise nothing
+    /// changes): `attempts` + 1, `error` recorded, lease cleared, not claimable before
+    /// `not_before_ms`. The attempt that reaches `max_attempts` moves it to `failed` instead.
     pub async fn inbox_retry(
         &self,
         id: i64,
@@ -369,7 +518,7 @@ impl Store {
             "UPDATE inbox SET attempts = attempts + 1, error = $1, not_before = $2, \
              lease_owner = NULL, lease_until = NULL, \
              state = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END \
-             WHERE id = $4 AND lease_owner = $5",
+             WHERE id = $4 AND lease_owner = $5 AND state = 'pending'",
         )
         .bind(error)
         .bind(not_before_ms)
@@ -382,6 +531,7 @@ impl Store {
         Ok(())
     }
 
+    /// One inbox item by id.
     pub async fn inbox_get(&self, id: i64) -> Result<Option<InboxItem>, StoreError> {
         let row = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE id = $1"))
             .bind(id)
@@ -394,25 +544,27 @@ impl Store {
             .map_err(query_err("inbox get"))
     }
 
+    /// How many inbox items are pending, done and failed.
     pub async fn inbox_counts(&self) -> Result<StateCounts, StoreError> {
-        self.counts("inbox", "done").await
+        self.counts("inbox", "done", "inbox counts").await
     }
 
     async fn counts(
         &self,
         table: &'static str,
         finished: &'static str,
+        op: &'static str,
     ) -> Result<StateCounts, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT state, COUNT(*) AS n FROM {table} GROUP BY state"
         ))
         .fetch_all(&self.pool)
         .await
-        .map_err(query_err("counts"))?;
+        .map_err(query_err(op))?;
         let mut counts = StateCounts::default();
         for row in rows {
-            let state: String = row.try_get("state").map_err(query_err("counts"))?;
-            let n: i64 = row.try_get("n").map_err(query_err("counts"))?;
+            let state: String = row.try_get("state").map_err(query_err(op))?;
+            let n: i64 = row.try_get("n").map_err(query_err(op))?;
             match state.as_str() {
                 "pending" => counts.pending = n,
                 "failed" => counts.failed = n,
@@ -425,7 +577,11 @@ impl Store {
 
     // ---- outbox ----
 
-    /// Claims the oldest pending item of each ordering key, when it is due and nobody holds it.
+    /// Claims the next items to send, leasing them to `owner` until `lease_until_ms`: for each
+    /// `ordering_key` only its oldest pending item (so per-key order holds), and only if that
+    /// item is due (`not_before <= now_ms`) and nobody holds it (no lease, or
+    /// `lease_until < now_ms`). Oldest first, up to `limit`. Concurrent claimers (on
+    /// PostgreSQL, several replicas) never receive the same item.
     pub async fn outbox_claim(
         &self,
         owner: &str,
@@ -446,10 +602,12 @@ impl Store {
             .claim(
                 &sql,
                 "outbox claim",
-                owner,
-                now_ms,
-                lease_until_ms,
-                limit,
+                Claim {
+                    owner,
+                    now_ms,
+                    lease_until_ms,
+                    limit,
+                },
                 outbox_item,
             )
             .await?;
@@ -458,22 +616,18 @@ impl Store {
     }
 
     /// Runs a claim query (`$1` owner, `$2` lease end, `$3` now, `$4` limit) and reads its rows.
-    #[allow(clippy::too_many_arguments)]
     async fn claim<T>(
         &self,
         sql: &str,
         op: &'static str,
-        owner: &str,
-        now_ms: i64,
-        lease_until_ms: i64,
-        limit: u32,
+        claim: Claim<'_>,
         read: fn(&AnyRow) -> Result<T, sqlx::Error>,
     ) -> Result<Vec<T>, StoreError> {
         let rows = sqlx::query(sql)
-            .bind(owner)
-            .bind(lease_until_ms)
-            .bind(now_ms)
-            .bind(i64::from(limit))
+            .bind(claim.owner)
+            .bind(claim.lease_until_ms)
+            .bind(claim.now_ms)
+            .bind(i64::from(claim.limit))
             .fetch_all(&self.pool)
             .await
             .map_err(query_err(op))?;
@@ -483,7 +637,8 @@ impl Store {
             .map_err(query_err(op))
     }
 
-    /// Records a successful call. `false` when `owner` no longer holds the item.
+    /// Records a successful call: state `sent`, Slack's `response` (JSON text) stored, lease
+    /// cleared. `false` (and nothing changes) unless `owner` holds the pending item.
     pub async fn outbox_sent(
         &self,
         id: i64,
@@ -493,7 +648,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE outbox SET state = 'sent', response = $1, sent_at = $2, \
-             lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
         )
         .bind(response)
         .bind(now_ms)
@@ -505,7 +661,9 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// After a transient failure: tried again from `not_before_ms`, still first in its key's line.
+    /// After a transient failure: `attempts` + 1, `error` recorded, lease cleared, not claimable
+    /// before `not_before_ms`. The item stays first in its key's line, so the items behind it
+    /// wait too. `false` (and nothing changes) unless `owner` holds the pending item.
     pub async fn outbox_retry(
         &self,
         id: i64,
@@ -515,7 +673,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, error = $1, not_before = $2, \
-             lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
         )
         .bind(error)
         .bind(not_before_ms)
@@ -527,7 +686,9 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// A permanent failure: recorded, and the key's next item may go.
+    /// A permanent failure: state `failed`, `attempts` + 1, `error` recorded, lease cleared; the
+    /// next item of its key may go. `false` (and nothing changes) unless `owner` holds the
+    /// pending item.
     pub async fn outbox_failed(
         &self,
         id: i64,
@@ -537,7 +698,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE outbox SET state = 'failed', attempts = attempts + 1, error = $1, sent_at = $2, \
-             lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
         )
         .bind(error)
         .bind(now_ms)
@@ -549,6 +711,7 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// One outbox item by id.
     pub async fn outbox_get(&self, id: i64) -> Result<Option<OutboxItem>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"
@@ -563,31 +726,40 @@ impl Store {
             .map_err(query_err("outbox get"))
     }
 
-    /// Items, oldest first, optionally only those in one state.
+    /// Up to `limit` items, oldest first; with `state`, only those in that state.
     pub async fn outbox_list(
         &self,
         state: Option<&str>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE ($1 = '' OR state = $1) ORDER BY id LIMIT $2"
-        ))
-        .bind(state.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("outbox list"))?;
+        let sql = match state {
+            Some(_) => {
+                format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = $1 ORDER BY id LIMIT $2")
+            }
+            None => format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id LIMIT $1"),
+        };
+        let mut query = sqlx::query(&sql);
+        if let Some(state) = state {
+            query = query.bind(state);
+        }
+        let rows = query
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("outbox list"))?;
         rows.iter()
             .map(outbox_item)
             .collect::<Result<Vec<_>, _>>()
             .map_err(query_err("outbox list"))
     }
 
+    /// How many outbox items are pending, sent and failed.
     pub async fn outbox_counts(&self) -> Result<StateCounts, StoreError> {
-        self.counts("outbox", "sent").await
+        self.counts("outbox", "sent", "outbox counts").await
     }
 
-    /// When the next pending item becomes due (so the sender knows how long it may sleep).
+    /// The earliest `not_before` among pending items (leased ones included), or `None` when
+    /// nothing is pending: the sender may sleep until then (or until told of new items).
     pub async fn outbox_next_due(&self) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query("SELECT MIN(not_before) AS due FROM outbox WHERE state = 'pending'")
             .fetch_one(&self.pool)
@@ -599,6 +771,7 @@ impl Store {
 
     // ---- message refs ----
 
+    /// Remembers where the message for `key` went, replacing what was there.
     pub async fn message_ref_set(
         &self,
         key: &str,
@@ -618,6 +791,7 @@ impl Store {
         Ok(())
     }
 
+    /// Where the message for `key` went, if it was posted.
     pub async fn message_ref(&self, key: &str) -> Result<Option<MessageRef>, StoreError> {
         let row = sqlx::query("SELECT channel, ts FROM message_refs WHERE ref_key = $1")
             .bind(key)
@@ -635,13 +809,29 @@ impl Store {
     }
 }
 
-/// A transaction: an app's own changes, the outbox items they cause and the inbox item's
-/// completion commit together. Dropped without [`Tx::commit`], it rolls back.
+/// The arguments every claim query binds.
+struct Claim<'a> {
+    owner: &'a str,
+    now_ms: i64,
+    lease_until_ms: i64,
+    limit: u32,
+}
+
+/// A transaction: an app's own changes (through [`Tx::conn`]), the outbox items they cause and
+/// the inbox item's completion commit together. Dropped without [`Tx::commit`], it rolls back.
 pub struct Tx<'c> {
     tx: sqlx::Transaction<'c, Any>,
 }
 
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").finish_non_exhaustive()
+    }
+}
+
 impl Tx<'_> {
+    /// Adds a Slack call to the outbox (state `pending`); it is sent after the commit. Returns
+    /// its id.
     pub async fn enqueue(&mut self, item: &NewOutboxItem) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "INSERT INTO outbox (ordering_key, method, payload, ref_key, not_before, created_at) \
@@ -659,7 +849,8 @@ impl Tx<'_> {
         row.try_get("id").map_err(query_err("outbox enqueue"))
     }
 
-    /// Records a call that was made at once (a modal that could not wait), as sent.
+    /// Records a call that was already made at once (a `views.open` that could not wait): state
+    /// `sent`, with its `response`. It never holds back its ordering key. Returns its id.
     pub async fn record_sent(
         &mut self,
         item: &NewOutboxItem,
@@ -684,7 +875,8 @@ impl Tx<'_> {
         row.try_get("id").map_err(query_err("outbox record"))
     }
 
-    /// Marks an inbox item handled, if `owner` still holds it.
+    /// Marks an inbox item handled (state `done`, `outcome` recorded, lease cleared), only if
+    /// `owner` holds it and it is pending; `false` otherwise (another worker took it over).
     pub async fn inbox_done(
         &mut self,
         id: i64,
@@ -694,7 +886,8 @@ impl Tx<'_> {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE inbox SET state = 'done', outcome = $1, handled_at = $2, \
-             lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
         )
         .bind(outcome)
         .bind(now_ms)
@@ -706,11 +899,12 @@ impl Tx<'_> {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The connection, for apps' own tables in the same transaction.
+    /// The connection, for apps' own tables in the same transaction (placeholders `$1, $2…`).
     pub fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
     }
 
+    /// Commits everything done in the transaction.
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(query_err("commit"))
     }
@@ -723,7 +917,28 @@ mod tests {
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u:p@w:d@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u:p?w@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://h:5432/db"), "postgres://h:5432/db");
+        assert_eq!(
+            redact("postgres://u:pw@h/db?sslmode=require&password=pw2"),
+            "postgres://u:***@h/db?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact("postgresql://h/db?PassWord=x&sslpassword=y"),
+            "postgresql://h/db?PassWord=***&sslpassword=***"
+        );
+        assert_eq!(
+            redact("postgres://h/db?x=a@b&password=s"),
+            "postgres://h/db?x=a@b&password=***"
+        );
+        assert_eq!(
+            redact("postgres://u:pw@h/db?x=a@b&password=s#f"),
+            "postgres://u:***@b&password=***#f"
+        );
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(redact(""), "");
     }
 }

@@ -1,52 +1,88 @@
-//! The store suite, run on SQLite and on PostgreSQL.
+//! The store suite: every test body runs on SQLite (a fresh file per test) and then on
+//! PostgreSQL when `SWITCHYARD_TEST_POSTGRES_URL` is set (e.g.
+//! `postgres://postgres@127.0.0.1:5432/test`).
 //!
-//! PostgreSQL runs when `SWITCHYARD_TEST_POSTGRES_URL` is set (e.g.
-//! `postgres://postgres@127.0.0.1:5432/test`); each test gets its own schema. Without the
-//! variable the PostgreSQL half says so on stderr and passes.
+//! Each PostgreSQL run gets a schema of its own: created through a plain connection, used by
+//! connecting the store with `options=-c search_path=<schema>` (so its migrations, tables and
+//! `_sqlx_migrations` live there), and dropped afterwards, even when the body panics. Without
+//! the variable the PostgreSQL half prints `SKIPPED: …` straight to stderr (past the test
+//! harness's capture) and passes.
 
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
 
-use switchyard_store::{Backend, InboxInsert, NewInboxItem, NewOutboxItem, Store};
+use switchyard_store::{
+    Backend, InboxInsert, MessageRef, NewInboxItem, NewOutboxItem, StateCounts, Store, StoreError,
+};
 
-/// A database for one test, removed afterwards.
-struct TestDb {
-    store: Store,
-    _dir: Option<tempfile::TempDir>,
-    cleanup: Option<(String, String)>,
-}
+const PG_VAR: &str = "SWITCHYARD_TEST_POSTGRES_URL";
 
-async fn sqlite() -> TestDb {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    TestDb {
-        store: Store::connect(&url).await.unwrap(),
-        _dir: Some(dir),
-        cleanup: None,
+/// The PostgreSQL URL to test against, or `None` after saying (once per run) that those tests
+/// are skipped.
+fn postgres_url() -> Option<String> {
+    match std::env::var(PG_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            static SAID: Once = Once::new();
+            SAID.call_once(|| {
+                // Straight to the process's stderr: `eprintln!` would be captured by libtest.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED: PostgreSQL store tests — set {PG_VAR}"
+                );
+            });
+            None
+        }
     }
 }
 
-async fn postgres() -> Option<TestDb> {
-    let Ok(base) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL") else {
-        eprintln!("SKIPPED: PostgreSQL store tests — set SWITCHYARD_TEST_POSTGRES_URL to run them");
-        return None;
-    };
-    let schema = format!("t_{:016x}", rand_u64());
-    // Create the schema through a plain connection, then point the test's pool at it.
-    admin(&base, &format!("CREATE SCHEMA {schema}")).await;
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-    Some(TestDb {
-        store: Store::connect(&url).await.unwrap(),
-        _dir: None,
-        cleanup: Some((base, schema)),
-    })
+/// A schema of its own for one test on PostgreSQL.
+struct PgSchema {
+    admin_url: String,
+    name: String,
 }
 
-impl TestDb {
-    async fn finish(self) {
-        if let Some((base, schema)) = self.cleanup {
-            admin(&base, &format!("DROP SCHEMA {schema} CASCADE")).await;
+impl PgSchema {
+    async fn create(admin_url: &str) -> Self {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "switchyard_store_test_{}_{}_{nanos}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        admin(admin_url, &format!("CREATE SCHEMA {name}")).await;
+        Self {
+            admin_url: admin_url.to_string(),
+            name,
         }
+    }
+
+    /// The store's URL: the admin URL with the schema as the search path.
+    fn url(&self) -> String {
+        let sep = if self.admin_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{sep}options=-c%20search_path%3D{}",
+            self.admin_url, self.name
+        )
+    }
+
+    async fn drop_schema(self) {
+        admin(
+            &self.admin_url,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        )
+        .await;
     }
 }
 
@@ -54,36 +90,42 @@ async fn admin(url: &str, sql: &str) {
     use sqlx::{Connection, Executor};
     let mut conn = sqlx::PgConnection::connect(url)
         .await
-        .expect("PostgreSQL reachable");
+        .unwrap_or_else(|e| panic!("PostgreSQL at {PG_VAR} reachable: {e}"));
     conn.execute(sql).await.expect(sql);
+    let _ = conn.close().await;
 }
 
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.finish()
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("store.db").display())
 }
 
 /// Runs one test body on SQLite, then on PostgreSQL when configured.
 async fn on_both<F, Fut>(body: F)
 where
-    F: Fn(Store) -> Fut,
-    Fut: Future<Output = ()>,
+    F: Fn(Store) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
 {
-    let db = sqlite().await;
-    assert_eq!(db.store.backend(), Backend::Sqlite);
-    body(db.store.clone()).await;
-    db.finish().await;
-    if let Some(db) = postgres().await {
-        assert_eq!(db.store.backend(), Backend::Postgres);
-        body(db.store.clone()).await;
-        db.finish().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    body(store).await;
+
+    let Some(base) = postgres_url() else { return };
+    let schema = PgSchema::create(&base).await;
+    let url = schema.url();
+    // In a task of its own, so a failing body still lets the schema be dropped.
+    let outcome = tokio::spawn(async move {
+        let store = Store::connect(&url).await.unwrap();
+        assert_eq!(store.backend(), Backend::Postgres);
+        body(store).await;
+    })
+    .await;
+    schema.drop_schema().await;
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("PostgreSQL half: {e}"),
+        }
     }
 }
 
@@ -107,6 +149,13 @@ fn outbox(key: &str, text: &str) -> NewOutboxItem {
     }
 }
 
+async fn new_inbox(store: &Store, key: &str, lease: Option<(&str, i64)>) -> i64 {
+    match store.inbox_insert(&inbox(key), lease).await.unwrap() {
+        InboxInsert::New(id) => id,
+        other => panic!("{key} is new: {other:?}"),
+    }
+}
+
 async fn enqueue(store: &Store, items: &[NewOutboxItem]) -> Vec<i64> {
     let mut tx = store.begin().await.unwrap();
     let mut ids = Vec::new();
@@ -117,45 +166,162 @@ async fn enqueue(store: &Store, items: &[NewOutboxItem]) -> Vec<i64> {
     ids
 }
 
+fn ids<T>(items: &[T], id: impl Fn(&T) -> i64) -> Vec<i64> {
+    items.iter().map(id).collect()
+}
+
+fn counts(pending: i64, done_or_sent: i64, failed: i64) -> StateCounts {
+    StateCounts {
+        pending,
+        done_or_sent,
+        failed,
+    }
+}
+
+// ---- connecting ----
+
 #[tokio::test]
-async fn migrations_run_twice() {
+async fn migrations_are_idempotent() {
+    async fn twice(url: &str) {
+        let first = Store::connect(url).await.unwrap();
+        let id = new_inbox(&first, "Ev-m", None).await;
+        let second = Store::connect(url).await.unwrap();
+        second.ping().await.unwrap();
+        assert_eq!(
+            second.inbox_get(id).await.unwrap().unwrap().dedupe_key,
+            "Ev-m",
+            "data survives reconnecting"
+        );
+        let mut tx = second.begin().await.unwrap();
+        let applied: i64 = sqlx::Row::get(
+            &sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations")
+                .fetch_one(tx.conn())
+                .await
+                .unwrap(),
+            "n",
+        );
+        assert_eq!(applied, 1, "each migration applied once");
+    }
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("m.db").display());
-    Store::connect(&url).await.unwrap();
-    Store::connect(&url).await.unwrap().ping().await.unwrap();
-    if let Ok(base) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL") {
-        Store::connect(&base).await.unwrap();
-        Store::connect(&base).await.unwrap().ping().await.unwrap();
+    twice(&sqlite_url(&dir)).await;
+    if let Some(base) = postgres_url() {
+        let schema = PgSchema::create(&base).await;
+        let url = schema.url();
+        let outcome = tokio::spawn(async move { twice(&url).await }).await;
+        schema.drop_schema().await;
+        outcome.unwrap();
     }
 }
 
 #[tokio::test]
-async fn bad_urls_are_named() {
-    let e = Store::connect("mysql://u:secret@h/db")
-        .await
-        .unwrap_err()
-        .to_string();
+async fn bad_urls_are_named_with_passwords_redacted() {
+    let e = Store::connect("mysql://u:secret@h/db").await.unwrap_err();
+    assert!(matches!(e, StoreError::InvalidUrl { .. }), "{e:?}");
+    let e = e.to_string();
     assert!(
         e.contains("mysql://u:***@h/db") && !e.contains("secret"),
         "{e}"
     );
-    let e = Store::connect("postgres://u:secret@127.0.0.1:1/db")
+
+    let e = Store::connect("sqlite://").await.unwrap_err();
+    assert!(matches!(e, StoreError::InvalidUrl { .. }), "{e:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("sqlite://{}/no/such/dir/x.db", dir.path().display());
+    let e = Store::connect(&missing).await.unwrap_err();
+    assert!(matches!(e, StoreError::Connect { .. }), "{e:?}");
+    assert!(e.to_string().contains(&missing), "{e}");
+
+    let e = Store::connect("postgres://u:secret@127.0.0.1:notaport/db?password=secret2")
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("127.0.0.1:1") && !e.contains("secret"), "{e}");
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Connect { .. }), "{e:?}");
+    let e = e.to_string();
+    assert!(
+        e.contains("postgres://u:***@127.0.0.1:notaport/db?password=***") && !e.contains("secret"),
+        "{e}"
+    );
+
+    if let Some(base) = postgres_url() {
+        let base = base.split('?').next().unwrap_or_default();
+        let url = format!("{base}_no_such_database");
+        let e = Store::connect(&url).await.unwrap_err();
+        assert!(matches!(e, StoreError::Connect { .. }), "{e:?}");
+        assert!(e.to_string().contains(&url), "{e}");
+    }
 }
 
 #[tokio::test]
-async fn inbox_deduplicates() {
+async fn one_memory_database_serves_the_whole_pool() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    let id = new_inbox(&store, "Ev-mem", Some(("w", 10))).await;
+    let clone = store.clone();
+    let mut tx = clone.begin().await.unwrap();
+    let out = tx.enqueue(&outbox("M", "m")).await.unwrap();
+    assert!(tx.inbox_done(id, "w", "handled", 5).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.inbox_counts().await.unwrap(), counts(0, 1, 0));
+    assert_eq!(
+        ids(&store.outbox_list(None, 10).await.unwrap(), |i| i.id),
+        [out]
+    );
+    // A second memory store is a database of its own.
+    let other = Store::connect("sqlite::memory:").await.unwrap();
+    assert_eq!(other.inbox_counts().await.unwrap(), counts(0, 0, 0));
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let mut pragma = async |name: &str| -> String {
+        let row = sqlx::query(&format!("SELECT * FROM pragma_{name}"))
+            .fetch_one(tx.conn())
+            .await
+            .unwrap();
+        sqlx::Row::try_get::<String, _>(&row, 0)
+            .or_else(|_| sqlx::Row::try_get::<i64, _>(&row, 0).map(|n| n.to_string()))
+            .unwrap()
+    };
+    assert_eq!(pragma("journal_mode").await, "wal");
+    assert_eq!(pragma("foreign_keys").await, "1");
+    assert_eq!(pragma("busy_timeout").await, "10000");
+}
+
+// ---- inbox ----
+
+#[tokio::test]
+async fn inbox_deduplicates_by_key() {
     on_both(|store| async move {
-        let a = store.inbox_insert(&inbox("Ev1"), None).await.unwrap();
-        let b = store.inbox_insert(&inbox("Ev1"), None).await.unwrap();
-        let InboxInsert::New(id) = a else {
-            panic!("first insert is new: {a:?}")
+        let id = new_inbox(&store, "Ev1", None).await;
+        let again = NewInboxItem {
+            payload: "{\"retry\":true}".into(),
+            ..inbox("Ev1")
         };
-        assert_eq!(b, InboxInsert::Duplicate(id));
-        assert_eq!(store.inbox_counts().await.unwrap().pending, 1);
+        assert_eq!(
+            store.inbox_insert(&again, Some(("w", 99))).await.unwrap(),
+            InboxInsert::Duplicate(id)
+        );
+        let item = store.inbox_get(id).await.unwrap().unwrap();
+        assert_eq!(item.payload, inbox("Ev1").payload, "the first one stays");
+        assert_eq!(store.inbox_counts().await.unwrap(), counts(1, 0, 0));
+
+        // A batch: a key repeated within it, and one already stored.
+        let results = store
+            .inbox_insert_many(&[inbox("Ev2"), inbox("Ev2"), inbox("Ev1")], None)
+            .await
+            .unwrap();
+        let InboxInsert::New(ev2) = results[0] else {
+            panic!("{results:?}")
+        };
+        assert_eq!(
+            results[1..],
+            [InboxInsert::Duplicate(ev2), InboxInsert::Duplicate(id)]
+        );
+        assert_eq!(store.inbox_counts().await.unwrap(), counts(2, 0, 0));
+        assert_eq!(store.inbox_get(i64::MAX).await.unwrap(), None);
     })
     .await;
 }
@@ -163,13 +329,7 @@ async fn inbox_deduplicates() {
 #[tokio::test]
 async fn a_leased_item_waits_for_its_lease() {
     on_both(|store| async move {
-        let InboxInsert::New(id) = store
-            .inbox_insert(&inbox("Ev2"), Some(("w1", 1_000)))
-            .await
-            .unwrap()
-        else {
-            panic!()
-        };
+        let id = new_inbox(&store, "Ev2", Some(("w1", 1_000))).await;
         assert!(
             store
                 .inbox_claim("w2", 500, 5_000, 10)
@@ -178,43 +338,92 @@ async fn a_leased_item_waits_for_its_lease() {
                 .is_empty(),
             "held by w1"
         );
-        let claimed = store.inbox_claim("w2", 1_001, 5_000, 10).await.unwrap();
-        assert_eq!(
-            claimed.iter().map(|i| i.id).collect::<Vec<_>>(),
-            [id],
-            "w1's lease ran out"
+        assert!(
+            store
+                .inbox_claim("w2", 1_000, 5_000, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "held by w1 up to and including lease_until"
         );
-        // w1 lost it: it cannot finish the item; w2 can.
+        let claimed = store.inbox_claim("w2", 1_001, 5_000, 10).await.unwrap();
+        assert_eq!(ids(&claimed, |i| i.id), [id], "w1's lease ran out");
+        assert_eq!(
+            (claimed[0].state.as_str(), claimed[0].attempts),
+            ("pending", 0)
+        );
+        assert!(
+            store
+                .inbox_claim("w3", 1_002, 5_000, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "now held by w2"
+        );
+        // w1 lost it: it cannot finish the item; w2 can, once.
         let mut tx = store.begin().await.unwrap();
         assert!(!tx.inbox_done(id, "w1", "handled", 2_000).await.unwrap());
         assert!(tx.inbox_done(id, "w2", "handled", 2_000).await.unwrap());
+        assert!(!tx.inbox_done(id, "w2", "again", 2_000).await.unwrap());
         tx.commit().await.unwrap();
         let item = store.inbox_get(id).await.unwrap().unwrap();
         assert_eq!(
             (item.state.as_str(), item.outcome.as_deref()),
             ("done", Some("handled"))
         );
+        assert!(
+            store
+                .inbox_claim("w3", i64::MAX, i64::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "done is never claimed"
+        );
     })
     .await;
 }
 
 #[tokio::test]
-async fn concurrent_claims_never_share_an_item() {
+async fn inbox_claims_oldest_first_up_to_the_limit() {
     on_both(|store| async move {
-        for i in 0..40 {
-            store
-                .inbox_insert(&inbox(&format!("Ev-c{i}")), None)
-                .await
-                .unwrap();
+        let mut all = Vec::new();
+        for i in 0..5 {
+            all.push(new_inbox(&store, &format!("Ev-o{i}"), None).await);
         }
+        let first = store.inbox_claim("w", 10, 100, 2).await.unwrap();
+        assert_eq!(ids(&first, |i| i.id), all[..2]);
+        let second = store.inbox_claim("w", 10, 100, 2).await.unwrap();
+        assert_eq!(ids(&second, |i| i.id), all[2..4]);
+        let rest = store.inbox_claim("w", 10, 100, 2).await.unwrap();
+        assert_eq!(ids(&rest, |i| i.id), all[4..]);
+        assert!(store.inbox_claim("w", 10, 100, 0).await.unwrap().is_empty());
+        assert_eq!(
+            ids(&store.inbox_claim("x", 101, 200, 10).await.unwrap(), |i| i
+                .id),
+            all,
+            "all leases ran out"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_inbox_claims_never_share_an_item() {
+    on_both(|store| async move {
+        const ITEMS: usize = 60;
+        const CLAIMERS: usize = 6;
+        let items: Vec<_> = (0..ITEMS).map(|i| inbox(&format!("Ev-c{i}"))).collect();
+        store.inbox_insert_many(&items, None).await.unwrap();
+        let start = Arc::new(tokio::sync::Barrier::new(CLAIMERS));
         let mut handles = Vec::new();
-        for w in 0..4 {
-            let store = store.clone();
+        for w in 0..CLAIMERS {
+            let (store, start) = (store.clone(), start.clone());
             handles.push(tokio::spawn(async move {
+                start.wait().await;
                 let mut mine = Vec::new();
                 loop {
                     let got = store
-                        .inbox_claim(&format!("w{w}"), 10, 1_000_000, 3)
+                        .inbox_claim(&format!("w{w}"), 10, 1_000_000, 4)
                         .await
                         .unwrap();
                     if got.is_empty() {
@@ -229,12 +438,10 @@ async fn concurrent_claims_never_share_an_item() {
         for h in handles {
             all.extend(h.await.unwrap());
         }
-        let total = all.len();
-        all.sort();
-        all.dedup();
+        let unique: HashSet<i64> = all.iter().copied().collect();
         assert_eq!(
-            (total, all.len()),
-            (40, 40),
+            (all.len(), unique.len()),
+            (ITEMS, ITEMS),
             "every item claimed exactly once"
         );
     })
@@ -242,66 +449,86 @@ async fn concurrent_claims_never_share_an_item() {
 }
 
 #[tokio::test]
-async fn inbox_retries_then_fails() {
+async fn inbox_retries_with_backoff_then_fails() {
     on_both(|store| async move {
-        let InboxInsert::New(id) = store
-            .inbox_insert(&inbox("Ev3"), Some(("w", 10)))
+        let id = new_inbox(&store, "Ev3", Some(("w", 10))).await;
+        // Someone else's retry changes nothing.
+        store
+            .inbox_retry(id, "x", "not mine", 100, 2)
             .await
-            .unwrap()
-        else {
-            panic!()
-        };
+            .unwrap();
+        assert_eq!(store.inbox_get(id).await.unwrap().unwrap().attempts, 0);
+
         store.inbox_retry(id, "w", "boom", 100, 2).await.unwrap();
+        let item = store.inbox_get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (item.state.as_str(), item.attempts, item.error.as_deref()),
+            ("pending", 1, Some("boom"))
+        );
         assert!(
-            store.inbox_claim("w", 50, 60, 10).await.unwrap().is_empty(),
-            "not due yet"
+            store
+                .inbox_claim("w", 99, 200, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "not due before not_before"
         );
         let again = store.inbox_claim("w", 100, 200, 10).await.unwrap();
+        assert_eq!(ids(&again, |i| i.id), [id]);
         assert_eq!(again[0].attempts, 1);
+
         store
             .inbox_retry(id, "w", "boom again", 300, 2)
             .await
             .unwrap();
         let item = store.inbox_get(id).await.unwrap().unwrap();
         assert_eq!(
-            (item.state.as_str(), item.error.as_deref()),
-            ("failed", Some("boom again"))
+            (item.state.as_str(), item.attempts, item.error.as_deref()),
+            ("failed", 2, Some("boom again")),
+            "max_attempts reached"
         );
         assert!(
             store
-                .inbox_claim("w", 1_000, 2_000, 10)
+                .inbox_claim("w", i64::MAX, i64::MAX, 10)
                 .await
                 .unwrap()
-                .is_empty()
+                .is_empty(),
+            "failed is never claimed"
         );
+        // A failed item cannot be retried into life again.
+        store.inbox_retry(id, "w", "late", 0, 10).await.unwrap();
+        assert_eq!(store.inbox_get(id).await.unwrap().unwrap().state, "failed");
+
+        let done = new_inbox(&store, "Ev3-done", Some(("w", 10))).await;
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.inbox_done(done, "w", "handled", 5).await.unwrap());
+        tx.commit().await.unwrap();
+        new_inbox(&store, "Ev3-pending", None).await;
+        assert_eq!(store.inbox_counts().await.unwrap(), counts(1, 1, 1));
     })
     .await;
 }
 
+// ---- outbox ----
+
 #[tokio::test]
 async fn outbox_keeps_order_per_key() {
     on_both(|store| async move {
-        let ids = enqueue(
+        let ids_ = enqueue(
             &store,
             &[outbox("A", "a1"), outbox("A", "a2"), outbox("B", "b1")],
         )
         .await;
-        let (a1, a2, b1) = (ids[0], ids[1], ids[2]);
-        let first: Vec<i64> = store
-            .outbox_claim("s", 10, 100, 10)
-            .await
-            .unwrap()
-            .iter()
-            .map(|i| i.id)
-            .collect();
-        assert_eq!(first, [a1, b1], "only the head of each key");
+        let (a1, a2, b1) = (ids_[0], ids_[1], ids_[2]);
+        let first = store.outbox_claim("s", 10, 100, 10).await.unwrap();
+        assert_eq!(ids(&first, |i| i.id), [a1, b1], "only the head of each key");
         assert!(
             store
                 .outbox_claim("s", 20, 100, 10)
                 .await
                 .unwrap()
                 .is_empty(),
-            "heads are leased"
+            "heads are leased, a2 waits behind a1"
         );
         assert!(
             store
@@ -316,9 +543,15 @@ async fn outbox_keeps_order_per_key() {
                 .await
                 .unwrap()
         );
+        let a1_row = store.outbox_get(a1).await.unwrap().unwrap();
+        assert_eq!(
+            (a1_row.state.as_str(), a1_row.attempts, a1_row.not_before_ms),
+            ("pending", 1, 500)
+        );
+        assert_eq!(a1_row.error.as_deref(), Some("ratelimited"));
         assert!(
             store
-                .outbox_claim("s", 30, 100, 10)
+                .outbox_claim("s", 499, 600, 10)
                 .await
                 .unwrap()
                 .is_empty(),
@@ -335,14 +568,114 @@ async fn outbox_keeps_order_per_key() {
                 .await
                 .unwrap()
         );
-        let next: Vec<i64> = store
-            .outbox_claim("s", 502, 600, 10)
-            .await
-            .unwrap()
-            .iter()
-            .map(|i| i.id)
-            .collect();
-        assert_eq!(next, [a2]);
+        let next = store.outbox_claim("s", 502, 10_000, 10).await.unwrap();
+        assert_eq!(ids(&next, |i| i.id), [a2], "a1 sent: a2 goes");
+
+        // A permanent failure lets the next item of the key go.
+        let c = enqueue(&store, &[outbox("C", "c1"), outbox("C", "c2")]).await;
+        let head = store.outbox_claim("s", 600, 700, 10).await.unwrap();
+        assert_eq!(ids(&head, |i| i.id), [c[0]], "a2 is still leased");
+        assert!(
+            store
+                .outbox_failed(c[0], "s", "channel_not_found", 601)
+                .await
+                .unwrap()
+        );
+        let next = store.outbox_claim("s", 602, 700, 10).await.unwrap();
+        assert_eq!(ids(&next, |i| i.id), [c[1]]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn outbox_claims_respect_not_before_and_the_limit() {
+    on_both(|store| async move {
+        let later = NewOutboxItem {
+            not_before_ms: 1_000,
+            ..outbox("L", "later")
+        };
+        let ids_ = enqueue(
+            &store,
+            &[
+                later,
+                outbox("K1", "x"),
+                outbox("K2", "y"),
+                outbox("K3", "z"),
+            ],
+        )
+        .await;
+        let first = store.outbox_claim("s", 10, 10_000, 2).await.unwrap();
+        assert_eq!(ids(&first, |i| i.id), ids_[1..3], "oldest due heads first");
+        let second = store.outbox_claim("s", 10, 10_000, 10).await.unwrap();
+        assert_eq!(ids(&second, |i| i.id), ids_[3..]);
+        let due = store.outbox_claim("s", 1_000, 1_100, 10).await.unwrap();
+        assert_eq!(ids(&due, |i| i.id), ids_[..1]);
+        assert_eq!(due[0].payload, outbox("L", "later").payload);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_senders_keep_order_and_never_share_an_item() {
+    on_both(|store| async move {
+        const KEYS: usize = 5;
+        const PER_KEY: usize = 8;
+        const SENDERS: usize = 6;
+        let mut items = Vec::new();
+        for n in 0..PER_KEY {
+            for k in 0..KEYS {
+                items.push(outbox(&format!("K{k}"), &format!("{n}")));
+            }
+        }
+        let enqueued = enqueue(&store, &items).await;
+        // What each sender claimed, in claim order, logged before it reports the item sent.
+        let log = Arc::new(Mutex::new(Vec::<(String, i64)>::new()));
+        let start = Arc::new(tokio::sync::Barrier::new(SENDERS));
+        let mut handles = Vec::new();
+        for s in 0..SENDERS {
+            let (store, log, start) = (store.clone(), log.clone(), start.clone());
+            handles.push(tokio::spawn(async move {
+                let owner = format!("s{s}");
+                start.wait().await;
+                loop {
+                    let got = store.outbox_claim(&owner, 10, 1_000_000, 2).await.unwrap();
+                    if got.is_empty() {
+                        if store.outbox_counts().await.unwrap().pending == 0 {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    for item in got {
+                        log.lock()
+                            .unwrap()
+                            .push((item.ordering_key.clone(), item.id));
+                        assert!(store.outbox_sent(item.id, &owner, "{}", 11).await.unwrap());
+                    }
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        let log = log.lock().unwrap().clone();
+        let unique: HashSet<i64> = log.iter().map(|(_, id)| *id).collect();
+        assert_eq!(
+            (log.len(), unique.len()),
+            (enqueued.len(), enqueued.len()),
+            "every item claimed exactly once"
+        );
+        let mut per_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (key, id) in log {
+            per_key.entry(key).or_default().push(id);
+        }
+        for (key, ids) in per_key {
+            assert!(ids.is_sorted(), "{key} sent out of order: {ids:?}");
+        }
+        assert_eq!(
+            store.outbox_counts().await.unwrap(),
+            counts(0, enqueued.len() as i64, 0)
+        );
     })
     .await;
 }
@@ -354,72 +687,197 @@ async fn only_the_lease_holder_finishes_an_item() {
         store.outbox_claim("s1", 10, 100, 10).await.unwrap();
         assert!(!store.outbox_sent(id, "s2", "{}", 11).await.unwrap());
         assert!(!store.outbox_failed(id, "s2", "no", 11).await.unwrap());
+        assert!(!store.outbox_retry(id, "s2", "no", 50).await.unwrap());
+        let item = store.outbox_get(id).await.unwrap().unwrap();
+        assert_eq!((item.state.as_str(), item.attempts), ("pending", 0));
+
+        // s1's lease runs out and s2 takes over: now s1 cannot finish it.
+        let taken = store.outbox_claim("s2", 101, 200, 10).await.unwrap();
+        assert_eq!(ids(&taken, |i| i.id), [id]);
+        assert!(!store.outbox_sent(id, "s1", "{}", 102).await.unwrap());
         assert!(
             store
-                .outbox_failed(id, "s1", "channel_not_found", 12)
+                .outbox_failed(id, "s2", "channel_not_found", 103)
                 .await
                 .unwrap()
         );
+        assert!(
+            !store.outbox_sent(id, "s2", "{}", 104).await.unwrap(),
+            "failed is final"
+        );
         let item = store.outbox_get(id).await.unwrap().unwrap();
         assert_eq!(
-            (item.state.as_str(), item.error.as_deref()),
-            ("failed", Some("channel_not_found"))
+            (item.state.as_str(), item.error.as_deref(), item.response),
+            ("failed", Some("channel_not_found"), None)
         );
-        let counts = store.outbox_counts().await.unwrap();
-        assert_eq!((counts.pending, counts.failed), (0, 1));
+        assert_eq!(store.outbox_counts().await.unwrap(), counts(0, 0, 1));
+        assert_eq!(store.outbox_get(i64::MAX).await.unwrap(), None);
     })
     .await;
 }
+
+// ---- transactions ----
 
 #[tokio::test]
 async fn a_dropped_transaction_leaves_nothing() {
     on_both(|store| async move {
-        let InboxInsert::New(id) = store
-            .inbox_insert(&inbox("Ev4"), Some(("w", i64::MAX)))
-            .await
-            .unwrap()
-        else {
-            panic!()
-        };
+        let id = new_inbox(&store, "Ev4", Some(("w", i64::MAX))).await;
         {
             let mut tx = store.begin().await.unwrap();
+            sqlx::query("CREATE TABLE app_notes (id BIGINT PRIMARY KEY, note TEXT NOT NULL)")
+                .execute(tx.conn())
+                .await
+                .unwrap();
             tx.enqueue(&outbox("D", "lost")).await.unwrap();
+            tx.record_sent(&outbox("D", "view"), "{}", 1).await.unwrap();
             assert!(tx.inbox_done(id, "w", "handled", 1).await.unwrap());
             // dropped: rolled back
         }
         assert!(store.outbox_list(None, 10).await.unwrap().is_empty());
-        assert_eq!(store.inbox_get(id).await.unwrap().unwrap().state, "pending");
+        let item = store.inbox_get(id).await.unwrap().unwrap();
+        assert_eq!((item.state.as_str(), item.outcome), ("pending", None));
+
+        // Committed, the app's own table, the outbox row and the completion all land.
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("CREATE TABLE app_notes (id BIGINT PRIMARY KEY, note TEXT NOT NULL)")
+            .execute(tx.conn())
+            .await
+            .unwrap_or_else(|e| panic!("app_notes was rolled back with the rest: {e}"));
+        sqlx::query("INSERT INTO app_notes (id, note) VALUES ($1, $2)")
+            .bind(1_i64)
+            .bind("kept")
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        let out = tx.enqueue(&outbox("D", "kept")).await.unwrap();
+        assert!(tx.inbox_done(id, "w", "handled", 2).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(
+            ids(&store.outbox_list(None, 10).await.unwrap(), |i| i.id),
+            [out]
+        );
+        assert_eq!(store.inbox_get(id).await.unwrap().unwrap().state, "done");
+        let mut tx = store.begin().await.unwrap();
+        let note: String = sqlx::Row::get(
+            &sqlx::query("SELECT note FROM app_notes WHERE id = $1")
+                .bind(1_i64)
+                .fetch_one(tx.conn())
+                .await
+                .unwrap(),
+            "note",
+        );
+        assert_eq!(note, "kept");
     })
     .await;
 }
 
 #[tokio::test]
-async fn recorded_calls_refs_and_due_times() {
+async fn recorded_calls_are_sent_and_hold_nothing_back() {
     on_both(|store| async move {
+        let view = NewOutboxItem {
+            method: "views.open".into(),
+            ..outbox("V", "modal")
+        };
         let mut tx = store.begin().await.unwrap();
-        let id = tx
-            .record_sent(&outbox("views", "v"), "{\"ok\":true}", 5)
+        let recorded = tx.record_sent(&view, "{\"ok\":true}", 5).await.unwrap();
+        let next = tx.enqueue(&outbox("V", "after")).await.unwrap();
+        tx.commit().await.unwrap();
+        let row = store.outbox_get(recorded).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                row.state.as_str(),
+                row.method.as_str(),
+                row.response.as_deref()
+            ),
+            ("sent", "views.open", Some("{\"ok\":true}"))
+        );
+        let claimed = store.outbox_claim("s", 10, 100, 10).await.unwrap();
+        assert_eq!(
+            ids(&claimed, |i| i.id),
+            [next],
+            "not behind the recorded call"
+        );
+        assert_eq!(
+            ids(&store.outbox_list(Some("sent"), 10).await.unwrap(), |i| i
+                .id),
+            [recorded]
+        );
+        assert_eq!(
+            ids(
+                &store.outbox_list(Some("pending"), 10).await.unwrap(),
+                |i| i.id
+            ),
+            [next]
+        );
+        assert_eq!(
+            ids(&store.outbox_list(None, 1).await.unwrap(), |i| i.id),
+            [recorded],
+            "oldest first, up to the limit"
+        );
+        assert_eq!(store.outbox_counts().await.unwrap(), counts(1, 1, 0));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn next_due_is_the_earliest_pending() {
+    on_both(|store| async move {
+        assert_eq!(
+            store.outbox_next_due().await.unwrap(),
+            None,
+            "nothing pending"
+        );
+        let at = |ms, key| NewOutboxItem {
+            not_before_ms: ms,
+            ..outbox(key, "t")
+        };
+        let ids_ = enqueue(&store, &[at(300, "N1"), at(900, "N2"), at(600, "N3")]).await;
+        assert_eq!(store.outbox_next_due().await.unwrap(), Some(300));
+        let claimed = store.outbox_claim("s", 300, 400, 10).await.unwrap();
+        assert_eq!(ids(&claimed, |i| i.id), ids_[..1]);
+        assert!(store.outbox_sent(ids_[0], "s", "{}", 301).await.unwrap());
+        assert_eq!(store.outbox_next_due().await.unwrap(), Some(600));
+        let mut tx = store.begin().await.unwrap();
+        tx.record_sent(&at(1, "N4"), "{}", 302).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.outbox_next_due().await.unwrap(),
+            Some(600),
+            "sent items do not count"
+        );
+    })
+    .await;
+}
+
+// ---- message refs ----
+
+#[tokio::test]
+async fn message_refs_are_upserted() {
+    on_both(|store| async move {
+        assert_eq!(store.message_ref("incident-7").await.unwrap(), None);
+        store
+            .message_ref_set("incident-7", "C1", "1.1")
             .await
             .unwrap();
-        let later = NewOutboxItem {
-            not_before_ms: 900,
-            ..outbox("E", "later")
-        };
-        tx.enqueue(&later).await.unwrap();
-        tx.commit().await.unwrap();
-        let recorded = store.outbox_get(id).await.unwrap().unwrap();
+        store
+            .message_ref_set("incident-7", "C2", "2.2")
+            .await
+            .unwrap();
+        store
+            .message_ref_set("incident-8", "C1", "3.3")
+            .await
+            .unwrap();
         assert_eq!(
-            (recorded.state.as_str(), recorded.response.as_deref()),
-            ("sent", Some("{\"ok\":true}"))
+            store.message_ref("incident-7").await.unwrap(),
+            Some(MessageRef {
+                channel: "C2".into(),
+                ts: "2.2".into()
+            })
         );
-        assert_eq!(store.outbox_next_due().await.unwrap(), Some(900));
-        assert_eq!(store.outbox_list(Some("sent"), 10).await.unwrap().len(), 1);
-
-        assert_eq!(store.message_ref("k").await.unwrap(), None);
-        store.message_ref_set("k", "C1", "1.1").await.unwrap();
-        store.message_ref_set("k", "C1", "2.2").await.unwrap();
-        let r = store.message_ref("k").await.unwrap().unwrap();
-        assert_eq!((r.channel.as_str(), r.ts.as_str()), ("C1", "2.2"));
+        assert_eq!(
+            store.message_ref("incident-8").await.unwrap().map(|r| r.ts),
+            Some("3.3".into())
+        );
     })
     .await;
 }

@@ -361,7 +361,8 @@ async fn deliver_event(inner: Arc<Inner>, record: u64, body: Value) {
                     },
                     Some("acked"),
                 );
-                if fault == Some(FaultKind::Duplicate) {
+                // Socket Mode duplicates inside `send_envelope`; HTTP here.
+                if fault == Some(FaultKind::Duplicate) && !socket_mode {
                     // The same event again, as Slack sends when it thinks the ack was lost.
                     let reason = if socket_mode {
                         "timeout"
