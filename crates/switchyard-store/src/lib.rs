@@ -646,19 +646,15 @@ impl Store {
         response: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE outbox SET state = 'sent', response = $1, sent_at = $2, \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
+        self.finish_leased(
+            "outbox sent",
+            "state = 'sent', response = $1, sent_at = $2",
+            response,
+            now_ms,
+            id,
+            owner,
         )
-        .bind(response)
-        .bind(now_ms)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
         .await
-        .map_err(query_err("outbox sent"))?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// After a transient failure: `attempts` + 1, `error` recorded, lease cleared, not claimable
@@ -671,19 +667,15 @@ impl Store {
         error: &str,
         not_before_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, error = $1, not_before = $2, \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
+        self.finish_leased(
+            "outbox retry",
+            "attempts = attempts + 1, error = $1, not_before = $2",
+            error,
+            not_before_ms,
+            id,
+            owner,
         )
-        .bind(error)
-        .bind(not_before_ms)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
         .await
-        .map_err(query_err("outbox retry"))?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// A permanent failure: state `failed`, `attempts` + 1, `error` recorded, lease cleared; the
@@ -696,18 +688,40 @@ impl Store {
         error: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE outbox SET state = 'failed', attempts = attempts + 1, error = $1, sent_at = $2, \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
+        self.finish_leased(
+            "outbox failed",
+            "state = 'failed', attempts = attempts + 1, error = $1, sent_at = $2",
+            error,
+            now_ms,
+            id,
+            owner,
         )
-        .bind(error)
-        .bind(now_ms)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
         .await
-        .map_err(query_err("outbox failed"))?;
+    }
+
+    /// Ends a leased pending outbox item: `set` (which uses `$1` text and `$2` a number) plus a
+    /// cleared lease, only if `owner` holds it.
+    async fn finish_leased(
+        &self,
+        op: &'static str,
+        set: &'static str,
+        text: &str,
+        number: i64,
+        id: i64,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE outbox SET {set}, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $3 AND lease_owner = $4 AND state = 'pending'"
+        );
+        let done = sqlx::query(&sql)
+            .bind(text)
+            .bind(number)
+            .bind(id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err(op))?;
         Ok(done.rows_affected() == 1)
     }
 
