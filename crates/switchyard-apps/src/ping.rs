@@ -33,9 +33,9 @@ impl App for Ping {
         }
     }
 
-    async fn handle(&self, ctx: &mut Ctx, input: &Input) -> Result<(), AppError> {
+    async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError> {
         if let Input::Mention { message, .. } = input {
-            ctx.reply(message, "pong").await?;
+            ctx.reply(message, "pong");
         }
         Ok(())
     }

@@ -4,9 +4,12 @@
 //! `action_id`s, view `callback_id`s, event types, message patterns — and the engine routes to it.
 //! Adding an app never means editing the engine.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use switchyard_store::{NewOutboxItem, StoreError, Tx};
+use switchyard_store::sqlx::AnyConnection;
+use switchyard_store::{NewOutboxItem, Store, StoreError, Tx};
 
 use crate::slack::{CallError, SlackApi};
 
@@ -171,135 +174,163 @@ pub trait App: Send + Sync + 'static {
 
     /// Does the work, in a transaction: state changes and the Slack messages they cause are
     /// committed together.
-    async fn handle(&self, ctx: &mut Ctx, input: &Input) -> Result<(), AppError>;
+    async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError>;
 }
 
-/// What a handler works with: a store transaction, and Slack calls that go out through the
-/// outbox when (and only if) the transaction commits.
-pub struct Ctx {
-    pub tx: Tx<'static>,
+/// What a handler works with: the store transaction its batch shares (started when first
+/// needed), and Slack calls that go out through the outbox when (and only if) the transaction
+/// commits.
+///
+/// Handlers run in batches, one transaction for many inputs: a handler's own statements are
+/// wrapped in a savepoint (taken at its first [`Ctx::db`]), so its failure undoes only its own
+/// work. Slack calls are collected here and written to the outbox in one statement at the
+/// batch's end, in order.
+pub struct Ctx<'b> {
+    batch: &'b mut BatchTx,
     slack: SlackApi,
     now_ms: i64,
-    enqueued: usize,
+    pub(crate) outbox: Vec<NewOutboxItem>,
+    pub(crate) savepoint: bool,
 }
 
-impl Ctx {
-    pub(crate) fn new(tx: Tx<'static>, slack: SlackApi, now_ms: i64) -> Self {
+/// The transaction a batch of handlers shares, begun at the first handler that needs it (or at
+/// the end): begun, it first takes the batch's inbox items, which holds them until the commit.
+pub(crate) struct BatchTx {
+    pub(crate) store: Store,
+    pub(crate) owner: String,
+    pub(crate) ids: Vec<i64>,
+    pub(crate) now_ms: i64,
+    pub(crate) open: Option<(Tx<'static>, HashSet<i64>)>,
+}
+
+impl BatchTx {
+    /// The transaction, begun (and the batch's items taken) if it was not yet.
+    pub(crate) async fn tx(&mut self) -> Result<&mut Tx<'static>, StoreError> {
+        if self.open.is_none() {
+            let mut tx = self.store.begin().await?;
+            let taken = tx.inbox_take(&self.ids, &self.owner, self.now_ms).await?;
+            self.open = Some((tx, taken.into_iter().collect()));
+        }
+        Ok(&mut self.open.as_mut().expect("just opened").0)
+    }
+}
+
+impl<'b> Ctx<'b> {
+    pub(crate) fn new(batch: &'b mut BatchTx, slack: SlackApi, now_ms: i64) -> Self {
         Self {
-            tx,
+            batch,
             slack,
             now_ms,
-            enqueued: 0,
+            outbox: Vec::new(),
+            savepoint: false,
         }
-    }
-
-    pub(crate) fn into_tx(self) -> (Tx<'static>, usize) {
-        (self.tx, self.enqueued)
     }
 
     pub fn now_ms(&self) -> i64 {
         self.now_ms
     }
 
+    /// The store, for reads outside the transaction (they see only what is committed). Read
+    /// here what a handler needs before it opens a modal: [`Ctx::db`] begins the batch's write
+    /// transaction.
+    pub fn store(&self) -> &Store {
+        &self.batch.store
+    }
+
+    /// The transaction's connection, for the app's own tables (placeholders `$1, $2…`). Its
+    /// changes commit with the handler's Slack calls and the inbox item's completion, or not
+    /// at all.
+    pub async fn db(&mut self) -> Result<&mut AnyConnection, StoreError> {
+        let tx = self.batch.tx().await?;
+        if !self.savepoint {
+            tx.savepoint().await?;
+            self.savepoint = true;
+        }
+        Ok(tx.conn())
+    }
+
     /// Queues any Web API call; `ordering_key` keeps calls with the same key in order.
-    pub async fn call(
-        &mut self,
-        method: &str,
-        ordering_key: &str,
-        args: Value,
-        ref_key: Option<&str>,
-    ) -> Result<i64, StoreError> {
-        self.enqueued += 1;
-        self.tx
-            .enqueue(&NewOutboxItem {
-                ordering_key: ordering_key.to_string(),
-                method: method.to_string(),
-                payload: args.to_string(),
-                ref_key: ref_key.map(str::to_string),
-                not_before_ms: 0,
-                created_at_ms: self.now_ms,
-            })
-            .await
+    pub fn call(&mut self, method: &str, ordering_key: &str, args: Value, ref_key: Option<&str>) {
+        self.outbox.push(NewOutboxItem {
+            ordering_key: ordering_key.to_string(),
+            method: method.to_string(),
+            payload: args.to_string(),
+            ref_key: ref_key.map(str::to_string),
+            not_before_ms: 0,
+            created_at_ms: self.now_ms,
+        });
     }
 
     /// Posts a message (`{"text":…}` and/or `{"blocks":…}`), in a thread when given. With
     /// `ref_key`, the posted message can later be changed with [`Ctx::update`].
-    pub async fn post(
+    pub fn post(
         &mut self,
         channel: &str,
         mut message: Value,
         thread_ts: Option<&str>,
         ref_key: Option<&str>,
-    ) -> Result<i64, StoreError> {
+    ) {
         message["channel"] = json!(channel);
         if let Some(ts) = thread_ts {
             message["thread_ts"] = json!(ts);
         }
-        self.call("chat.postMessage", channel, message, ref_key)
-            .await
+        self.call("chat.postMessage", channel, message, ref_key);
     }
 
     /// Replies in the thread of a message.
-    pub async fn reply(&mut self, to: &MessageEvent, text: &str) -> Result<i64, StoreError> {
-        self.post(&to.channel, json!({"text": text}), Some(to.thread()), None)
-            .await
+    pub fn reply(&mut self, to: &MessageEvent, text: &str) {
+        self.post(&to.channel, json!({"text": text}), Some(to.thread()), None);
     }
 
     /// Changes the message posted with `ref_key` (the sender fills in its channel and `ts`).
-    pub async fn update(
-        &mut self,
-        channel: &str,
-        ref_key: &str,
-        message: Value,
-    ) -> Result<i64, StoreError> {
-        self.call("chat.update", channel, message, Some(ref_key))
-            .await
+    pub fn update(&mut self, channel: &str, ref_key: &str, message: Value) {
+        self.call("chat.update", channel, message, Some(ref_key));
     }
 
     /// A message only `user` sees.
-    pub async fn ephemeral(
-        &mut self,
-        channel: &str,
-        user: &str,
-        text: &str,
-    ) -> Result<i64, StoreError> {
+    pub fn ephemeral(&mut self, channel: &str, user: &str, text: &str) {
         self.call(
             "chat.postEphemeral",
             channel,
             json!({"channel": channel, "user": user, "text": text}),
             None,
-        )
-        .await
+        );
     }
 
     /// Answers through a `response_url` (`{"text":…, "response_type":…, "replace_original":…}`).
-    pub async fn respond(&mut self, response_url: &str, body: Value) -> Result<i64, StoreError> {
+    pub fn respond(&mut self, response_url: &str, body: Value) {
         self.call(
             "response_url",
             response_url,
             json!({"url": response_url, "body": body}),
             None,
-        )
-        .await
+        );
     }
 
     /// Posts JSON to an incoming webhook (Slack's or another system's), through the outbox: paced
     /// per URL, retried, in order with the URL's other posts. No token is sent.
-    pub async fn webhook(&mut self, url: &str, body: Value) -> Result<i64, StoreError> {
-        self.call("webhook", url, json!({"url": url, "body": body}), None)
-            .await
+    pub fn webhook(&mut self, url: &str, body: Value) {
+        self.call("webhook", url, json!({"url": url, "body": body}), None);
     }
 
     /// Opens a modal now — a `trigger_id` expires 3 s after the click, too soon for the outbox —
-    /// and records the call in the outbox as already sent.
+    /// and records the call in the outbox as already sent. Open it before any [`Ctx::db`]
+    /// write, so the call is not made while the batch holds the store's writer.
     pub async fn open_view_now(
         &mut self,
         trigger_id: &str,
         view: Value,
     ) -> Result<Value, AppError> {
         let args = json!({"trigger_id": trigger_id, "view": view});
-        let response = self.slack.call("views.open", &args).await?;
-        self.tx
+        let response = self
+            .slack
+            .call_within("views.open", &args, VIEW_TIMEOUT)
+            .await?;
+        let now_ms = self.now_ms;
+        self.db().await?;
+        self.batch
+            .tx()
+            .await?
             .record_sent(
                 &NewOutboxItem {
                     ordering_key: "views".into(),
@@ -307,12 +338,15 @@ impl Ctx {
                     payload: args.to_string(),
                     ref_key: None,
                     not_before_ms: 0,
-                    created_at_ms: self.now_ms,
+                    created_at_ms: now_ms,
                 },
                 &response.to_string(),
-                self.now_ms,
+                now_ms,
             )
             .await?;
         Ok(response)
     }
 }
+
+/// A `trigger_id` is good for 3 s: a `views.open` that takes longer has failed anyway.
+const VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(2_500);

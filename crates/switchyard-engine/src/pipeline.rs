@@ -2,9 +2,9 @@
 //!
 //! Both transports hand what Slack sent to [`Engine::receive`], which routes it (cheaply, to
 //! drop what no app wants), commits it to the inbox — deduplicated, so Slack's retries are
-//! handled once — and returns the ack. The work runs after, in its own task, so nothing slow
-//! happens before the ack and unrelated work never queues in front. A worker loop picks up
-//! what a crashed process left behind once its lease runs out.
+//! handled once — and returns the ack. The work runs after, in batches (see [`crate::dispatch`]),
+//! so nothing slow happens before the ack. A worker loop picks up what a crashed process left
+//! behind once its lease runs out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,8 @@ use switchyard_store::{InboxInsert, NewInboxItem, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, AppError, Ctx, Declaration, Input, MessageEvent};
+use crate::app::{App, Declaration, Input, MessageEvent};
+use crate::dispatch::Job;
 use crate::mention::{parse_mention, split_args};
 use crate::slack::SlackApi;
 use crate::{EngineError, now_ms};
@@ -61,7 +62,7 @@ pub struct BotIdentity {
 }
 
 /// Where an input goes.
-enum Route {
+pub(crate) enum Route {
     App(usize, Input),
     /// An unknown mention command: a short help reply.
     Help(MessageEvent),
@@ -85,11 +86,15 @@ impl Registry {
         &self.declarations
     }
 
+    pub(crate) fn app(&self, i: usize) -> &dyn App {
+        self.apps[i].as_ref()
+    }
+
     fn find(&self, pred: impl Fn(&Declaration) -> bool) -> Option<usize> {
         self.declarations.iter().position(pred)
     }
 
-    fn route(&self, kind: Kind, payload: &Value, bot: &BotIdentity) -> Route {
+    pub(crate) fn route(&self, kind: Kind, payload: &Value, bot: &BotIdentity) -> Route {
         match kind {
             Kind::Event => self.route_event(&payload["event"], bot),
             Kind::Command => {
@@ -272,7 +277,7 @@ impl Registry {
         }
     }
 
-    fn help_text(&self) -> String {
+    pub(crate) fn help_text(&self) -> String {
         let mut lines = vec!["I know these commands:".to_string()];
         for d in &self.declarations {
             for m in &d.mentions {
@@ -316,8 +321,8 @@ pub struct Engine {
     pub bot: BotIdentity,
     /// This process's name on leases.
     pub owner: String,
-    /// How many handler transactions may run at once (see `run`).
-    pub handler_turn: tokio::sync::Semaphore,
+    /// Accepted inputs waiting for a handler.
+    pub dispatch: crate::dispatch::DispatchQueue,
     /// Where deliveries are committed (grouped into shared transactions).
     pub inbox: crate::inbox::InboxWriter,
     pub lease: Duration,
@@ -382,113 +387,11 @@ impl Engine {
             }
             InboxInsert::New(id) => {
                 if !self.hold_dispatch {
-                    let engine = self.clone();
-                    tokio::spawn(async move { engine.handle(id, kind, payload).await });
+                    self.dispatch.submit(Job { id, kind, payload });
                 }
                 Ok(id)
             }
         }
-    }
-
-    /// Handles one inbox item this process holds the lease of.
-    async fn handle(self: Arc<Self>, id: i64, kind: Kind, payload: Value) {
-        let route = self.registry.route(kind, &payload, &self.bot);
-        let (user, channel) = match &route {
-            Route::App(_, input) => (
-                input.user().map(str::to_string),
-                input.channel().map(str::to_string),
-            ),
-            Route::Help(m) => (Some(m.user.clone()), Some(m.channel.clone())),
-            Route::Ignore => (None, None),
-        };
-        let result = self.run(id, route).await;
-        let outcome = match result {
-            Ok(true) => return self.outbox_ready.notify_one(),
-            Ok(false) => return,
-            Err(e) => e,
-        };
-        match outcome {
-            AppError::Store(e) => {
-                tracing::warn!(id, error = %e, "handling failed; will retry");
-                let retry_at = now_ms() + 1_000;
-                if let Err(e) = self
-                    .store
-                    .inbox_retry(id, &self.owner, &e.to_string(), retry_at, 5)
-                    .await
-                {
-                    tracing::error!(id, error = %e, "could not record the failure");
-                }
-            }
-            error => {
-                tracing::warn!(id, error = %error, "app error");
-                let text = match &error {
-                    AppError::User(m) => format!(":warning: {m}"),
-                    other => format!(":warning: That did not work: {other}"),
-                };
-                if let Err(e) = self.finish_with_error(id, user, channel, &text).await {
-                    tracing::error!(id, error = %e, "could not report an app error");
-                }
-                self.outbox_ready.notify_one();
-            }
-        }
-    }
-
-    /// Runs the route in one transaction: the app's changes, its Slack calls and the inbox item's
-    /// completion commit together. `Ok(false)`: another worker owns the item now.
-    async fn run(&self, id: i64, route: Route) -> Result<bool, AppError> {
-        // Handler transactions take turns (one at a time on SQLite, which has one writer:
-        // writers queued here are cheaper than writers sleeping in its busy handler).
-        let _turn = self.handler_turn.acquire().await.expect("never closed");
-        let tx = self.store.begin().await?;
-        let mut ctx = Ctx::new(tx, self.slack.clone(), now_ms());
-        match &route {
-            Route::App(i, input) => self.registry.apps[*i].handle(&mut ctx, input).await?,
-            Route::Help(message) => {
-                ctx.reply(message, &self.registry.help_text()).await?;
-            }
-            Route::Ignore => {}
-        }
-        let (mut tx, _) = ctx.into_tx();
-        if !tx.inbox_done(id, &self.owner, "handled", now_ms()).await? {
-            return Ok(false);
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// A failed handler's user still hears about it: an ephemeral, committed with the item's end.
-    async fn finish_with_error(
-        &self,
-        id: i64,
-        user: Option<String>,
-        channel: Option<String>,
-        text: &str,
-    ) -> Result<(), AppError> {
-        let tx = self.store.begin().await?;
-        let mut ctx = Ctx::new(tx, self.slack.clone(), now_ms());
-        match (user, channel) {
-            (Some(user), Some(channel)) if !channel.is_empty() => {
-                ctx.ephemeral(&channel, &user, text).await?;
-            }
-            (Some(user), _) if !user.is_empty() => {
-                ctx.call(
-                    "chat.postMessage",
-                    &user,
-                    json!({"channel": user, "text": text}),
-                    None,
-                )
-                .await?;
-            }
-            _ => {}
-        }
-        let (mut tx, _) = ctx.into_tx();
-        if tx
-            .inbox_done(id, &self.owner, &format!("failed: {text}"), now_ms())
-            .await?
-        {
-            tx.commit().await?;
-        }
-        Ok(())
     }
 
     /// Picks up inbox items nobody holds (a crashed process's, retries that are due) until
@@ -510,8 +413,11 @@ impl Engine {
                             tracing::error!(id = item.id, "unreadable inbox payload");
                             continue;
                         };
-                        let engine = self.clone();
-                        tokio::spawn(async move { engine.handle(item.id, kind, payload).await });
+                        self.dispatch.submit(Job {
+                            id: item.id,
+                            kind,
+                            payload,
+                        });
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "inbox claim failed"),

@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::{Value, json};
-use switchyard_store::{OutboxItem, Store};
-use tokio::sync::{Notify, Semaphore};
+use switchyard_store::{MessageRef, OutboxItem, OutboxOutcome, OutboxResult, Store};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::now_ms;
 use crate::slack::{CallError, SlackApi};
 
 /// Calls in flight at once, across ordering keys.
-const MAX_IN_FLIGHT: usize = 16;
+const MAX_IN_FLIGHT: usize = 128;
+/// Outcomes recorded in one transaction at most.
+const MAX_OUTCOMES: usize = 512;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Slack's limits as (per minute, burst).
@@ -98,33 +100,45 @@ pub struct Sender {
     lease: Duration,
     pacer: Pacer,
     slots: Arc<Semaphore>,
+    /// Finished calls, on their way to the outcome writer.
+    outcomes: mpsc::UnboundedSender<OutboxOutcome>,
 }
 
 impl Sender {
-    pub fn new(store: Store, slack: SlackApi, owner: String, lease: Duration) -> Self {
-        Self {
+    /// The sender, and the outcome writer it reports to (run it with [`record_outcomes`]).
+    pub fn new(
+        store: Store,
+        slack: SlackApi,
+        owner: String,
+        lease: Duration,
+    ) -> (Self, mpsc::UnboundedReceiver<OutboxOutcome>) {
+        let (outcomes, finished) = mpsc::unbounded_channel();
+        let sender = Self {
             store,
             slack,
             owner,
             lease,
             pacer: Pacer::default(),
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-        }
+            outcomes,
+        };
+        (sender, finished)
     }
 
-    /// Sends until `stop` fires; `ready` wakes it when something was queued.
+    /// Sends until `stop` fires; `ready` wakes it when something was queued or a call's
+    /// outcome was recorded (which may let the next call of its key go).
     pub async fn run(self: Arc<Self>, ready: Arc<Notify>, poll: Duration, stop: CancellationToken) {
         loop {
-            let claimed = self.claim().await;
-            let wait = if claimed > 0 {
-                Duration::from_millis(5)
-            } else {
-                match self.store.outbox_next_due().await {
-                    Ok(Some(due)) => Duration::from_millis(
-                        (due - now_ms()).clamp(1, poll.as_millis() as i64) as u64,
-                    ),
-                    _ => poll,
+            let (claimed, asked) = self.claim().await;
+            if claimed > 0 && claimed == asked && self.slots.available_permits() > 0 {
+                // There may be more, and room for them.
+                continue;
+            }
+            let wait = match self.store.outbox_next_due().await {
+                Ok(Some(due)) => {
+                    Duration::from_millis((due - now_ms()).clamp(1, poll.as_millis() as i64) as u64)
                 }
+                _ => poll,
             };
             tokio::select! {
                 _ = ready.notified() => {}
@@ -134,76 +148,77 @@ impl Sender {
         }
     }
 
-    async fn claim(self: &Arc<Self>) -> usize {
-        let free = self.slots.available_permits();
-        if free == 0 {
-            return 0;
+    /// Claims as many due items as there are free slots and starts sending them; returns how
+    /// many it claimed and how many it asked for.
+    async fn claim(self: &Arc<Self>) -> (usize, usize) {
+        let mut permits = Vec::new();
+        while let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            permits.push(permit);
+        }
+        let asked = permits.len();
+        if asked == 0 {
+            // All slots busy: a finished call's recorded outcome wakes the loop.
+            return (0, 0);
         }
         let now = now_ms();
         let until = now + self.lease.as_millis() as i64;
         let items = match self
             .store
-            .outbox_claim(&self.owner, now, until, free as u32)
+            .outbox_claim(&self.owner, now, until, asked as u32)
             .await
         {
             Ok(items) => items,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
-                return 0;
+                return (0, asked);
             }
         };
-        let n = items.len();
-        for item in items {
-            let Ok(permit) = self.slots.clone().acquire_owned().await else {
-                break;
-            };
+        let claimed = items.len();
+        for (item, permit) in items.into_iter().zip(permits) {
             let sender = self.clone();
             tokio::spawn(async move {
-                sender.send(item).await;
+                let result = sender.send(&item).await;
                 drop(permit);
+                let _ = sender.outcomes.send(OutboxOutcome {
+                    id: item.id,
+                    result,
+                });
             });
         }
-        n
+        (claimed, asked)
     }
 
-    async fn send(&self, item: OutboxItem) {
+    /// Makes one call (after its pacing wait) and says how it ended.
+    async fn send(&self, item: &OutboxItem) -> OutboxResult {
         let wait = self.pacer.reserve(&item.method, &item.ordering_key);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        let result = self.call(&item).await;
-        let stored = match result {
-            Ok(response) => {
-                if let Err(e) = self.remember_ref(&item, &response).await {
-                    tracing::warn!(id = item.id, error = %e, "could not record the message ref");
-                }
-                self.store
-                    .outbox_sent(item.id, &self.owner, &response.to_string(), now_ms())
-                    .await
-            }
+        match self.call(item).await {
+            Ok(response) => OutboxResult::Sent {
+                message_ref: message_ref(item, &response),
+                response: response.to_string(),
+            },
             Err(CallError::RateLimited { retry_after }) => {
                 self.pacer
                     .hold(&item.method, &item.ordering_key, retry_after);
-                let at = now_ms() + retry_after.as_millis() as i64;
                 tracing::info!(id = item.id, method = %item.method, ?retry_after, "rate limited; waiting");
-                self.store
-                    .outbox_retry(item.id, &self.owner, "ratelimited", at)
-                    .await
+                OutboxResult::Retry {
+                    error: "ratelimited".into(),
+                    not_before_ms: now_ms() + retry_after.as_millis() as i64,
+                }
             }
             Err(CallError::Transient(e)) => {
-                let at = now_ms() + backoff(item.attempts).as_millis() as i64;
                 tracing::info!(id = item.id, method = %item.method, error = %e, "transient failure; will retry");
-                self.store.outbox_retry(item.id, &self.owner, &e, at).await
+                OutboxResult::Retry {
+                    error: e,
+                    not_before_ms: now_ms() + backoff(item.attempts).as_millis() as i64,
+                }
             }
             Err(CallError::Permanent(e)) => {
                 tracing::warn!(id = item.id, method = %item.method, error = %e, "permanent failure; giving up");
-                self.store
-                    .outbox_failed(item.id, &self.owner, &e, now_ms())
-                    .await
+                OutboxResult::Failed { error: e }
             }
-        };
-        if let Err(e) = stored {
-            tracing::error!(id = item.id, error = %e, "could not record the outcome of a Slack call");
         }
     }
 
@@ -234,23 +249,55 @@ impl Sender {
         }
         self.slack.call(&item.method, &args).await
     }
+}
 
-    async fn remember_ref(
-        &self,
-        item: &OutboxItem,
-        response: &Value,
-    ) -> Result<(), switchyard_store::StoreError> {
-        if item.method != "chat.postMessage" {
-            return Ok(());
+/// Where a post with a `ref_key` went, for later edits of the same message.
+fn message_ref(item: &OutboxItem, response: &Value) -> Option<(String, MessageRef)> {
+    if item.method != "chat.postMessage" {
+        return None;
+    }
+    Some((
+        item.ref_key.clone()?,
+        MessageRef {
+            channel: response["channel"].as_str()?.to_string(),
+            ts: response["ts"].as_str()?.to_string(),
+        },
+    ))
+}
+
+/// Records finished calls, many to a transaction (one store write for a whole wave of
+/// replies), then wakes the sender: a recorded outcome may let the next call of a key go.
+pub async fn record_outcomes(
+    store: Store,
+    owner: String,
+    mut finished: mpsc::UnboundedReceiver<OutboxOutcome>,
+    ready: Arc<Notify>,
+) {
+    while let Some(first) = finished.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_OUTCOMES {
+            match finished.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
         }
-        let (Some(key), Some(channel), Some(ts)) = (
-            item.ref_key.as_deref(),
-            response["channel"].as_str(),
-            response["ts"].as_str(),
-        ) else {
-            return Ok(());
-        };
-        self.store.message_ref_set(key, channel, ts).await
+        let mut attempt = 0u32;
+        loop {
+            match store.outbox_finish_many(&owner, &batch, now_ms()).await {
+                Ok(_) => break,
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(error = %e, n = batch.len(), "could not record outcomes; retrying");
+                    tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    // The items stay leased; once the lease runs out they are sent again.
+                    tracing::error!(error = %e, n = batch.len(), "could not record outcomes");
+                    break;
+                }
+            }
+        }
+        ready.notify_one();
     }
 }
 

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::EngineError;
 use crate::app::App;
 use crate::config::Config;
+use crate::dispatch::DispatchQueue;
 use crate::pipeline::{BotIdentity, Engine, Registry};
 use crate::receive;
 use crate::sender::Sender;
@@ -51,19 +52,19 @@ impl Server {
         let poll = Duration::from_millis(config.engine.poll_interval_ms);
         let owner = format!("{}-{:08x}", std::process::id(), rand::rng().random::<u32>());
         let outbox_ready = Arc::new(Notify::new());
-        // SQLite has one writer: writers queued in-process beat writers sleeping in its busy
-        // handler. PostgreSQL takes many.
-        let writers = match store.backend() {
+        // SQLite has one writer, so one worker with large batches; PostgreSQL takes several.
+        let workers = match store.backend() {
             switchyard_store::Backend::Sqlite => 1,
-            switchyard_store::Backend::Postgres => 16,
+            switchyard_store::Backend::Postgres => 4,
         };
+        let (dispatch, waiting) = DispatchQueue::new();
         let engine = Arc::new(Engine {
             store: store.clone(),
             slack: slack.clone(),
             registry: Registry::new(apps),
             bot,
             owner: owner.clone(),
-            handler_turn: tokio::sync::Semaphore::new(writers),
+            dispatch,
             inbox: crate::inbox::InboxWriter::spawn(store.clone(), owner.clone(), lease),
             lease,
             outbox_ready: outbox_ready.clone(),
@@ -104,8 +105,20 @@ impl Server {
             }
         });
         tasks.spawn(engine.clone().run_inbox_worker(poll, stop.clone()));
-        let sender = Arc::new(Sender::new(store, slack, owner, lease));
-        tasks.spawn(sender.run(outbox_ready, poll, stop.clone()));
+        tasks.spawn(crate::dispatch::run(
+            engine.clone(),
+            waiting,
+            workers,
+            stop.clone(),
+        ));
+        let (sender, finished) = Sender::new(store.clone(), slack, owner.clone(), lease);
+        tasks.spawn(crate::sender::record_outcomes(
+            store,
+            owner,
+            finished,
+            outbox_ready.clone(),
+        ));
+        tasks.spawn(Arc::new(sender).run(outbox_ready, poll, stop.clone()));
         if config.slack.socket_mode() {
             receive::socket::spawn(
                 engine.clone(),

@@ -85,13 +85,23 @@ impl SlackApi {
 
     /// Calls a Web API method with JSON arguments as the bot.
     pub async fn call(&self, method: &str, args: &Value) -> Result<Value, CallError> {
+        self.call_within(method, args, CALL_TIMEOUT).await
+    }
+
+    /// [`SlackApi::call`], counting the call as failed (transient) after `timeout`.
+    pub async fn call_within(
+        &self,
+        method: &str,
+        args: &Value,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
         let session = self.client.open_session(&self.bot_token);
         let call = session
             .http_session_api
             .http_post::<Value, Value>(method, args, None);
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        match tokio::time::timeout(timeout, call).await {
             Err(_) => Err(CallError::Transient(format!(
-                "{method}: no reply in {CALL_TIMEOUT:?}"
+                "{method}: no reply in {timeout:?}"
             ))),
             Ok(result) => result.map_err(|e| classify(method, e)),
         }

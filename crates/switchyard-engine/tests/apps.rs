@@ -71,7 +71,7 @@ impl App for Echo {
         }
     }
 
-    async fn handle(&self, ctx: &mut Ctx, input: &Input) -> Result<(), AppError> {
+    async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError> {
         match input {
             Input::Mention {
                 command, message, ..
@@ -87,8 +87,7 @@ impl App for Echo {
                     json!({"text": "approve?", "blocks": button}),
                     None,
                     Some("echo:msg"),
-                )
-                .await?;
+                );
                 Ok(())
             }
             Input::Command {
@@ -102,8 +101,7 @@ impl App for Echo {
                     json!({"text": format!("echo: {text}")}),
                     None,
                     None,
-                )
-                .await?;
+                );
                 ctx.open_view_now(trigger_id, modal(channel)).await?;
                 Ok(())
             }
@@ -113,8 +111,7 @@ impl App for Echo {
                     &channel,
                     "echo:msg",
                     json!({"text": "approved", "blocks": []}),
-                )
-                .await?;
+                );
                 Ok(())
             }
             Input::ViewSubmission {
@@ -128,20 +125,18 @@ impl App for Echo {
                     json!({"text": format!("submitted {name}")}),
                     None,
                     None,
-                )
-                .await?;
+                );
                 Ok(())
             }
             Input::Http { body, .. } => {
                 let body: Value =
                     serde_json::from_str(body).map_err(|e| AppError::User(e.to_string()))?;
                 if let Some(url) = body["webhook"].as_str() {
-                    ctx.webhook(url, json!({"text": body["text"]})).await?;
+                    ctx.webhook(url, json!({"text": body["text"]}));
                     return Ok(());
                 }
                 let channel = body["channel"].as_str().unwrap_or("");
-                ctx.post(channel, json!({"text": body["text"]}), None, None)
-                    .await?;
+                ctx.post(channel, json!({"text": body["text"]}), None, None);
                 Ok(())
             }
             _ => Ok(()),

@@ -42,10 +42,18 @@
 
 #![warn(missing_docs)]
 
+mod turns;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::time::Duration;
+
+/// sqlx, as the store uses it: apps reach their own tables through [`Tx::conn`] with it.
+pub use sqlx;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
+use turns::{Priority, Turn, Turns};
 
 /// What went wrong in the store. Messages name the operation, or the store's URL with any
 /// password replaced by `***`.
@@ -220,6 +228,40 @@ pub struct OutboxItem {
     pub created_at_ms: i64,
 }
 
+/// How one outbox call ended, for [`Store::outbox_finish_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxOutcome {
+    /// The outbox item.
+    pub id: i64,
+    /// What happened.
+    pub result: OutboxResult,
+}
+
+/// What happened to one outbox call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxResult {
+    /// Slack took it: its response (JSON text), and where the message went when the item has a
+    /// `ref_key` (`(ref_key, where)`).
+    Sent {
+        /// Slack's response, JSON text.
+        response: String,
+        /// The ref to remember, for a later update of the same message.
+        message_ref: Option<(String, MessageRef)>,
+    },
+    /// A transient failure: try again from `not_before_ms`.
+    Retry {
+        /// What went wrong.
+        error: String,
+        /// Not claimable before this time, Unix ms.
+        not_before_ms: i64,
+    },
+    /// A permanent failure.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
 /// Where a message went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRef {
@@ -283,18 +325,33 @@ fn clamp_i32(n: i64) -> i32 {
 /// share the pool).
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Writes and transactions (see [`Store::connect`]).
     pool: AnyPool,
+    /// Reads outside transactions, so a read never waits for the writer (nor, from inside a
+    /// handler, for its own transaction).
+    read_pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer: this process's writes take turns (see [`turns`]). `None` on
+    /// PostgreSQL, which takes many.
+    writer: Option<Turns>,
 }
+
+/// A turn at writing (SQLite), held until the write is committed.
+type WriteTurn = Option<Turn>;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// Rows per multi-row statement: well under SQLite's and PostgreSQL's limits on bound
+/// parameters (32,766 and 65,535) at up to nine columns a row.
+const INSERT_CHUNK: usize = 500;
+
 /// Connections per process on PostgreSQL: the engine's concurrent handler transactions plus the
 /// inbox writer, the sender and the claim worker, with room to spare so an ack never waits.
 const POSTGRES_POOL: u32 = 32;
-/// Connections on a SQLite file: one writer at a time, readers alongside (WAL).
-const SQLITE_POOL: u32 = 4;
+/// Reading connections on a SQLite file, beside its one writing connection (WAL lets readers
+/// run alongside the writer).
+const SQLITE_READERS: u32 = 4;
 
 impl Store {
     /// Opens the store and brings its schema up to date (migrations are idempotent: connecting
@@ -335,10 +392,11 @@ impl Store {
             url: shown.clone(),
             source,
         })?;
-        let pool_options = match backend {
-            Backend::Sqlite => AnyPoolOptions::new()
-                .max_connections(if memory { 1 } else { SQLITE_POOL })
-                // Keep a connection open: an in-memory database lives only as long as one does.
+        let sqlite_pool = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                // Keep a connection open: an in-memory database lives only as long as one does,
+                // and the writer's page cache stays warm.
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
@@ -346,22 +404,42 @@ impl Store {
                     Box::pin(async move {
                         conn.execute(
                             "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA mmap_size = 268435456;",
                         )
                         .await?;
                         Ok(())
                     })
-                }),
-            Backend::Postgres => AnyPoolOptions::new().max_connections(POSTGRES_POOL),
+                })
         };
-        let pool = pool_options
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Connect {
-                url: shown.clone(),
-                source,
-            })?;
+        let connect = |pool_options: AnyPoolOptions| {
+            let options = options.clone();
+            let shown = shown.clone();
+            async move {
+                pool_options
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await
+                    .map_err(|source| StoreError::Connect { url: shown, source })
+            }
+        };
+        // SQLite: every write on one connection. Writes take turns anyway, and a connection's
+        // page cache survives its own writes but not another's, so one writer reads no page
+        // twice. Reports and listings read on connections of their own.
+        let (pool, read_pool) = match backend {
+            Backend::Sqlite if memory => {
+                let pool = connect(sqlite_pool(1)).await?;
+                (pool.clone(), pool)
+            }
+            Backend::Sqlite => (
+                connect(sqlite_pool(1)).await?,
+                connect(sqlite_pool(SQLITE_READERS)).await?,
+            ),
+            Backend::Postgres => {
+                let pool = connect(AnyPoolOptions::new().max_connections(POSTGRES_POOL)).await?;
+                (pool.clone(), pool)
+            }
+        };
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -370,7 +448,25 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { url: shown, source })?;
-        Ok(Self { pool, backend })
+        let writer = (backend == Backend::Sqlite).then(Turns::default);
+        Ok(Self {
+            pool,
+            read_pool,
+            backend,
+            writer,
+        })
+    }
+
+    /// Waits for this process's turn to write (SQLite); at once on PostgreSQL.
+    async fn write_turn(&self) -> WriteTurn {
+        self.turn(Priority::Background).await
+    }
+
+    async fn turn(&self, priority: Priority) -> WriteTurn {
+        match &self.writer {
+            Some(writer) => Some(writer.take(priority).await),
+            None => None,
+        }
     }
 
     /// Which database this is.
@@ -381,7 +477,7 @@ impl Store {
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(&self.read_pool)
             .await
             .map_err(query_err("ping"))?;
         Ok(())
@@ -390,8 +486,10 @@ impl Store {
     /// Starts a transaction (see [`Tx`]). It holds one pooled connection until it is committed
     /// or dropped.
     pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
+        let turn = self.write_turn().await;
         Ok(Tx {
             tx: self.pool.begin().await.map_err(query_err("begin"))?,
+            _turn: turn,
         })
     }
 
@@ -433,38 +531,82 @@ impl Store {
         items: &[NewInboxItem],
         lease: Option<(&str, i64)>,
     ) -> Result<Vec<InboxInsert>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(query_err("inbox insert"))?;
+        let _turn = self.turn(Priority::Ack).await;
+        let op = "inbox insert";
+        let mut tx = self.pool.begin().await.map_err(query_err(op))?;
+        // Which key's first occurrence got which id; a key absent after the inserts was there
+        // before them.
+        let mut ids: HashMap<String, i64> = HashMap::with_capacity(items.len());
+        for chunk in items.chunks(INSERT_CHUNK) {
+            // One statement per chunk: statements, not rows, are what a group commit pays for.
+            let mut sql = String::from(
+                "INSERT INTO inbox (dedupe_key, kind, payload, received_at, lease_owner, \
+                 lease_until) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let p = 3 + 4 * i;
+                if i > 0 {
+                    sql.push(',');
+                }
+                let _ = write!(sql, "(${p}, ${}, ${}, ${}, $1, $2)", p + 1, p + 2, p + 3);
+            }
+            sql.push_str(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
+            let mut query = sqlx::query(&sql)
+                .bind(lease.map(|(owner, _)| owner.to_string()))
+                .bind(lease.map(|(_, until)| until));
+            for item in chunk {
+                query = query
+                    .bind(&item.dedupe_key)
+                    .bind(&item.kind)
+                    .bind(&item.payload)
+                    .bind(item.received_at_ms);
+            }
+            let rows = query.fetch_all(&mut *tx).await.map_err(query_err(op))?;
+            for row in &rows {
+                let id: i64 = row.try_get("id").map_err(query_err(op))?;
+                ids.insert(row.try_get("dedupe_key").map_err(query_err(op))?, id);
+            }
+        }
         let mut results = Vec::with_capacity(items.len());
+        let mut claimed: HashSet<&str> = HashSet::with_capacity(items.len());
+        let mut existing: HashMap<String, i64> = HashMap::new();
+        let missing: Vec<&str> = items
+            .iter()
+            .map(|i| i.dedupe_key.as_str())
+            .filter(|k| !ids.contains_key(*k))
+            .collect();
+        for chunk in missing.chunks(INSERT_CHUNK) {
+            let placeholders = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql =
+                format!("SELECT id, dedupe_key FROM inbox WHERE dedupe_key IN ({placeholders})");
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            for row in query.fetch_all(&mut *tx).await.map_err(query_err(op))? {
+                existing.insert(
+                    row.try_get("dedupe_key").map_err(query_err(op))?,
+                    row.try_get("id").map_err(query_err(op))?,
+                );
+            }
+        }
         for item in items {
-            let inserted = sqlx::query(
-                "INSERT INTO inbox (dedupe_key, kind, payload, received_at, lease_owner, lease_until) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-            )
-            .bind(&item.dedupe_key)
-            .bind(&item.kind)
-            .bind(&item.payload)
-            .bind(item.received_at_ms)
-            .bind(lease.map(|(owner, _)| owner.to_string()))
-            .bind(lease.map(|(_, until)| until))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(query_err("inbox insert"))?;
-            let result = match inserted {
-                Some(row) => {
-                    InboxInsert::New(row.try_get("id").map_err(query_err("inbox insert"))?)
-                }
-                None => {
-                    let row = sqlx::query("SELECT id FROM inbox WHERE dedupe_key = $1")
-                        .bind(&item.dedupe_key)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(query_err("inbox insert"))?;
-                    InboxInsert::Duplicate(row.try_get("id").map_err(query_err("inbox insert"))?)
-                }
+            let key = item.dedupe_key.as_str();
+            let result = match ids.get(key) {
+                // The first occurrence in `items` is the one that was stored.
+                Some(&id) if claimed.insert(key) => InboxInsert::New(id),
+                Some(&id) => InboxInsert::Duplicate(id),
+                None => InboxInsert::Duplicate(*existing.get(key).ok_or(StoreError::Query {
+                    op,
+                    source: sqlx::Error::RowNotFound,
+                })?),
             };
             results.push(result);
         }
-        tx.commit().await.map_err(query_err("inbox insert"))?;
+        tx.commit().await.map_err(query_err(op))?;
         Ok(results)
     }
 
@@ -514,6 +656,7 @@ impl Store {
         not_before_ms: i64,
         max_attempts: u32,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE inbox SET attempts = attempts + 1, error = $1, not_before = $2, \
              lease_owner = NULL, lease_until = NULL, \
@@ -535,7 +678,7 @@ impl Store {
     pub async fn inbox_get(&self, id: i64) -> Result<Option<InboxItem>, StoreError> {
         let row = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read_pool)
             .await
             .map_err(query_err("inbox get"))?;
         row.as_ref()
@@ -558,7 +701,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT state, COUNT(*) AS n FROM {table} GROUP BY state"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read_pool)
         .await
         .map_err(query_err(op))?;
         let mut counts = StateCounts::default();
@@ -623,6 +766,7 @@ impl Store {
         claim: Claim<'_>,
         read: fn(&AnyRow) -> Result<T, sqlx::Error>,
     ) -> Result<Vec<T>, StoreError> {
+        let _turn = self.write_turn().await;
         let rows = sqlx::query(sql)
             .bind(claim.owner)
             .bind(claim.lease_until_ms)
@@ -714,6 +858,7 @@ impl Store {
             "UPDATE outbox SET {set}, lease_owner = NULL, lease_until = NULL \
              WHERE id = $3 AND lease_owner = $4 AND state = 'pending'"
         );
+        let _turn = self.write_turn().await;
         let done = sqlx::query(&sql)
             .bind(text)
             .bind(number)
@@ -725,13 +870,128 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Records the outcomes of many calls in one transaction, each as [`Store::outbox_sent`],
+    /// [`Store::outbox_retry`] or [`Store::outbox_failed`] would, and the message refs the sent
+    /// posts carry, so the next call of an ordering key never sees a post without its ref.
+    /// Returns one `bool` per outcome, in order: `false` where `owner` no longer held the item.
+    pub async fn outbox_finish_many(
+        &self,
+        owner: &str,
+        outcomes: &[OutboxOutcome],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let _turn = self.write_turn().await;
+        let op = "outbox finish";
+        let mut tx = self.pool.begin().await.map_err(query_err(op))?;
+        let mut finished = HashSet::with_capacity(outcomes.len());
+        let sent: Vec<(i64, &str)> = outcomes
+            .iter()
+            .filter_map(|o| match &o.result {
+                OutboxResult::Sent { response, .. } => Some((o.id, response.as_str())),
+                _ => None,
+            })
+            .collect();
+        // The sent ones (nearly all) in one statement per chunk: `response` by a CASE on id.
+        for chunk in sent.chunks(INSERT_CHUNK / 2) {
+            let mut cases = String::new();
+            let mut list = String::new();
+            for i in 0..chunk.len() {
+                let p = 3 + 2 * i;
+                let _ = write!(cases, " WHEN ${p} THEN ${}", p + 1);
+                if i > 0 {
+                    list.push(',');
+                }
+                let _ = write!(list, "${p}");
+            }
+            let sql = format!(
+                "UPDATE outbox SET state = 'sent', sent_at = $1, response = CASE id{cases} END, \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE lease_owner = $2 AND state = 'pending' AND id IN ({list}) RETURNING id"
+            );
+            let mut query = sqlx::query(&sql).bind(now_ms).bind(owner);
+            for (id, response) in chunk {
+                query = query.bind(*id).bind(*response);
+            }
+            for row in query.fetch_all(&mut *tx).await.map_err(query_err(op))? {
+                finished.insert(row.try_get::<i64, _>("id").map_err(query_err(op))?);
+            }
+        }
+        // Message refs: the last post of a key in this batch wins, as it would one by one.
+        let mut refs: Vec<(&str, &str, &str)> = Vec::new();
+        for o in outcomes {
+            if let OutboxResult::Sent {
+                message_ref: Some((key, at)),
+                ..
+            } = &o.result
+                && finished.contains(&o.id)
+            {
+                refs.retain(|(k, _, _)| k != key);
+                refs.push((key, &at.channel, &at.ts));
+            }
+        }
+        for chunk in refs.chunks(INSERT_CHUNK / 3) {
+            let mut sql = String::from("INSERT INTO message_refs (ref_key, channel, ts) VALUES ");
+            for i in 0..chunk.len() {
+                let p = 1 + 3 * i;
+                if i > 0 {
+                    sql.push(',');
+                }
+                let _ = write!(sql, "(${p}, ${}, ${})", p + 1, p + 2);
+            }
+            sql.push_str(
+                " ON CONFLICT (ref_key) DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
+            );
+            let mut query = sqlx::query(&sql);
+            for (key, channel, ts) in chunk {
+                query = query.bind(*key).bind(*channel).bind(*ts);
+            }
+            query.execute(&mut *tx).await.map_err(query_err(op))?;
+        }
+        // Retries and failures are rare: one statement each.
+        for o in outcomes {
+            let (set, text, number) = match &o.result {
+                OutboxResult::Sent { .. } => continue,
+                OutboxResult::Retry {
+                    error,
+                    not_before_ms,
+                } => (
+                    "attempts = attempts + 1, error = $1, not_before = $2",
+                    error,
+                    *not_before_ms,
+                ),
+                OutboxResult::Failed { error } => (
+                    "state = 'failed', attempts = attempts + 1, error = $1, sent_at = $2",
+                    error,
+                    now_ms,
+                ),
+            };
+            let sql = format!(
+                "UPDATE outbox SET {set}, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $3 AND lease_owner = $4 AND state = 'pending'"
+            );
+            let done = sqlx::query(&sql)
+                .bind(text)
+                .bind(number)
+                .bind(o.id)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(op))?;
+            if done.rows_affected() == 1 {
+                finished.insert(o.id);
+            }
+        }
+        tx.commit().await.map_err(query_err(op))?;
+        Ok(outcomes.iter().map(|o| finished.contains(&o.id)).collect())
+    }
+
     /// One outbox item by id.
     pub async fn outbox_get(&self, id: i64) -> Result<Option<OutboxItem>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read_pool)
         .await
         .map_err(query_err("outbox get"))?;
         row.as_ref()
@@ -758,7 +1018,7 @@ impl Store {
         }
         let rows = query
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read_pool)
             .await
             .map_err(query_err("outbox list"))?;
         rows.iter()
@@ -776,7 +1036,7 @@ impl Store {
     /// nothing is pending: the sender may sleep until then (or until told of new items).
     pub async fn outbox_next_due(&self) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query("SELECT MIN(not_before) AS due FROM outbox WHERE state = 'pending'")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read_pool)
             .await
             .map_err(query_err("outbox next due"))?;
         row.try_get::<Option<i64>, _>("due")
@@ -792,6 +1052,7 @@ impl Store {
         channel: &str,
         ts: &str,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO message_refs (ref_key, channel, ts) VALUES ($1, $2, $3) \
              ON CONFLICT (ref_key) DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
@@ -809,7 +1070,7 @@ impl Store {
     pub async fn message_ref(&self, key: &str) -> Result<Option<MessageRef>, StoreError> {
         let row = sqlx::query("SELECT channel, ts FROM message_refs WHERE ref_key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read_pool)
             .await
             .map_err(query_err("message ref"))?;
         row.map(|r| {
@@ -835,6 +1096,8 @@ struct Claim<'a> {
 /// the inbox item's completion commit together. Dropped without [`Tx::commit`], it rolls back.
 pub struct Tx<'c> {
     tx: sqlx::Transaction<'c, Any>,
+    // Dropped after `tx` (fields drop in order): the turn ends once the transaction has.
+    _turn: WriteTurn,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -911,6 +1174,149 @@ impl Tx<'_> {
         .await
         .map_err(query_err("inbox done"))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes a batch of inbox items for handling in this transaction: each one `owner` holds
+    /// and that is pending is marked done (`outcome` "handled", lease cleared). Returns the ids
+    /// taken; the others belong to another worker now. Marking first holds the rows (SQLite's
+    /// write lock, PostgreSQL's row locks) until the commit, so no one can take them over while
+    /// they are handled; an item whose handling fails gets [`Tx::inbox_outcome`] or
+    /// [`Tx::inbox_requeue`] before the commit.
+    pub async fn inbox_take(
+        &mut self,
+        ids: &[i64],
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let op = "inbox take";
+        let mut taken = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let list = (4..4 + chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!(
+                "UPDATE inbox SET state = 'done', outcome = 'handled', handled_at = $1, \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE lease_owner = $2 AND state = $3 AND id IN ({list}) RETURNING id"
+            );
+            let mut query = sqlx::query(&sql).bind(now_ms).bind(owner).bind("pending");
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(query_err(op))?
+            {
+                taken.push(row.try_get("id").map_err(query_err(op))?);
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Records what handling a taken item came to, when it was not plain "handled".
+    pub async fn inbox_outcome(&mut self, id: i64, outcome: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE inbox SET outcome = $1 WHERE id = $2")
+            .bind(outcome)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(query_err("inbox outcome"))?;
+        Ok(())
+    }
+
+    /// Gives a taken item back for a later attempt, as [`Store::inbox_retry`] does for a held
+    /// one: `attempts` + 1, `error` recorded, claimable from `not_before_ms`; `failed` once
+    /// `max_attempts` is reached.
+    pub async fn inbox_requeue(
+        &mut self,
+        id: i64,
+        error: &str,
+        not_before_ms: i64,
+        max_attempts: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbox SET attempts = attempts + 1, error = $1, not_before = $2, \
+             outcome = NULL, handled_at = NULL, lease_owner = NULL, lease_until = NULL, \
+             state = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END \
+             WHERE id = $4",
+        )
+        .bind(error)
+        .bind(not_before_ms)
+        .bind(i64::from(max_attempts))
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query_err("inbox requeue"))?;
+        Ok(())
+    }
+
+    /// Adds several Slack calls to the outbox, in order (ids increase along `items`), with one
+    /// statement per few hundred rows.
+    pub async fn enqueue_many(&mut self, items: &[NewOutboxItem]) -> Result<(), StoreError> {
+        for chunk in items.chunks(INSERT_CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO outbox (ordering_key, method, payload, ref_key, not_before, \
+                 created_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let p = 1 + 6 * i;
+                if i > 0 {
+                    sql.push(',');
+                }
+                let _ = write!(
+                    sql,
+                    "(${p}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5
+                );
+            }
+            let mut query = sqlx::query(&sql);
+            for item in chunk {
+                query = query
+                    .bind(&item.ordering_key)
+                    .bind(&item.method)
+                    .bind(&item.payload)
+                    .bind(&item.ref_key)
+                    .bind(item.not_before_ms)
+                    .bind(item.created_at_ms);
+            }
+            query
+                .execute(&mut *self.tx)
+                .await
+                .map_err(query_err("outbox enqueue"))?;
+        }
+        Ok(())
+    }
+
+    /// Starts a savepoint: what follows can be undone with [`Tx::rollback_to_savepoint`] without
+    /// losing the rest of the transaction (one handler's failure in a batch of many).
+    pub async fn savepoint(&mut self) -> Result<(), StoreError> {
+        self.execute_plain("SAVEPOINT handler", "savepoint").await
+    }
+
+    /// Keeps what was done since [`Tx::savepoint`].
+    pub async fn release_savepoint(&mut self) -> Result<(), StoreError> {
+        self.execute_plain("RELEASE SAVEPOINT handler", "release savepoint")
+            .await
+    }
+
+    /// Undoes what was done since [`Tx::savepoint`], and ends it.
+    pub async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
+        self.execute_plain(
+            "ROLLBACK TO SAVEPOINT handler; RELEASE SAVEPOINT handler",
+            "rollback to savepoint",
+        )
+        .await
+    }
+
+    async fn execute_plain(&mut self, sql: &str, op: &'static str) -> Result<(), StoreError> {
+        (&mut *self.tx).execute(sql).await.map_err(query_err(op))?;
+        Ok(())
     }
 
     /// The connection, for apps' own tables in the same transaction (placeholders `$1, $2…`).

@@ -1,0 +1,271 @@
+//! inbox → apps, in batches.
+//!
+//! What the receiver committed waits here for a handler. A worker takes what is waiting — up to
+//! [`MAX_BATCH`] inputs — and runs their handlers in one transaction: the items are taken from
+//! the inbox, each handler's changes sit in a savepoint of their own, and the Slack calls they
+//! cause go to the outbox in one statement. Under load batches grow, so the store's cost per
+//! input falls just when inputs pour in; when idle a batch is one input, handled at once.
+//!
+//! Commands and interactions (someone is waiting, a `trigger_id` is running out) jump the
+//! queue and run one to a batch, so a handler that opens a modal never holds others up, nor
+//! is held up by them.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use switchyard_store::{NewOutboxItem, StoreError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{AppError, BatchTx, Ctx};
+use crate::now_ms;
+use crate::pipeline::{Engine, Kind, Route};
+
+/// Inputs one transaction may handle.
+pub const MAX_BATCH: usize = 256;
+/// Inputs waiting for a worker, per queue. Past that an input stays in the inbox, leased to
+/// this process, and is taken up again when its lease runs out: nothing is lost, it is late.
+const QUEUE_CAPACITY: usize = 50_000;
+/// Attempts at an input whose handling hits store errors before it is marked failed.
+const MAX_ATTEMPTS: u32 = 5;
+/// Wait before another attempt at an input that hit a store error.
+const RETRY_AFTER_MS: i64 = 1_000;
+
+/// An inbox item this process holds, to be handled.
+pub struct Job {
+    pub id: i64,
+    pub kind: Kind,
+    pub payload: Value,
+}
+
+/// Where accepted inputs wait for a worker.
+pub struct DispatchQueue {
+    urgent: mpsc::Sender<Job>,
+    normal: mpsc::Sender<Job>,
+}
+
+/// The workers' end of the [`DispatchQueue`].
+pub struct Waiting {
+    urgent: mpsc::Receiver<Job>,
+    normal: mpsc::Receiver<Job>,
+}
+
+impl DispatchQueue {
+    pub fn new() -> (Self, Waiting) {
+        let (urgent, urgent_rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (normal, normal_rx) = mpsc::channel(QUEUE_CAPACITY);
+        (
+            Self { urgent, normal },
+            Waiting {
+                urgent: urgent_rx,
+                normal: normal_rx,
+            },
+        )
+    }
+
+    /// Queues a job without waiting: the ack must not wait for handlers.
+    pub fn submit(&self, job: Job) {
+        let queue = match job.kind {
+            Kind::Command | Kind::Interaction => &self.urgent,
+            Kind::Event | Kind::Http => &self.normal,
+        };
+        if let Err(e) = queue.try_send(job) {
+            let job = e.into_inner();
+            tracing::warn!(
+                id = job.id,
+                "dispatch queue full: the item waits in the inbox for its lease to run out"
+            );
+        }
+    }
+}
+
+/// Runs `workers` workers until `stop` fires and what was queued by then is handled.
+pub async fn run(engine: Arc<Engine>, waiting: Waiting, workers: usize, stop: CancellationToken) {
+    let waiting = Arc::new(tokio::sync::Mutex::new(waiting));
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..workers.max(1) {
+        let (engine, waiting, stop) = (engine.clone(), waiting.clone(), stop.clone());
+        running.spawn(async move {
+            loop {
+                let batch = next_batch(&mut *waiting.lock().await, &stop).await;
+                let Some(batch) = batch else { return };
+                engine.run_batch(batch).await;
+            }
+        });
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// The next batch: one urgent job, or up to [`MAX_BATCH`] others. `None` once `stop` has
+/// fired and nothing is waiting.
+async fn next_batch(waiting: &mut Waiting, stop: &CancellationToken) -> Option<Vec<Job>> {
+    let first = tokio::select! {
+        biased;
+        Some(job) = waiting.urgent.recv() => return Some(vec![job]),
+        Some(job) = waiting.normal.recv() => job,
+        _ = stop.cancelled() => {
+            if let Ok(job) = waiting.urgent.try_recv() {
+                return Some(vec![job]);
+            }
+            waiting.normal.try_recv().ok()?
+        }
+        else => return None,
+    };
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match waiting.normal.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// How one input's handling ended, before the batch commits.
+enum Handled {
+    /// Its Slack calls, to be queued.
+    Ok(Vec<NewOutboxItem>),
+    /// The app failed: what to record, and the note to the person.
+    Failed {
+        outcome: String,
+        notice: Vec<NewOutboxItem>,
+    },
+    /// A store error: try again later.
+    Again(String),
+}
+
+impl Engine {
+    /// Handles a batch; if its transaction fails, handles its inputs one by one, so one bad
+    /// input cannot hold the others back.
+    pub(crate) async fn run_batch(self: &Arc<Self>, jobs: Vec<Job>) {
+        let error = match self.try_batch(&jobs).await {
+            Ok(()) => return self.outbox_ready.notify_one(),
+            Err(e) => e,
+        };
+        if jobs.len() > 1 {
+            tracing::warn!(error = %error, n = jobs.len(), "a batch failed; handling its inputs one by one");
+            for job in jobs {
+                Box::pin(self.run_batch(vec![job])).await;
+            }
+            return;
+        }
+        let id = jobs[0].id;
+        tracing::warn!(id, error = %error, "handling failed; will retry");
+        let retry_at = now_ms() + RETRY_AFTER_MS;
+        if let Err(e) = self
+            .store
+            .inbox_retry(id, &self.owner, &error.to_string(), retry_at, MAX_ATTEMPTS)
+            .await
+        {
+            tracing::error!(id, error = %e, "could not record the failure");
+        }
+    }
+
+    /// Runs the batch's handlers in one transaction: the inbox items' completion, the apps'
+    /// changes and the Slack calls they cause commit together.
+    async fn try_batch(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut batch = BatchTx {
+            store: self.store.clone(),
+            owner: self.owner.clone(),
+            ids: jobs.iter().map(|j| j.id).collect(),
+            now_ms: now,
+            open: None,
+        };
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let route = self.registry.route(job.kind, &job.payload, &self.bot);
+            let mut ctx = Ctx::new(&mut batch, self.slack.clone(), now);
+            let result = match &route {
+                Route::App(i, input) => self.registry.app(*i).handle(&mut ctx, input).await,
+                Route::Help(message) => {
+                    ctx.reply(message, &self.registry.help_text());
+                    Ok(())
+                }
+                Route::Ignore => Ok(()),
+            };
+            let (outbox, savepoint) = (std::mem::take(&mut ctx.outbox), ctx.savepoint);
+            let handled = match result {
+                Ok(()) => {
+                    if savepoint {
+                        batch.tx().await?.release_savepoint().await?;
+                    }
+                    Handled::Ok(outbox)
+                }
+                Err(error) => {
+                    if savepoint {
+                        batch.tx().await?.rollback_to_savepoint().await?;
+                    }
+                    tracing::warn!(id = job.id, error = %error, "app error");
+                    match error {
+                        AppError::Store(e) => Handled::Again(e.to_string()),
+                        other => {
+                            let text = match &other {
+                                AppError::User(m) => format!(":warning: {m}"),
+                                other => format!(":warning: That did not work: {other}"),
+                            };
+                            Handled::Failed {
+                                notice: notice(&route, &text, now),
+                                outcome: format!("failed: {text}"),
+                            }
+                        }
+                    }
+                }
+            };
+            results.push((job.id, handled));
+        }
+        batch.tx().await?;
+        let (mut tx, taken) = batch.open.take().expect("opened above");
+        let mut outbox = Vec::new();
+        for (id, handled) in results {
+            if !taken.contains(&id) {
+                // Its lease ran out and another worker has it: its work is dropped here.
+                tracing::debug!(id, "taken over by another worker");
+                continue;
+            }
+            match handled {
+                Handled::Ok(calls) => outbox.extend(calls),
+                Handled::Failed { outcome, notice } => {
+                    tx.inbox_outcome(id, &outcome).await?;
+                    outbox.extend(notice);
+                }
+                Handled::Again(error) => {
+                    tx.inbox_requeue(id, &error, now + RETRY_AFTER_MS, MAX_ATTEMPTS)
+                        .await?;
+                }
+            }
+        }
+        tx.enqueue_many(&outbox).await?;
+        tx.commit().await
+    }
+}
+
+/// A failed handler's person still hears about it: an ephemeral where it happened, or a DM.
+fn notice(route: &Route, text: &str, now_ms: i64) -> Vec<NewOutboxItem> {
+    let (user, channel) = match route {
+        Route::App(_, input) => (input.user(), input.channel()),
+        Route::Help(m) => (Some(m.user.as_str()), Some(m.channel.as_str())),
+        Route::Ignore => (None, None),
+    };
+    let (method, key, args) = match (user, channel) {
+        (Some(user), Some(channel)) if !user.is_empty() && !channel.is_empty() => (
+            "chat.postEphemeral",
+            channel,
+            json!({"channel": channel, "user": user, "text": text}),
+        ),
+        (Some(user), _) if !user.is_empty() => (
+            "chat.postMessage",
+            user,
+            json!({"channel": user, "text": text}),
+        ),
+        _ => return Vec::new(),
+    };
+    vec![NewOutboxItem {
+        ordering_key: key.to_string(),
+        method: method.to_string(),
+        payload: args.to_string(),
+        ref_key: None,
+        not_before_ms: 0,
+        created_at_ms: now_ms,
+    }]
+}
