@@ -14,6 +14,7 @@
 pub mod app;
 pub mod config;
 pub mod inbox;
+pub mod manifest;
 pub mod mention;
 pub mod pipeline;
 pub mod receive;
@@ -22,7 +23,7 @@ pub mod server;
 pub mod slack;
 
 pub use app::{App, AppError, Ctx, Declaration, Input, MentionCommand, MessageEvent, SlashCommand};
-pub use config::{Config, ConfigError};
+pub use config::{AppSection, CheckOptions, Config, ConfigError};
 pub use server::{Server, StartOptions};
 
 #[derive(Debug, thiserror::Error)]
