@@ -237,8 +237,8 @@ struct Issues {
     found: Vec<(Stage, ConfigError)>,
 }
 
-/// When an error was found; errors are reported in this order (then in file order), so the first
-/// error is the one [`Config::parse`] has always returned.
+/// When an error was found; errors are reported in this order (then by section and key), so the
+/// first error is the one [`Config::parse`] has always returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Stage {
     /// `${VAR}` expansion.
