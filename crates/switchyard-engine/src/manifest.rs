@@ -24,7 +24,7 @@ pub const ENGINE_SCOPES: &[&str] = &["app_mentions:read", "chat:write", "im:hist
 /// Bot events the engine needs whatever the apps are.
 pub const ENGINE_BOT_EVENTS: &[&str] = &["app_mention", "message.im"];
 
-/// A request URL Slack cannot use.
+/// A request URL Slack cannot use (`url` with any password hidden).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the request URL {url:?} {reason}")]
 pub struct RequestUrlError {
@@ -37,7 +37,8 @@ pub struct RequestUrlError {
 /// accepted for local Slack-like servers such as the sandbox.
 pub fn request_base(url: &str) -> Result<String, RequestUrlError> {
     let error = |reason| RequestUrlError {
-        url: url.to_string(),
+        // Shown in errors: without any password it carries.
+        url: switchyard_store::redact(url),
         reason,
     };
     let parsed = url::Url::parse(url).map_err(|_| error("is not a URL"))?;
@@ -253,6 +254,8 @@ mod tests {
 
     #[test]
     fn request_urls_slack_cannot_use() {
+        let e = request_base("https://u:hunter2@ops.example").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
         for bad in [
             "ops.example",
             "ftp://ops.example",
