@@ -5,7 +5,13 @@ pub mod ping;
 
 use std::sync::Arc;
 
-use switchyard_engine::{App, Config, ConfigError};
+use switchyard_engine::{App, AppSection, Config, ConfigError};
+
+/// Every built-in app's `[apps.<name>]` section, for `Config::check`: a name not listed here is
+/// an error. An app added to [`builtin`] is added here too.
+pub fn config_sections() -> Vec<AppSection> {
+    vec![AppSection::of::<ping::PingConfig>("ping")]
+}
 
 /// The apps enabled in `config`, ready for the engine.
 pub fn builtin(config: &Config) -> Result<Vec<Arc<dyn App>>, ConfigError> {

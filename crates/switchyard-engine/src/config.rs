@@ -4,12 +4,17 @@
 //! environment variables Slack's own tools use (`SLACK_BOT_TOKEN`, `SLACK_APP_TOKEN`,
 //! `SLACK_SIGNING_SECRET`, `SLACK_API_URL`) for what the file leaves out. Every error names the
 //! file, the key and the reason. Apps read their own `[apps.<name>]` sections.
+//!
+//! [`Config::check`] reports every error at once (`switchyard check-config`): each top-level
+//! section is read by its own entry in `SECTIONS`, key by key, so one bad key does not hide the
+//! next; then the checks across keys run on what could be read. One error per key: the first.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
 
 /// The environment the config reads; a map in tests, the process environment in production.
@@ -67,21 +72,7 @@ impl Serialize for Secret {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    slack: RawSlack,
-    #[serde(default)]
-    server: ServerConfig,
-    #[serde(default)]
-    store: StoreConfig,
-    #[serde(default)]
-    engine: EngineConfig,
-    #[serde(default)]
-    apps: BTreeMap<String, toml::Value>,
-}
-
+/// `[slack]` as written; the environment and defaults fill it in.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSlack {
@@ -90,6 +81,8 @@ struct RawSlack {
     signing_secret: Option<Secret>,
     api_url: Option<String>,
     socket_connections: Option<u8>,
+    app_name: Option<String>,
+    app_description: Option<String>,
 }
 
 /// How Switchyard reaches Slack.
@@ -101,9 +94,14 @@ pub struct SlackConfig {
     /// Needed in HTTP mode, to verify what Slack posts.
     pub signing_secret: Option<Secret>,
     /// Slack's Web API base, ending in `/`; the sandbox's in tests and the demo.
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub api_url: String,
     /// Socket Mode connections kept open (1 to 10).
     pub socket_connections: u8,
+    /// The Slack app's name, for its manifest (Slack allows 35 characters).
+    pub app_name: String,
+    /// The Slack app's short description, for its manifest (Slack allows 140 characters).
+    pub app_description: Option<String>,
 }
 
 impl SlackConfig {
@@ -135,8 +133,11 @@ fn default_listen() -> SocketAddr {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite://switchyard.db` (default) or `postgres://…`.
-    #[serde(default = "default_store_url")]
+    /// `sqlite://switchyard.db` (default) or `postgres://…`; shown with any password redacted.
+    #[serde(
+        default = "default_store_url",
+        serialize_with = "serialize_redacted_url"
+    )]
     pub url: String,
 }
 
@@ -182,150 +183,492 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub engine: EngineConfig,
-    /// `[apps.<name>]` sections, read by each app.
+    /// `[apps.<name>]` sections, read by each app. Shown with secret-looking values redacted.
+    #[serde(serialize_with = "serialize_app_sections")]
     pub apps: BTreeMap<String, toml::Value>,
 }
 
 pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
+pub const DEFAULT_APP_NAME: &str = "Switchyard";
 
-impl Config {
-    /// Reads and checks a config file.
-    pub fn load(path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            key: "(file)".into(),
-            reason: format!("cannot read: {e}"),
-        })?;
-        Self::parse(&text, &file, env)
-    }
+/// An app that may have an `[apps.<name>]` section, and how that section is checked: for
+/// [`CheckOptions::apps`]. The apps crate lists its apps' sections.
+#[derive(Clone, Copy)]
+pub struct AppSection {
+    pub name: &'static str,
+    check: fn(&toml::Value, &str, &mut Issues),
+}
 
-    /// Checks a config given as text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str, env: &dyn Env) -> Result<Self, ConfigError> {
-        let err = |key: &str, reason: String| ConfigError {
-            file: file.to_string(),
-            key: key.to_string(),
-            reason,
-        };
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
-            let reason = e.message().to_string();
-            let at = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start].lines().count().max(1);
-                    format!("line {line}")
-                })
-                .unwrap_or_else(|| "(syntax)".into());
-            err(&at, reason)
-        })?;
-        expand(&mut value, "", env).map_err(|(key, reason)| err(&key, reason))?;
-        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-            let key = e.path().to_string();
-            err(
-                if key == "." { "(top level)" } else { &key },
-                e.inner().to_string(),
-            )
-        })?;
-        let from_env = |name: &str| env.var(name).map(Secret::new);
-        let bot_token = raw
-            .slack
-            .bot_token
-            .or_else(|| from_env("SLACK_BOT_TOKEN"))
-            .ok_or_else(|| {
-                err(
-                    "slack.bot_token",
-                    "missing: set it here or in SLACK_BOT_TOKEN".into(),
-                )
-            })?;
-        if !bot_token.expose().starts_with("xoxb-") {
-            return Err(err(
-                "slack.bot_token",
-                "must be a bot token (xoxb-…)".into(),
-            ));
-        }
-        let app_token = raw.slack.app_token.or_else(|| from_env("SLACK_APP_TOKEN"));
-        if let Some(t) = &app_token
-            && !t.expose().starts_with("xapp-")
-        {
-            return Err(err(
-                "slack.app_token",
-                "must be an app-level token (xapp-…)".into(),
-            ));
-        }
-        let signing_secret = raw
-            .slack
-            .signing_secret
-            .or_else(|| from_env("SLACK_SIGNING_SECRET"));
-        if app_token.is_none() && signing_secret.is_none() {
-            return Err(err(
-                "slack.signing_secret",
-                "missing: without an app token (Socket Mode), Slack posts to us over HTTP and the signing secret is needed (or set SLACK_SIGNING_SECRET)".into(),
-            ));
-        }
-        let mut api_url = raw
-            .slack
-            .api_url
-            .or_else(|| env.var("SLACK_API_URL"))
-            .unwrap_or_else(|| DEFAULT_API_URL.into());
-        if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
-            return Err(err(
-                "slack.api_url",
-                format!("{api_url:?} is not an http(s) URL"),
-            ));
-        }
-        if !api_url.ends_with('/') {
-            api_url.push('/');
-        }
-        let socket_connections = raw.slack.socket_connections.unwrap_or(2);
-        if !(1..=10).contains(&socket_connections) {
-            return Err(err(
-                "slack.socket_connections",
-                format!("{socket_connections} is out of range: Slack allows 1 to 10"),
-            ));
-        }
-        Ok(Self {
-            source: file.to_string(),
-            slack: SlackConfig {
-                bot_token,
-                app_token,
-                signing_secret,
-                api_url,
-                socket_connections,
+impl AppSection {
+    /// App `name`, whose section is read into `T` (as [`Config::app_section`] reads it).
+    pub fn of<T: DeserializeOwned + Default>(name: &'static str) -> Self {
+        Self {
+            name,
+            check: |value, key, issues| {
+                read_table::<T>(value, key, issues);
             },
-            server: raw.server,
-            store: raw.store,
-            engine: raw.engine,
-            apps: raw.apps,
-        })
-    }
-
-    /// An app's section, read into its own type; errors name `apps.<name>.<key>`.
-    pub fn app_section<T: serde::de::DeserializeOwned + Default>(
-        &self,
-        app: &str,
-    ) -> Result<T, ConfigError> {
-        let Some(value) = self.apps.get(app) else {
-            return Ok(T::default());
-        };
-        serde_path_to_error::deserialize(value.clone()).map_err(|e| ConfigError {
-            file: self.source.clone(),
-            key: format!("apps.{app}.{}", e.path())
-                .trim_end_matches(".")
-                .to_string(),
-            reason: e.inner().to_string(),
-        })
+        }
     }
 }
 
-/// Replaces `${VAR}` and `${VAR:-default}` in every string value.
-fn expand(value: &mut toml::Value, path: &str, env: &dyn Env) -> Result<(), (String, String)> {
-    match value {
-        toml::Value::String(s) => {
-            *s = expand_str(s, env).map_err(|reason| (path.to_string(), reason))?
+impl fmt::Debug for AppSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppSection")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// What [`Config::check`] covers beyond the engine's own sections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions<'a> {
+    /// The apps there are: their `[apps.<name>]` sections are checked and any other name under
+    /// `[apps]` is an error. `None` leaves `[apps]` unchecked, to [`Config::app_section`].
+    pub apps: Option<&'a [AppSection]>,
+    /// Slack's tokens may be missing (the bot token is then empty): for the app manifest, which
+    /// is written before the Slack app, and so its tokens, exist. Given tokens are still checked.
+    pub without_credentials: bool,
+}
+
+/// The errors found so far. Each key keeps its first error only, so a bad value is not reported
+/// again as missing, say, once it has been set aside.
+struct Issues {
+    file: String,
+    found: Vec<(Stage, ConfigError)>,
+}
+
+/// When an error was found; errors are reported in this order (then by section and key), so the
+/// first error is the one [`Config::parse`] has always returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    /// `${VAR}` expansion.
+    Expand,
+    /// Unknown keys, wrong types.
+    Shape,
+    /// Missing values, bad values, and checks across keys.
+    Meaning,
+}
+
+impl Issues {
+    fn add(&mut self, stage: Stage, key: &str, reason: impl Into<String>) {
+        if self.found.iter().any(|(_, e)| e.key == key) {
+            return;
         }
+        // One line per error: the TOML deserializer appends "in `key`" on lines of its own.
+        let reason = reason.into();
+        let reason = reason.lines().next().unwrap_or_default().trim().to_string();
+        self.found.push((
+            stage,
+            ConfigError {
+                file: self.file.clone(),
+                key: key.to_string(),
+                reason,
+            },
+        ));
+    }
+
+    fn into_errors(mut self) -> Vec<ConfigError> {
+        self.found.sort_by_key(|(stage, _)| *stage);
+        self.found.into_iter().map(|(_, e)| e).collect()
+    }
+}
+
+/// The sections as read, before the environment, defaults and the checks across keys.
+#[derive(Default)]
+struct Draft {
+    slack: RawSlack,
+    server: ServerConfig,
+    store: StoreConfig,
+    engine: EngineConfig,
+    apps: BTreeMap<String, toml::Value>,
+}
+
+/// A top-level section and how it is read into the draft. A new section is one more entry here
+/// (and a field in [`Draft`] and [`Config`]).
+struct Section {
+    name: &'static str,
+    read: fn(&toml::Value, &mut Draft, &mut Issues, &CheckOptions),
+}
+
+const SECTIONS: &[Section] = &[
+    Section {
+        name: "slack",
+        read: |value, draft, issues, _| draft.slack = read_table(value, "slack", issues),
+    },
+    Section {
+        name: "server",
+        read: |value, draft, issues, _| draft.server = read_table(value, "server", issues),
+    },
+    Section {
+        name: "store",
+        read: |value, draft, issues, _| draft.store = read_table(value, "store", issues),
+    },
+    Section {
+        name: "engine",
+        read: |value, draft, issues, _| draft.engine = read_table(value, "engine", issues),
+    },
+    Section {
+        name: "apps",
+        read: read_apps,
+    },
+];
+
+impl Config {
+    /// Reads and checks a config file; the first error, if any.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::check_file(path, env, &CheckOptions::default()).map_err(first)
+    }
+
+    /// Checks a config given as text; `file` names it in errors. The first error, if any.
+    pub fn parse(text: &str, file: &str, env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::check(text, file, env, &CheckOptions::default()).map_err(first)
+    }
+
+    /// Reads and checks a config file; every error.
+    pub fn check_file(
+        path: &Path,
+        env: &dyn Env,
+        options: &CheckOptions,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError {
+                file: file.clone(),
+                key: "(file)".into(),
+                reason: format!("cannot read: {e}"),
+            }]
+        })?;
+        Self::check(&text, &file, env, options)
+    }
+
+    /// Checks a config given as text and reports every error: all of them but a TOML syntax
+    /// error, which stops the reading there.
+    pub fn check(
+        text: &str,
+        file: &str,
+        env: &dyn Env,
+        options: &CheckOptions,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let mut issues = Issues {
+            file: file.to_string(),
+            found: Vec::new(),
+        };
+        let mut value: toml::Value = match toml::from_str(text) {
+            Ok(value) => value,
+            Err(e) => {
+                let at = e
+                    .span()
+                    .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
+                    .unwrap_or_else(|| "(syntax)".into());
+                issues.add(Stage::Shape, &at, e.message());
+                return Err(issues.into_errors());
+            }
+        };
+        expand(&mut value, "", env, &mut issues);
+        let mut draft = Draft::default();
+        if let Some(top) = value.as_table() {
+            for (name, section) in top {
+                match SECTIONS.iter().find(|s| s.name == name) {
+                    Some(s) => (s.read)(section, &mut draft, &mut issues, options),
+                    None => issues.add(
+                        Stage::Shape,
+                        name,
+                        format!("unknown section; the sections are {}", section_names()),
+                    ),
+                }
+            }
+        }
+        let config = finish(draft, file, env, options, &mut issues);
+        if issues.found.is_empty() {
+            Ok(config)
+        } else {
+            Err(issues.into_errors())
+        }
+    }
+
+    /// An app's section, read into its own type; errors name `apps.<name>.<key>`.
+    pub fn app_section<T: DeserializeOwned + Default>(&self, app: &str) -> Result<T, ConfigError> {
+        let Some(value) = self.apps.get(app) else {
+            return Ok(T::default());
+        };
+        let mut issues = Issues {
+            file: self.source.clone(),
+            found: Vec::new(),
+        };
+        let section = read_table::<T>(value, &format!("apps.{app}"), &mut issues);
+        match issues.into_errors().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(section),
+        }
+    }
+}
+
+fn first(mut errors: Vec<ConfigError>) -> ConfigError {
+    // `check` returns at least one error when it fails.
+    errors.swap_remove(0)
+}
+
+fn section_names() -> String {
+    SECTIONS
+        .iter()
+        .map(|s| format!("[{}]", s.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads a table into `T` key by key, so every unknown key and wrong type is reported; the keys
+/// that failed are left out (to their defaults).
+fn read_table<T: DeserializeOwned + Default>(
+    value: &toml::Value,
+    prefix: &str,
+    issues: &mut Issues,
+) -> T {
+    let Some(table) = value.as_table() else {
+        issues.add(
+            Stage::Shape,
+            prefix,
+            format!("must be a table ([{prefix}]), not a {}", value.type_str()),
+        );
+        return T::default();
+    };
+    let mut readable = toml::Table::new();
+    for (key, item) in table {
+        let alone = toml::Table::from_iter([(key.clone(), item.clone())]);
+        match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(alone)) {
+            Ok(_) => {
+                readable.insert(key.clone(), item.clone());
+            }
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = if path == "." { key.clone() } else { path };
+                issues.add(
+                    Stage::Shape,
+                    &format!("{prefix}.{inner}"),
+                    e.inner().to_string(),
+                );
+            }
+        }
+    }
+    match serde_path_to_error::deserialize(toml::Value::Table(readable)) {
+        Ok(section) => section,
+        Err(e) => {
+            // Keys that are fine alone but not together; none of ours today.
+            let path = e.path().to_string();
+            let key = if path == "." {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{path}")
+            };
+            issues.add(Stage::Shape, &key, e.inner().to_string());
+            T::default()
+        }
+    }
+}
+
+fn read_apps(value: &toml::Value, draft: &mut Draft, issues: &mut Issues, options: &CheckOptions) {
+    let Some(table) = value.as_table() else {
+        issues.add(
+            Stage::Shape,
+            "apps",
+            format!(
+                "must be a table ([apps.<name>]), not a {}",
+                value.type_str()
+            ),
+        );
+        return;
+    };
+    draft.apps = table.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let Some(known) = options.apps else {
+        return;
+    };
+    for (name, section) in table {
+        let key = format!("apps.{name}");
+        match known.iter().find(|a| a.name == name) {
+            Some(app) => (app.check)(section, &key, issues),
+            None => {
+                let names: Vec<&str> = known.iter().map(|a| a.name).collect();
+                issues.add(
+                    Stage::Shape,
+                    &key,
+                    format!("unknown app; the apps are {}", names.join(", ")),
+                );
+            }
+        }
+    }
+}
+
+/// The environment, defaults and the checks across keys, on what could be read.
+fn finish(
+    draft: Draft,
+    file: &str,
+    env: &dyn Env,
+    options: &CheckOptions,
+    issues: &mut Issues,
+) -> Config {
+    let raw = draft.slack;
+    let from_env = |name: &str| env.var(name).map(Secret::new);
+    let bot_token = match raw.bot_token.or_else(|| from_env("SLACK_BOT_TOKEN")) {
+        Some(token) => {
+            if !token.expose().starts_with("xoxb-") {
+                issues.add(
+                    Stage::Meaning,
+                    "slack.bot_token",
+                    "must be a bot token (xoxb-…)",
+                );
+            }
+            token
+        }
+        None => {
+            if !options.without_credentials {
+                issues.add(
+                    Stage::Meaning,
+                    "slack.bot_token",
+                    "missing: set it here or in SLACK_BOT_TOKEN",
+                );
+            }
+            Secret::new("")
+        }
+    };
+    let app_token = raw.app_token.or_else(|| from_env("SLACK_APP_TOKEN"));
+    if let Some(t) = &app_token
+        && !t.expose().starts_with("xapp-")
+    {
+        issues.add(
+            Stage::Meaning,
+            "slack.app_token",
+            "must be an app-level token (xapp-…)",
+        );
+    }
+    let signing_secret = raw
+        .signing_secret
+        .or_else(|| from_env("SLACK_SIGNING_SECRET"));
+    if app_token.is_none() && signing_secret.is_none() && !options.without_credentials {
+        issues.add(
+            Stage::Meaning,
+            "slack.signing_secret",
+            "missing: without an app token (Socket Mode), Slack posts to us over HTTP and the signing secret is needed (or set SLACK_SIGNING_SECRET)",
+        );
+    }
+    let mut api_url = raw
+        .api_url
+        .or_else(|| env.var("SLACK_API_URL"))
+        .unwrap_or_else(|| DEFAULT_API_URL.into());
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        issues.add(
+            Stage::Meaning,
+            "slack.api_url",
+            format!(
+                "{:?} is not an http(s) URL",
+                switchyard_store::redact(&api_url)
+            ),
+        );
+    }
+    if !api_url.ends_with('/') {
+        api_url.push('/');
+    }
+    let socket_connections = raw.socket_connections.unwrap_or(2);
+    if !(1..=10).contains(&socket_connections) {
+        issues.add(
+            Stage::Meaning,
+            "slack.socket_connections",
+            format!("{socket_connections} is out of range: Slack allows 1 to 10"),
+        );
+    }
+    let app_name = raw.app_name.unwrap_or_else(|| DEFAULT_APP_NAME.into());
+    let name_chars = app_name.chars().count();
+    if app_name.trim().is_empty() || name_chars > 35 {
+        issues.add(
+            Stage::Meaning,
+            "slack.app_name",
+            format!("{name_chars} characters: Slack allows 1 to 35"),
+        );
+    }
+    if let Some(description) = &raw.app_description
+        && description.chars().count() > 140
+    {
+        issues.add(
+            Stage::Meaning,
+            "slack.app_description",
+            format!(
+                "{} characters: Slack allows up to 140",
+                description.chars().count()
+            ),
+        );
+    }
+    Config {
+        source: file.to_string(),
+        slack: SlackConfig {
+            bot_token,
+            app_token,
+            signing_secret,
+            api_url,
+            socket_connections,
+            app_name,
+            app_description: raw.app_description,
+        },
+        server: draft.server,
+        store: draft.store,
+        engine: draft.engine,
+        apps: draft.apps,
+    }
+}
+
+fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&switchyard_store::redact(url))
+}
+
+/// Words in a key that mark its value as a secret in an app's section: apps' config types are
+/// theirs, so `config show` goes by name (and hides passwords in URLs).
+const SECRET_KEY_WORDS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "key",
+    "credential",
+    "webhook",
+];
+
+fn serialize_app_sections<S: Serializer>(
+    apps: &BTreeMap<String, toml::Value>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    fn hide(value: &toml::Value, secret: bool) -> toml::Value {
+        match value {
+            toml::Value::String(_) if secret => toml::Value::String("[redacted]".into()),
+            toml::Value::String(text) => toml::Value::String(switchyard_store::redact(text)),
+            toml::Value::Array(items) => {
+                toml::Value::Array(items.iter().map(|v| hide(v, secret)).collect())
+            }
+            toml::Value::Table(table) => toml::Value::Table(
+                table
+                    .iter()
+                    .map(|(k, v)| {
+                        let lower = k.to_ascii_lowercase();
+                        let secret = secret || SECRET_KEY_WORDS.iter().any(|w| lower.contains(w));
+                        (k.clone(), hide(v, secret))
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let shown: BTreeMap<&String, toml::Value> =
+        apps.iter().map(|(k, v)| (k, hide(v, false))).collect();
+    shown.serialize(s)
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in every string value; a string that cannot be
+/// expanded is left as it is, and reported.
+fn expand(value: &mut toml::Value, path: &str, env: &dyn Env, issues: &mut Issues) {
+    match value {
+        toml::Value::String(s) => match expand_str(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(reason) => issues.add(Stage::Expand, path, reason),
+        },
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                expand(item, &format!("{path}[{i}]"), env)?;
+                expand(item, &format!("{path}[{i}]"), env, issues);
             }
         }
         toml::Value::Table(table) => {
@@ -335,14 +678,14 @@ fn expand(value: &mut toml::Value, path: &str, env: &dyn Env) -> Result<(), (Str
                 } else {
                     format!("{path}.{k}")
                 };
-                expand(v, &key, env)?;
+                expand(v, &key, env, issues);
             }
         }
         _ => {}
     }
-    Ok(())
 }
 
+/// Errors never echo the value (it may be a secret), only the variable's name.
 fn expand_str(s: &str, env: &dyn Env) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -351,14 +694,18 @@ fn expand_str(s: &str, env: &dyn Env) -> Result<String, String> {
         let after = &rest[start + 2..];
         let end = after
             .find('}')
-            .ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+            // The value is not echoed: it may be a secret with a stray `${`.
+            .ok_or_else(|| "a `${` without its `}`".to_string())?;
         let inner = &after[..end];
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("${{{inner}}} is not a variable name"));
+            return Err(
+                "`${…}` must hold a variable name (letters, digits, `_`), optionally `:-default`"
+                    .into(),
+            );
         }
         match (env.var(name), default) {
             (Some(v), _) => out.push_str(&v),
@@ -448,6 +795,148 @@ mod tests {
         let shown = format!("{c:?} {}", serde_json::to_string(&c).unwrap());
         assert!(
             !shown.contains("very-secret") && !shown.contains("shh-secret"),
+            "{shown}"
+        );
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct PingLike {
+        enabled: bool,
+    }
+
+    fn keys(errors: &[ConfigError]) -> Vec<&str> {
+        errors.iter().map(|e| e.key.as_str()).collect()
+    }
+
+    #[test]
+    fn check_reports_every_error() {
+        let text = r#"
+[slack]
+bot_token = "${NOPE}"
+app_token = "not-an-app-token"
+socket_connections = 40
+colour = "blue"
+size = 3
+
+[server]
+listen = "nowhere"
+
+[store]
+url = 5
+
+[engine]
+lease_ms = "long"
+poll_interval_ms = -1
+
+[apps.ping]
+enabled = "yes"
+
+[apps.pong]
+enabled = true
+
+[extra]
+x = 1
+"#;
+        let apps = [AppSection::of::<PingLike>("ping")];
+        let options = CheckOptions {
+            apps: Some(&apps),
+            ..CheckOptions::default()
+        };
+        let errors = Config::check(text, "s.toml", &env(&[]), &options).unwrap_err();
+        let mut found = keys(&errors);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "apps.ping.enabled",
+                "apps.pong",
+                "engine.lease_ms",
+                "engine.poll_interval_ms",
+                "extra",
+                "server.listen",
+                "slack.app_token",
+                "slack.bot_token",
+                "slack.colour",
+                "slack.size",
+                "slack.socket_connections",
+                "store.url",
+            ],
+            "{errors:#?}"
+        );
+        assert!(errors.iter().all(|e| e.file == "s.toml"));
+        let bot = errors.iter().find(|e| e.key == "slack.bot_token").unwrap();
+        assert!(bot.reason.contains("NOPE"), "expansion first: {bot}");
+        let unknown = errors.iter().find(|e| e.key == "apps.pong").unwrap();
+        assert!(unknown.reason.contains("ping"), "{unknown}");
+    }
+
+    #[test]
+    fn expansion_errors_do_not_echo_values() {
+        let errors = Config::check(
+            "[slack]\nbot_token = \"xoxb-shh-${oops\"\nsigning_secret = \"shh2-${not a name}\"\n",
+            "s.toml",
+            &env(&[]),
+            &CheckOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(keys(&errors), ["slack.bot_token", "slack.signing_secret"]);
+        let shown = format!("{errors:?}");
+        assert!(!shown.contains("shh"), "{shown}");
+    }
+
+    #[test]
+    fn check_without_known_apps_leaves_them_to_the_apps() {
+        let c = Config::check(
+            "[apps.anything]\nx = 1\n",
+            "s.toml",
+            &env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-1")]),
+            &CheckOptions::default(),
+        )
+        .unwrap();
+        let e = c.app_section::<PingLike>("anything").unwrap_err();
+        assert_eq!(e.key, "apps.anything.x", "{e}");
+    }
+
+    #[test]
+    fn the_manifest_needs_no_credentials() {
+        let options = CheckOptions {
+            without_credentials: true,
+            ..CheckOptions::default()
+        };
+        let c = Config::check("", "defaults", &env(&[]), &options).unwrap();
+        assert!(!c.slack.socket_mode());
+        assert_eq!(c.slack.app_name, DEFAULT_APP_NAME);
+        let errors = Config::check(
+            "[slack]\nbot_token = \"oops\"\napp_name = \"\"\n",
+            "s.toml",
+            &env(&[]),
+            &options,
+        )
+        .unwrap_err();
+        assert_eq!(keys(&errors), ["slack.bot_token", "slack.app_name"]);
+    }
+
+    #[test]
+    fn urls_and_app_secrets_are_redacted_when_shown() {
+        let c = Config::parse(
+            "[slack]\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n\
+             [store]\nurl = \"postgres://sy:hunter2@db/sy?password=hunter3\"\n\
+             [apps.alerts]\nwebhook_url = \"https://hooks.example/T/B/abc\"\nauth = { api_key = \"k-123\" }\nsource = \"http://u:pw-1@grafana\"\nchannel = \"#ops\"\n",
+            "s.toml",
+            &env(&[]),
+        )
+        .unwrap();
+        let shown = format!(
+            "{} {}",
+            serde_json::to_string(&c).unwrap(),
+            toml::to_string(&c).unwrap()
+        );
+        for secret in ["hunter2", "hunter3", "hooks.example", "k-123", "pw-1"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("#ops") && shown.contains("postgres://sy:***@db"),
             "{shown}"
         );
     }

@@ -15,6 +15,7 @@ pub mod app;
 pub mod config;
 pub mod dispatch;
 pub mod inbox;
+pub mod manifest;
 pub mod mention;
 pub mod pipeline;
 pub mod receive;
@@ -23,7 +24,7 @@ pub mod server;
 pub mod slack;
 
 pub use app::{App, AppError, Ctx, Declaration, Input, MentionCommand, MessageEvent, SlashCommand};
-pub use config::{Config, ConfigError};
+pub use config::{AppSection, CheckOptions, Config, ConfigError};
 pub use server::{Server, StartOptions};
 
 #[derive(Debug, thiserror::Error)]

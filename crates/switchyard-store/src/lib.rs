@@ -101,7 +101,7 @@ fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 /// (`user:password@`, up to the last `@`, so a password with a stray `@`, `/` or `?` is hidden
 /// too) and the value of any parameter whose name ends in `password` (`password=`,
 /// `sslpassword=`).
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let userinfo_hidden = match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             match url[scheme_end + 3..at].split_once(':') {

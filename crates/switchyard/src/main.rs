@@ -1,12 +1,13 @@
 //! `switchyard`: the command line. A thin layer over the library crates.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_engine::config::ProcessEnv;
-use switchyard_engine::{Config, Server, StartOptions};
+use switchyard_engine::{CheckOptions, Config, ConfigError, Server, StartOptions};
 use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
 
 #[derive(Parser)]
@@ -28,6 +29,60 @@ enum Command {
     Sandbox(SandboxArgs),
     /// Try it all on this machine: the sandbox, and Switchyard connected to it (SQLite, demo apps).
     Demo(DemoArgs),
+    /// Check the configuration and report every error (`file: key: reason`, one per line).
+    CheckConfig(ConfigArgs),
+    /// The configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the Slack app manifest for the enabled apps (paste it into "Create an app").
+    Manifest(ManifestArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (file, environment, defaults), secrets redacted.
+    Show(ShowArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The configuration file.
+    #[arg(long, env = "SWITCHYARD_CONFIG", default_value = "switchyard.toml")]
+    config: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ShowArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[arg(long, value_enum, default_value_t = ShowFormat::Toml)]
+    format: ShowFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ShowFormat {
+    Toml,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ManifestArgs {
+    /// The configuration file; without one, ./switchyard.toml if it exists, else the defaults
+    /// and the environment. Tokens are not needed.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ManifestFormat::Json)]
+    format: ManifestFormat,
+    /// The public URL Slack posts to (HTTP mode), e.g. https://switchyard.example.com; without
+    /// it, or with an app token in the config, the manifest is for Socket Mode.
+    #[arg(long)]
+    request_url: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ManifestFormat {
+    Json,
+    Yaml,
 }
 
 #[derive(clap::Args)]
@@ -64,7 +119,7 @@ struct SandboxArgs {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -73,14 +128,142 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
-        Command::Sandbox(args) => run_sandbox(args).await,
-        Command::Demo(args) => demo(args).await,
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Sandbox(args) => run_sandbox(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo(args).await.map(|()| ExitCode::SUCCESS),
+        Command::CheckConfig(args) => Ok(check_config(&args)),
+        Command::Config(ConfigCommand::Show(args)) => show_config(&args),
+        Command::Manifest(args) => print_manifest(&args),
     }
 }
 
+/// The config with the built-in apps' sections checked too; every error, one per line.
+fn load_checked(path: &Path, without_credentials: bool) -> Result<Config, Vec<ConfigError>> {
+    let sections = switchyard_apps::config_sections();
+    let options = CheckOptions {
+        apps: Some(&sections),
+        without_credentials,
+    };
+    Config::check_file(path, &ProcessEnv, &options)
+}
+
+fn config_errors(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ConfigError::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn check_config(args: &ConfigArgs) -> ExitCode {
+    match load_checked(&args.config, false) {
+        Ok(config) => {
+            let transport = if config.slack.socket_mode() {
+                "Socket Mode".to_string()
+            } else {
+                format!("HTTP on {}", config.server.listen)
+            };
+            let apps = match switchyard_apps::builtin(&config) {
+                Ok(apps) => apps
+                    .iter()
+                    .map(|a| a.declaration().name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!(
+                "{}: ok: {transport}; store {}; apps: {}",
+                config.source,
+                switchyard_store::redact(&config.store.url),
+                if apps.is_empty() { "none" } else { &apps },
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}", config_errors(&errors));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn show_config(args: &ShowArgs) -> Result<ExitCode> {
+    let config = match load_checked(&args.config.config, false) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{}", config_errors(&errors));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // Secrets serialize as `[redacted]`, URLs without passwords (see `switchyard_engine::config`).
+    let shown = match args.format {
+        ShowFormat::Toml => format!(
+            "# {}: the effective configuration (file, environment, defaults); secrets redacted\n{}",
+            config.source,
+            toml::to_string_pretty(&config).context("rendering the config as TOML")?
+        ),
+        ShowFormat::Json => {
+            serde_json::to_string_pretty(&config).context("rendering the config as JSON")? + "\n"
+        }
+    };
+    print!("{shown}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_manifest(args: &ManifestArgs) -> Result<ExitCode> {
+    let default_path = Path::new("switchyard.toml");
+    let loaded = match &args.config {
+        Some(path) => load_checked(path, true),
+        None if default_path.exists() => load_checked(default_path, true),
+        // No file: the defaults and the environment, as `Config::check` reads an empty file.
+        None => {
+            let sections = switchyard_apps::config_sections();
+            let options = CheckOptions {
+                apps: Some(&sections),
+                without_credentials: true,
+            };
+            Config::check("", "(defaults)", &ProcessEnv, &options)
+        }
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{}", config_errors(&errors));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let request_base = args
+        .request_url
+        .as_deref()
+        .map(switchyard_engine::manifest::request_base)
+        .transpose()?;
+    if request_base.is_some() && config.slack.socket_mode() {
+        eprintln!(
+            "note: --request-url is not used: {} has an app token, so the app uses Socket Mode",
+            config.source
+        );
+    }
+    let declarations: Vec<_> = switchyard_apps::builtin(&config)?
+        .iter()
+        .map(|app| app.declaration())
+        .collect();
+    let manifest =
+        switchyard_engine::manifest::manifest(&config, &declarations, request_base.as_deref());
+    let text = match args.format {
+        ManifestFormat::Json => serde_json::to_string_pretty(&manifest)? + "\n",
+        ManifestFormat::Yaml => serde_yaml_ng::to_string(&manifest)?,
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
-    let config = Config::load(&args.config, &ProcessEnv)?;
+    let config = match load_checked(&args.config, false) {
+        Ok(config) => config,
+        Err(errors) => bail!("{}", config_errors(&errors)),
+    };
     let apps = switchyard_apps::builtin(&config)?;
     let options = StartOptions {
         // A test hook, documented in ARCHITECTURE.md: ack and commit, but never handle.
