@@ -79,6 +79,8 @@ struct RawConfig {
     #[serde(default)]
     engine: EngineConfig,
     #[serde(default)]
+    audit: AuditConfig,
+    #[serde(default)]
     apps: BTreeMap<String, toml::Value>,
 }
 
@@ -172,6 +174,22 @@ impl Default for EngineConfig {
     }
 }
 
+/// `[audit]`: how long the audit log keeps entries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Entries older than this many days are pruned (hourly); 0 keeps them forever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 365,
+        }
+    }
+}
+
 /// The whole configuration the engine needs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -182,6 +200,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub engine: EngineConfig,
+    pub audit: AuditConfig,
     /// `[apps.<name>]` sections, read by each app.
     pub apps: BTreeMap<String, toml::Value>,
 }
@@ -295,7 +314,34 @@ impl Config {
             server: raw.server,
             store: raw.store,
             engine: raw.engine,
+            audit: raw.audit,
             apps: raw.apps,
+        })
+    }
+
+    /// Only the `[store]` section of a config file (with `${VAR}` expansion there), for the
+    /// commands that need nothing but the store (`token`, `audit`): they work without Slack's
+    /// tokens in the environment.
+    pub fn load_store(path: &Path, env: &dyn Env) -> Result<StoreConfig, ConfigError> {
+        let file = path.display().to_string();
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.clone(),
+            key: key.to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("(file)", format!("cannot read: {e}")))?;
+        let mut value: toml::Table =
+            toml::from_str(&text).map_err(|e| err("(syntax)", e.message().to_string()))?;
+        let Some(mut store) = value.remove("store") else {
+            return Ok(StoreConfig::default());
+        };
+        expand(&mut store, "store", env).map_err(|(key, reason)| err(&key, reason))?;
+        serde_path_to_error::deserialize(store).map_err(|e| {
+            err(
+                format!("store.{}", e.path()).trim_end_matches('.'),
+                e.inner().to_string(),
+            )
         })
     }
 
