@@ -329,6 +329,28 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn pruning_keeps_the_retention_and_says_so() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let now = 400 * DAY_MS;
+        for (at, action) in [(now - 40 * DAY_MS, "old"), (now - 10 * DAY_MS, "recent")] {
+            store
+                .audit(&Actor::cli().record(at, action, String::new(), String::new()))
+                .await
+                .unwrap();
+        }
+        assert_eq!(prune_audit(&store, 0, now).await.unwrap(), 0);
+        assert_eq!(prune_audit(&store, 30, now).await.unwrap(), 1);
+        let left = store
+            .audit_query(&switchyard_store::AuditFilter::default())
+            .await
+            .unwrap();
+        let actions: Vec<&str> = left.iter().map(|e| e.record.action.as_str()).collect();
+        assert_eq!(actions, ["audit.prune", "recent"]);
+        assert_eq!(left[0].record.via, Via::Schedule);
+        assert_eq!(prune_audit(&store, 30, now).await.unwrap(), 0);
+    }
+
     #[test]
     fn formats_round_trip() {
         for ms in [0, 1_793_536_200_000, 951_782_400_000, -DAY_MS] {
