@@ -46,6 +46,9 @@ pub struct Declaration {
     /// HTTP paths of its own (`/alerts/alertmanager`): each POST is committed to the inbox,
     /// answered 202, and handed to the app as [`Input::Http`].
     pub http_routes: Vec<&'static str>,
+    /// `(path, scope)`: routes of `http_routes` that need an API token granting `scope`
+    /// (`alerts:write`); 401/403 otherwise (see `crate::api`). Routes not listed are open.
+    pub http_route_scopes: Vec<(&'static str, &'static str)>,
     /// Our own bot's messages are dropped unless an app asks for them.
     pub wants_own_messages: bool,
     /// For the manifest: the bot scopes and bot events the app needs.

@@ -173,6 +173,22 @@ impl Default for EngineConfig {
     }
 }
 
+/// `[audit]`: how long the audit log keeps entries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Entries older than this many days are pruned (hourly); 0 keeps them forever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 365,
+        }
+    }
+}
+
 /// The whole configuration the engine needs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -183,6 +199,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub engine: EngineConfig,
+    pub audit: AuditConfig,
     /// `[apps.<name>]` sections, read by each app. Shown with secret-looking values redacted.
     #[serde(serialize_with = "serialize_app_sections")]
     pub apps: BTreeMap<String, toml::Value>,
@@ -280,6 +297,7 @@ struct Draft {
     server: ServerConfig,
     store: StoreConfig,
     engine: EngineConfig,
+    audit: AuditConfig,
     apps: BTreeMap<String, toml::Value>,
 }
 
@@ -306,6 +324,10 @@ const SECTIONS: &[Section] = &[
     Section {
         name: "engine",
         read: |value, draft, issues, _| draft.engine = read_table(value, "engine", issues),
+    },
+    Section {
+        name: "audit",
+        read: |value, draft, issues, _| draft.audit = read_table(value, "audit", issues),
     },
     Section {
         name: "apps",
@@ -384,6 +406,39 @@ impl Config {
         } else {
             Err(issues.into_errors())
         }
+    }
+
+    /// Only the `[store]` section of a config file (with `${VAR}` expansion there), for the
+    /// commands that need nothing but the store (`token`, `audit`): they work without Slack's
+    /// tokens in the environment.
+    pub fn load_store(path: &Path, env: &dyn Env) -> Result<StoreConfig, ConfigError> {
+        let file = path.display().to_string();
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.clone(),
+            key: key.to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("(file)", format!("cannot read: {e}")))?;
+        let mut value: toml::Table =
+            toml::from_str(&text).map_err(|e| err("(syntax)", e.message().to_string()))?;
+        let Some(mut store) = value.remove("store") else {
+            return Ok(StoreConfig::default());
+        };
+        let mut issues = Issues {
+            file: file.clone(),
+            found: Vec::new(),
+        };
+        expand(&mut store, "store", env, &mut issues);
+        if let Some((_, first)) = issues.found.into_iter().min_by_key(|(stage, _)| *stage) {
+            return Err(first);
+        }
+        serde_path_to_error::deserialize(store).map_err(|e| {
+            err(
+                format!("store.{}", e.path()).trim_end_matches('.'),
+                e.inner().to_string(),
+            )
+        })
     }
 
     /// An app's section, read into its own type; errors name `apps.<name>.<key>`.
@@ -609,6 +664,7 @@ fn finish(
         server: draft.server,
         store: draft.store,
         engine: draft.engine,
+        audit: draft.audit,
         apps: draft.apps,
     }
 }

@@ -10,7 +10,11 @@
 //! - [`app`]: what an app is — a [`app::Declaration`] and handlers working on a [`app::Ctx`].
 //! - [`sender`]: the only place Slack's Web API is called from; paced, retried, ordered.
 //! - [`server`]: starts all of it from a [`config::Config`].
+//! - [`api`]: Switchyard's own HTTP API for other systems, behind API tokens; [`admin`]: token
+//!   and audit operations it shares with the command line.
 
+pub mod admin;
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod dispatch;

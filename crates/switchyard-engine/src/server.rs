@@ -76,7 +76,8 @@ impl Server {
                 "/healthz",
                 get(|| async { axum::Json(json!({"ok": true})) }),
             )
-            .merge(receive::routes::routes(engine.clone()));
+            .merge(receive::routes::routes(engine.clone()))
+            .merge(crate::api::routes(store.clone()));
         if let Some(secret) = &config.slack.signing_secret
             && !config.slack.socket_mode()
         {
@@ -109,6 +110,11 @@ impl Server {
             engine.clone(),
             waiting,
             workers,
+            stop.clone(),
+        ));
+        tasks.spawn(prune_audit_hourly(
+            store.clone(),
+            config.audit.retention_days,
             stop.clone(),
         ));
         let (sender, finished) = Sender::new(store.clone(), slack, owner.clone(), lease);
@@ -149,6 +155,24 @@ impl Server {
     pub async fn shutdown(self) {
         self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+    }
+}
+
+/// Applies `[audit] retention_days` at start and then once an hour. With several replicas each
+/// prunes; the deletes are idempotent.
+async fn prune_audit_hourly(store: Store, retention_days: u32, stop: CancellationToken) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    every_hour.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every_hour.tick() => {}
+        }
+        match crate::admin::prune_audit(&store, retention_days, crate::now_ms()).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, retention_days, "pruned the audit log"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
+        }
     }
 }
 

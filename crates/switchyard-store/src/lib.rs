@@ -14,6 +14,12 @@
 //!   `sent_at`.
 //! - `message_refs`: where a posted message went (`channel`, `ts`), by a key the app chose
 //!   (`ref_key`, primary key), so a later update edits that message.
+//! - `audit`: who did what, through which surface, to what, and how it ended (see [`Tx::audit`],
+//!   [`Store::audit_query`]). Columns: `id`, `at`, `actor_kind`, `actor`, `via`, `action`,
+//!   `object`, `outcome`, `detail`.
+//! - `api_tokens`: tokens for the HTTP API, stored as SHA-256 hashes (see [`Tx::token_create`],
+//!   [`Store::token_verify`]). Columns: `id`, `name` (unique among tokens in force), `hash`,
+//!   `scopes`, `created_at`, `expires_at`, `revoked_at`, `last_used_at`.
 //!
 //! Times are Unix milliseconds in 64-bit integers; JSON is stored as text. The store knows
 //! nothing about Slack or the apps: methods and payloads are opaque strings to it.
@@ -50,6 +56,17 @@ use std::time::Duration;
 
 /// sqlx, as the store uses it: apps reach their own tables through [`Tx::conn`] with it.
 pub use sqlx;
+mod audit;
+mod tokens;
+
+pub use audit::{
+    AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT, ActorKind, AuditEntry, AuditFilter, AuditRecord, Outcome,
+    UnknownValue, Via,
+};
+pub use tokens::{
+    ADMIN_SCOPE, ApiTokenInfo, CreatedToken, MAX_NAME_LEN, NewApiToken, TOKEN_PREFIX, TokenError,
+    parse_scopes, scopes_allow,
+};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};

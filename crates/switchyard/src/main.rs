@@ -6,9 +6,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use switchyard_engine::admin::{
+    Actor, create_token, entry_json, format_ms, parse_since, parse_until, revoke_token, token_json,
+};
 use switchyard_engine::config::ProcessEnv;
-use switchyard_engine::{CheckOptions, Config, ConfigError, Server, StartOptions};
+use switchyard_engine::{CheckOptions, Config, ConfigError, Server, StartOptions, now_ms};
 use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
+use switchyard_store::{AuditFilter, NewApiToken, Store};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +40,10 @@ enum Command {
     Config(ConfigCommand),
     /// Print the Slack app manifest for the enabled apps (paste it into "Create an app").
     Manifest(ManifestArgs),
+    /// API tokens for other systems: create (shown once), list, revoke.
+    Token(TokenArgs),
+    /// Read the audit log: who did what, through which surface, and how it ended.
+    Audit(AuditArgs),
 }
 
 #[derive(Subcommand)]
@@ -83,6 +91,84 @@ struct ManifestArgs {
 enum ManifestFormat {
     Json,
     Yaml,
+}
+
+/// The config file, for commands that only open the store (its `[store] url`).
+#[derive(clap::Args)]
+struct StoreConfigArg {
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_CONFIG",
+        default_value = "switchyard.toml"
+    )]
+    config: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    config: StoreConfigArg,
+    #[command(subcommand)]
+    command: TokenCommand,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once and never again.
+    Create {
+        /// A name to know it by (letters, digits, . _ -).
+        #[arg(long)]
+        name: String,
+        /// What it may do: alerts:write, audit:read, alerts:* or admin; repeat for more.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// When it stops working: a duration (30d, 12h) or a date (2027-01-01, UTC).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List tokens (no secrets).
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id or name.
+    Revoke {
+        /// The token's id or name.
+        token: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    config: StoreConfigArg,
+    /// Only entries since: a duration ago (1h, 7d) or a date (2026-11-01, UTC).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only entries before: a duration ago or a date.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only this actor (a Slack user id, token id, device id or `system`).
+    #[arg(long)]
+    who: Option<String>,
+    /// Only this object (machine:laser-1).
+    #[arg(long)]
+    object: Option<String>,
+    /// Only actions starting with this (machines. or machines.enable).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only this outcome: ok, refused or failed.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -134,6 +220,178 @@ async fn main() -> Result<ExitCode> {
         Command::CheckConfig(args) => Ok(check_config(&args)),
         Command::Config(ConfigCommand::Show(args)) => show_config(&args),
         Command::Manifest(args) => print_manifest(&args),
+        Command::Token(args) => token(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => audit(args).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn open_store(arg: &StoreConfigArg) -> Result<Store> {
+    let store_config = Config::load_store(&arg.config, &ProcessEnv)?;
+    Ok(Store::connect(&store_config.url).await?)
+}
+
+fn time_or_dash(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".to_string(), format_ms)
+}
+
+async fn token(args: TokenArgs) -> Result<()> {
+    let store = open_store(&args.config).await?;
+    let now = now_ms();
+    match args.command {
+        TokenCommand::Create {
+            name,
+            scopes,
+            expires,
+        } => {
+            let expires_at_ms = match expires {
+                Some(text) => {
+                    let at = parse_until(&text, now).context("--expires")?;
+                    anyhow::ensure!(at > now, "--expires: {text:?} is already past");
+                    Some(at)
+                }
+                None => None,
+            };
+            let token = NewApiToken {
+                name,
+                scopes,
+                expires_at_ms,
+            };
+            let created = create_token(&store, &token, &Actor::cli(), now).await?;
+            let info = &created.info;
+            println!(
+                "Created token {} ({}): scopes {}, expires {}.",
+                info.id,
+                info.name,
+                info.scopes.join(" "),
+                info.expires_at_ms
+                    .map_or_else(|| "never".to_string(), format_ms)
+            );
+            println!("{}", created.plaintext);
+            println!("This is the only time it is shown: store it now.");
+        }
+        TokenCommand::List { json } => {
+            let tokens = store.token_list().await?;
+            if json {
+                for info in &tokens {
+                    println!("{}", token_json(info));
+                }
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.to_string(),
+                        t.name.clone(),
+                        t.scopes.join(" "),
+                        format_ms(t.created_at_ms),
+                        time_or_dash(t.expires_at_ms),
+                        time_or_dash(t.last_used_at_ms),
+                        time_or_dash(t.revoked_at_ms),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "ID",
+                    "NAME",
+                    "SCOPES",
+                    "CREATED",
+                    "EXPIRES",
+                    "LAST USED",
+                    "REVOKED",
+                ],
+                &rows,
+            );
+        }
+        TokenCommand::Revoke { token } => {
+            let info = revoke_token(&store, &token, &Actor::cli(), now).await?;
+            println!("Revoked token {} ({}).", info.id, info.name);
+        }
+    }
+    Ok(())
+}
+
+async fn audit(args: AuditArgs) -> Result<()> {
+    let store = open_store(&args.config).await?;
+    let now = now_ms();
+    let time = |flag: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|t| parse_since(t, now).with_context(|| format!("--{flag}")))
+            .transpose()
+    };
+    let filter = AuditFilter {
+        since_ms: time("since", &args.since)?,
+        until_ms: time("until", &args.until)?,
+        actor: args.who,
+        object: args.object,
+        action_prefix: args.action,
+        outcome: args
+            .outcome
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .context("--outcome: ok, refused or failed")?,
+        limit: args.limit,
+        before_id: None,
+    };
+    let entries = store.audit_query(&filter).await?;
+    if args.json {
+        for entry in &entries {
+            println!("{}", entry_json(entry));
+        }
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let r = &e.record;
+            vec![
+                format_ms(r.at_ms),
+                format!("{}:{}", r.actor_kind, r.actor),
+                r.via.to_string(),
+                r.action.clone(),
+                r.object.clone(),
+                r.outcome.to_string(),
+                r.detail.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "TIME", "ACTOR", "VIA", "ACTION", "OBJECT", "OUTCOME", "DETAIL",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Columns padded to their widest cell; the last one is not padded.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
     }
 }
 

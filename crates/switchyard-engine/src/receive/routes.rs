@@ -1,6 +1,9 @@
 //! Apps' own HTTP routes (`Declaration::http_routes`). A POST is committed to the inbox like
 //! anything from Slack, answered `202 {"ok":true,"id":…}`, and handled after. An
-//! `Idempotency-Key` header makes a resent request count once.
+//! `Idempotency-Key` header makes a resent request count once. A route the app listed in
+//! `Declaration::http_route_scopes` first needs a bearer API token granting that scope (401/403
+//! as in [`crate::api`]); the token's id and name go into the payload (`token`), for the
+//! handler's audit record.
 
 use std::sync::Arc;
 
@@ -21,16 +24,24 @@ struct Route {
     engine: Arc<Engine>,
     app: &'static str,
     path: &'static str,
+    /// The scope an API token must grant, if the app asked for one.
+    scope: Option<&'static str>,
 }
 
 pub fn routes(engine: Arc<Engine>) -> Router {
     let mut router = Router::new();
     for declaration in engine.registry.declarations() {
         for path in &declaration.http_routes {
+            let scope = declaration
+                .http_route_scopes
+                .iter()
+                .find(|(scoped, _)| scoped == path)
+                .map(|(_, scope)| *scope);
             let state = Route {
                 engine: engine.clone(),
                 app: declaration.name,
                 path,
+                scope,
             };
             router = router.route(path, post(accept).with_state(state));
         }
@@ -47,6 +58,17 @@ fn error(status: StatusCode, code: &str, detail: String) -> Response {
 }
 
 async fn accept(State(route): State<Route>, headers: HeaderMap, body: Body) -> Response {
+    // Before the body is read: nothing unauthenticated gets buffered.
+    let token = match route.scope {
+        Some(scope) => {
+            let object = format!("route:{}", route.path);
+            match crate::api::authorize(&route.engine.store, &headers, scope, &object).await {
+                Ok(token) => Some(json!({"id": token.id, "name": token.name})),
+                Err(refused) => return refused.into_response(),
+            }
+        }
+        None => None,
+    };
     let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -76,6 +98,7 @@ async fn accept(State(route): State<Route>, headers: HeaderMap, body: Body) -> R
         "content_type": header(header::CONTENT_TYPE.as_str()).unwrap_or(""),
         "body": text,
         "idempotency_key": idempotency_key,
+        "token": token,
     });
     match route.engine.accept(Kind::Http, payload).await {
         Ok(id) => (

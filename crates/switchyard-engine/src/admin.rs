@@ -1,0 +1,362 @@
+//! What the command line and the HTTP API share: creating and revoking API tokens (each audited
+//! in the same transaction), reading times people type (`1h`, `30d`, `2026-11-01`), and the
+//! JSON shape of audit entries and tokens.
+
+use serde_json::{Value, json};
+use switchyard_store::{
+    ActorKind, ApiTokenInfo, AuditEntry, AuditRecord, CreatedToken, NewApiToken, Outcome, Store,
+    TokenError, Via,
+};
+
+/// Who is acting, for the audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub kind: ActorKind,
+    /// A Slack user id, a token id, a device id or `system`.
+    pub id: String,
+    pub via: Via,
+}
+
+impl Actor {
+    /// Someone at the `switchyard` command line: the machine's operator, so `system`.
+    pub fn cli() -> Self {
+        Self {
+            kind: ActorKind::System,
+            id: "system".into(),
+            via: Via::Cli,
+        }
+    }
+
+    fn record(&self, at_ms: i64, action: &str, object: String, detail: String) -> AuditRecord {
+        AuditRecord {
+            at_ms,
+            actor_kind: self.kind,
+            actor: self.id.clone(),
+            via: self.via,
+            action: action.into(),
+            object,
+            outcome: Outcome::Ok,
+            detail,
+        }
+    }
+}
+
+/// Creates a token and audits it (`tokens.create`, object `token:<id>`) in one transaction. The
+/// audit detail names the token and its scopes, never the secret.
+pub async fn create_token(
+    store: &Store,
+    token: &NewApiToken,
+    actor: &Actor,
+    now_ms: i64,
+) -> Result<CreatedToken, TokenError> {
+    let mut tx = store.begin().await?;
+    let created = tx.token_create(token, now_ms).await?;
+    let info = &created.info;
+    let expires = info
+        .expires_at_ms
+        .map_or_else(|| "never".to_string(), format_ms);
+    let detail = format!(
+        "name {}, scopes {}, expires {expires}",
+        info.name,
+        info.scopes.join(" ")
+    );
+    tx.audit(&actor.record(
+        now_ms,
+        "tokens.create",
+        format!("token:{}", info.id),
+        detail,
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Revokes the token in force with this id or name and audits it (`tokens.revoke`) in one
+/// transaction.
+pub async fn revoke_token(
+    store: &Store,
+    id_or_name: &str,
+    actor: &Actor,
+    now_ms: i64,
+) -> Result<ApiTokenInfo, TokenError> {
+    let mut tx = store.begin().await?;
+    let info = tx.token_revoke(id_or_name, now_ms).await?;
+    tx.audit(&actor.record(
+        now_ms,
+        "tokens.revoke",
+        format!("token:{}", info.id),
+        format!("name {}", info.name),
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(info)
+}
+
+/// Deletes audit entries older than `retention_days` and, when some went, records that it did.
+/// `retention_days` 0 keeps everything.
+pub async fn prune_audit(
+    store: &Store,
+    retention_days: u32,
+    now_ms: i64,
+) -> Result<u64, switchyard_store::StoreError> {
+    if retention_days == 0 {
+        return Ok(0);
+    }
+    let cutoff = now_ms.saturating_sub(i64::from(retention_days) * DAY_MS);
+    let pruned = store.audit_prune(cutoff).await?;
+    if pruned > 0 {
+        let actor = Actor {
+            kind: ActorKind::System,
+            id: "system".into(),
+            via: Via::Schedule,
+        };
+        store
+            .audit(&actor.record(
+                now_ms,
+                "audit.prune",
+                String::new(),
+                format!(
+                    "{pruned} entries before {} ({retention_days} days)",
+                    format_ms(cutoff)
+                ),
+            ))
+            .await?;
+    }
+    Ok(pruned)
+}
+
+/// An audit entry as JSON: the HTTP API's and `switchyard audit --json`'s shape.
+pub fn entry_json(entry: &AuditEntry) -> Value {
+    let r = &entry.record;
+    json!({
+        "id": entry.id,
+        "at": r.at_ms,
+        "time": format_ms(r.at_ms),
+        "actor_kind": r.actor_kind.as_str(),
+        "actor": r.actor,
+        "via": r.via.as_str(),
+        "action": r.action,
+        "object": r.object,
+        "outcome": r.outcome.as_str(),
+        "detail": r.detail,
+    })
+}
+
+/// A token as JSON, without any secret.
+pub fn token_json(info: &ApiTokenInfo) -> Value {
+    json!({
+        "id": info.id,
+        "name": info.name,
+        "scopes": info.scopes,
+        "created_at": info.created_at_ms,
+        "expires_at": info.expires_at_ms,
+        "revoked_at": info.revoked_at_ms,
+        "last_used_at": info.last_used_at_ms,
+    })
+}
+
+// ---- times ----
+
+/// A time that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{input:?} is not a time: use a duration (90s, 15m, 1h, 30d, 2w), a date (2026-11-01, UTC) or a date and time (2026-11-01T12:30:00Z)"
+)]
+pub struct TimeError {
+    /// What was given (at most 64 characters of it).
+    pub input: String,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// A duration like `90s`, `15m`, `1h`, `30d`, `2w`, in ms.
+fn parse_duration_ms(text: &str) -> Option<i64> {
+    let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(unit_at);
+    let n: i64 = number.parse().ok()?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => DAY_MS,
+        "w" => 7 * DAY_MS,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `(year, month, day)` of a day number (the inverse of [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `YYYY-MM-DD`, optionally followed by `THH:MM[:SS]` and an optional `Z`; always UTC.
+fn parse_date_ms(text: &str) -> Option<i64> {
+    let (date, time) = match text.split_once(['T', ' ']) {
+        Some((d, t)) => (d, Some(t.strip_suffix('Z').unwrap_or(t))),
+        None => (text, None),
+    };
+    let number = |s: &str, digits: usize| {
+        (s.len() == digits && s.chars().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse::<i64>().ok())
+            .flatten()
+    };
+    let mut parts = date.split('-');
+    let year = number(parts.next()?, 4)?;
+    let month = number(parts.next()?, 2)?;
+    let day = number(parts.next()?, 2)?;
+    if parts.next().is_some() || !(1..=12).contains(&month) || day < 1 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    // Rejects 2026-02-30 and friends: the day must come back as itself.
+    if civil_from_days(days) != (year, month, day) {
+        return None;
+    }
+    let seconds = match time {
+        None => 0,
+        Some(time) => {
+            let mut parts = time.split(':');
+            let h = number(parts.next()?, 2)?;
+            let m = number(parts.next()?, 2)?;
+            let s = match parts.next() {
+                Some(s) => number(s, 2)?,
+                None => 0,
+            };
+            if parts.next().is_some() || h > 23 || m > 59 || s > 59 {
+                return None;
+            }
+            h * 3600 + m * 60 + s
+        }
+    };
+    Some(days * DAY_MS + seconds * 1000)
+}
+
+fn time_error(text: &str) -> TimeError {
+    TimeError {
+        input: text.chars().take(64).collect(),
+    }
+}
+
+/// A point in the past: a duration ago (`1h`), a date or date and time (UTC), or Unix ms.
+pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, TimeError> {
+    let text = text.trim();
+    if let Some(d) = parse_duration_ms(text) {
+        return Ok(now_ms.saturating_sub(d));
+    }
+    parse_absolute(text)
+}
+
+/// A point in the future: a duration from now (`30d`), a date or date and time (UTC), or Unix
+/// ms.
+pub fn parse_until(text: &str, now_ms: i64) -> Result<i64, TimeError> {
+    let text = text.trim();
+    if let Some(d) = parse_duration_ms(text) {
+        return Ok(now_ms.saturating_add(d));
+    }
+    parse_absolute(text)
+}
+
+fn parse_absolute(text: &str) -> Result<i64, TimeError> {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+        return text.parse().map_err(|_| time_error(text));
+    }
+    parse_date_ms(text).ok_or_else(|| time_error(text))
+}
+
+/// Unix ms as `2026-11-01T12:30:00Z`.
+pub fn format_ms(ms: i64) -> String {
+    let (days, in_day) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS) / 1000);
+    let (y, mo, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        in_day / 3600,
+        in_day / 60 % 60,
+        in_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_dates_and_ms() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_since("1h", now), Ok(now - 3_600_000));
+        assert_eq!(parse_until("30d", now), Ok(now + 30 * DAY_MS));
+        assert_eq!(parse_since("2w", now), Ok(now - 14 * DAY_MS));
+        assert_eq!(parse_since("1970-01-02", now), Ok(DAY_MS));
+        assert_eq!(parse_until("2027-01-01", now), Ok(1_798_761_600_000));
+        assert_eq!(
+            parse_since("2026-11-01T12:30:00Z", now),
+            Ok(1_793_536_200_000)
+        );
+        assert_eq!(parse_since("2026-11-01T12:30", now), Ok(1_793_536_200_000));
+        assert_eq!(parse_since("1793536200000", now), Ok(1_793_536_200_000));
+        for bad in [
+            "",
+            "h",
+            "1y",
+            "-1h",
+            "2026-02-30",
+            "2026-13-01",
+            "26-11-01",
+            "2026-11-01T25:00",
+            "99999999999999999999",
+        ] {
+            assert!(parse_since(bad, now).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_the_retention_and_says_so() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let now = 400 * DAY_MS;
+        for (at, action) in [(now - 40 * DAY_MS, "old"), (now - 10 * DAY_MS, "recent")] {
+            store
+                .audit(&Actor::cli().record(at, action, String::new(), String::new()))
+                .await
+                .unwrap();
+        }
+        assert_eq!(prune_audit(&store, 0, now).await.unwrap(), 0);
+        assert_eq!(prune_audit(&store, 30, now).await.unwrap(), 1);
+        let left = store
+            .audit_query(&switchyard_store::AuditFilter::default())
+            .await
+            .unwrap();
+        let actions: Vec<&str> = left.iter().map(|e| e.record.action.as_str()).collect();
+        assert_eq!(actions, ["audit.prune", "recent"]);
+        assert_eq!(left[0].record.via, Via::Schedule);
+        assert_eq!(prune_audit(&store, 30, now).await.unwrap(), 0);
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for ms in [0, 1_793_536_200_000, 951_782_400_000, -DAY_MS] {
+            let text = format_ms(ms);
+            assert_eq!(parse_since(&text, 0), Ok(ms), "{text}");
+        }
+        assert_eq!(format_ms(1_793_536_200_000), "2026-11-01T12:30:00Z");
+    }
+}

@@ -1,0 +1,297 @@
+//! Switchyard's own HTTP API, under `/api/v1/`, for other systems holding an API token.
+//!
+//! Every request carries `Authorization: Bearer sy_…`. A missing, unknown, expired or revoked
+//! token gets `401 {"ok":false,"error":"invalid_token",…}`; a valid token without the scope the
+//! route needs gets `403 {"ok":false,"error":"missing_scope","needed":"audit:read"}`, and that
+//! refusal is audited (the token is known, so it is someone's attempt). 401s are not audited:
+//! anyone can cause them, and they would drown the log. Every error is JSON.
+//!
+//! Routes:
+//! - `GET /api/v1/audit` (`audit:read`): `since`, `until` (`1h`, `2026-11-01`, Unix ms), `who`
+//!   (actor), `object`, `action` (prefix), `outcome`, `limit` (≤ 1000, default 100), `before`
+//!   (an entry id, for the next page). Answers `{"ok":true,"entries":[…],"next_before":id|null}`,
+//!   newest first.
+//!
+//! Handlers take [`Authorized<S>`], whose scope is a type ([`AuditRead`]); code that knows the
+//! scope only at run time (apps' routes) calls [`authorize`].
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use axum::Router;
+use axum::extract::{FromRef, FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::{Value, json};
+use switchyard_store::{ActorKind, ApiTokenInfo, AuditFilter, AuditRecord, Outcome, Store, Via};
+
+use crate::admin::{entry_json, parse_since};
+use crate::now_ms;
+
+/// Why an API request was not served. Renders as JSON with the matching status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// No token, or not one in force: 401.
+    InvalidToken(&'static str),
+    /// A valid token without the scope: 403.
+    MissingScope(String),
+    /// A bad parameter: 400.
+    InvalidArgument(String),
+    /// No such route or method: 404 / 405.
+    NotFound,
+    MethodNotAllowed,
+    /// The store failed: 503, details in the log only.
+    Unavailable,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::InvalidToken(detail) => (
+                StatusCode::UNAUTHORIZED,
+                json!({"ok": false, "error": "invalid_token", "detail": detail}),
+            ),
+            ApiError::MissingScope(needed) => (
+                StatusCode::FORBIDDEN,
+                json!({"ok": false, "error": "missing_scope", "needed": needed}),
+            ),
+            ApiError::InvalidArgument(detail) => (
+                StatusCode::BAD_REQUEST,
+                json!({"ok": false, "error": "invalid_argument", "detail": detail}),
+            ),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                json!({"ok": false, "error": "unknown_method"}),
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"ok": false, "error": "method_not_allowed"}),
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"ok": false, "error": "unavailable", "detail": "try again"}),
+            ),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: tell the client which scheme, and that the token was the problem.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"switchyard\", error=\"invalid_token\""),
+            );
+        }
+        response
+    }
+}
+
+/// The token a request carries, if it is in force and grants `needed`. A 403 is audited as a
+/// refusal of `action` (e.g. `audit.read`) on `object`.
+pub async fn authorize(
+    store: &Store,
+    headers: &HeaderMap,
+    needed: &str,
+    object: &str,
+) -> Result<ApiTokenInfo, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::InvalidToken(
+            "missing Authorization: Bearer <token>",
+        ));
+    };
+    let bearer = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let Some(plaintext) = bearer else {
+        return Err(ApiError::InvalidToken("use Authorization: Bearer <token>"));
+    };
+    let now = now_ms();
+    let token = match store.token_verify(plaintext, now).await {
+        Ok(Some(token)) => token,
+        Ok(None) => return Err(ApiError::InvalidToken("unknown, expired or revoked token")),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check an API token");
+            return Err(ApiError::Unavailable);
+        }
+    };
+    if token.allows(needed) {
+        return Ok(token);
+    }
+    let refusal = AuditRecord {
+        at_ms: now,
+        actor_kind: ActorKind::Token,
+        actor: token.id.to_string(),
+        via: Via::Api,
+        action: "api.authorize".into(),
+        object: object.into(),
+        outcome: Outcome::Refused,
+        detail: format!("token {} lacks scope {needed}", token.name),
+    };
+    if let Err(e) = store.audit(&refusal).await {
+        tracing::warn!(error = %e, "cannot audit a refused API request");
+    }
+    Err(ApiError::MissingScope(needed.to_string()))
+}
+
+/// A scope, as a type, for [`Authorized`].
+pub trait Scope {
+    const NEEDED: &'static str;
+}
+
+/// `audit:read`: reading the audit log.
+pub struct AuditRead;
+
+impl Scope for AuditRead {
+    const NEEDED: &'static str = "audit:read";
+}
+
+/// An extractor: the request's token, which grants `S`; otherwise the request is answered
+/// 401 or 403 before the handler runs.
+pub struct Authorized<S: Scope> {
+    pub token: ApiTokenInfo,
+    scope: PhantomData<S>,
+}
+
+impl<S: Scope, St> FromRequestParts<St> for Authorized<S>
+where
+    Store: FromRef<St>,
+    St: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, ApiError> {
+        let store = Store::from_ref(state);
+        let object = format!("route:{}", parts.uri.path());
+        let token = authorize(&store, &parts.headers, S::NEEDED, &object).await?;
+        Ok(Self {
+            token,
+            scope: PhantomData,
+        })
+    }
+}
+
+/// The `/api/v1/…` routes.
+pub fn routes(store: Store) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/audit",
+            get(audit).fallback(|| async { ApiError::MethodNotAllowed }),
+        )
+        .route("/api/v1", any(|| async { ApiError::NotFound }))
+        .route("/api/v1/{*rest}", any(|| async { ApiError::NotFound }))
+        .with_state(store)
+}
+
+const AUDIT_PARAMS: [&str; 8] = [
+    "since", "until", "who", "object", "action", "outcome", "limit", "before",
+];
+
+/// Reads `GET /api/v1/audit`'s query into a filter.
+pub fn audit_filter(query: Option<&str>, now_ms: i64) -> Result<AuditFilter, ApiError> {
+    let params: BTreeMap<String, String> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| ApiError::InvalidArgument("the query string is not form-encoded".into()))?;
+    if let Some(unknown) = params.keys().find(|k| !AUDIT_PARAMS.contains(&k.as_str())) {
+        return Err(ApiError::InvalidArgument(format!(
+            "unknown parameter {:?}; known: {}",
+            unknown.chars().take(32).collect::<String>(),
+            AUDIT_PARAMS.join(", ")
+        )));
+    }
+    let invalid = |name: &str, e: String| ApiError::InvalidArgument(format!("{name}: {e}"));
+    let time = |name: &str| {
+        params
+            .get(name)
+            .map(|v| parse_since(v, now_ms).map_err(|e| invalid(name, e.to_string())))
+            .transpose()
+    };
+    let text = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
+    let number = |name: &str| {
+        params
+            .get(name)
+            .map(|v| {
+                v.parse::<u32>()
+                    .map_err(|_| invalid(name, "not a whole number".into()))
+            })
+            .transpose()
+    };
+    Ok(AuditFilter {
+        since_ms: time("since")?,
+        until_ms: time("until")?,
+        actor: text("who"),
+        object: text("object"),
+        action_prefix: text("action"),
+        outcome: params
+            .get("outcome")
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| invalid("outcome", "ok, refused or failed".into()))
+            })
+            .transpose()?,
+        limit: number("limit")?.unwrap_or(0),
+        before_id: number("before")?.map(i64::from),
+    })
+}
+
+async fn audit(
+    _auth: Authorized<AuditRead>,
+    State(store): State<Store>,
+    RawQuery(query): RawQuery,
+) -> Result<axum::Json<Value>, ApiError> {
+    let filter = audit_filter(query.as_deref(), now_ms())?;
+    let entries = store.audit_query(&filter).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot read the audit log");
+        ApiError::Unavailable
+    })?;
+    let limit = match filter.limit {
+        0 => switchyard_store::AUDIT_DEFAULT_LIMIT,
+        n => n.min(switchyard_store::AUDIT_MAX_LIMIT),
+    } as usize;
+    // A full page may have more behind it; a short one is the last.
+    let next_before = (entries.len() == limit)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    Ok(axum::Json(json!({
+        "ok": true,
+        "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+        "next_before": next_before,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_queries_are_read_strictly() {
+        let f = audit_filter(
+            Some("since=1h&who=U1&object=machine%3Alaser-1&action=machines.&outcome=refused&limit=5&before=9"),
+            10_000_000,
+        )
+        .unwrap();
+        assert_eq!(f.since_ms, Some(10_000_000 - 3_600_000));
+        assert_eq!(f.actor.as_deref(), Some("U1"));
+        assert_eq!(f.object.as_deref(), Some("machine:laser-1"));
+        assert_eq!(f.action_prefix.as_deref(), Some("machines."));
+        assert_eq!(f.outcome, Some(Outcome::Refused));
+        assert_eq!((f.limit, f.before_id), (5, Some(9)));
+        assert_eq!(audit_filter(None, 0).unwrap(), AuditFilter::default());
+        for bad in [
+            "since=yesterday",
+            "limit=-1",
+            "outcome=maybe",
+            "wh0=U1",
+            "before=x",
+        ] {
+            assert!(
+                matches!(
+                    audit_filter(Some(bad), 0),
+                    Err(ApiError::InvalidArgument(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,30 @@
+-- Who did what, through which surface, and how it ended; and the tokens other systems use to
+-- reach the HTTP API.
+
+CREATE TABLE audit (
+    id         BIGSERIAL PRIMARY KEY,
+    at         BIGINT  NOT NULL,
+    actor_kind TEXT    NOT NULL,
+    actor      TEXT    NOT NULL,
+    via        TEXT    NOT NULL,
+    action     TEXT    NOT NULL,
+    object     TEXT    NOT NULL DEFAULT '',
+    outcome    TEXT    NOT NULL,
+    detail     TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_by_time ON audit (at);
+CREATE INDEX audit_by_actor ON audit (actor, id);
+CREATE INDEX audit_by_object ON audit (object, id);
+
+CREATE TABLE api_tokens (
+    id           BIGSERIAL PRIMARY KEY,
+    name         TEXT    NOT NULL,
+    hash         TEXT    NOT NULL UNIQUE,
+    scopes       TEXT    NOT NULL,
+    created_at   BIGINT  NOT NULL,
+    expires_at   BIGINT,
+    revoked_at   BIGINT,
+    last_used_at BIGINT
+);
+-- A name is the handle people revoke by, so it is unique among the tokens still in force.
+CREATE UNIQUE INDEX api_tokens_active_name ON api_tokens (name) WHERE revoked_at IS NULL;
