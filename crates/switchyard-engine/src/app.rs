@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use switchyard_store::sqlx::AnyConnection;
-use switchyard_store::{NewOutboxItem, Store, StoreError, Tx};
+use switchyard_store::{
+    ActorKind, AuditRecord, NewOutboxItem, Outcome, Store, StoreError, Tx, Via,
+};
 
 use crate::slack::{CallError, SlackApi};
 
@@ -119,6 +121,8 @@ pub enum Input {
         path: String,
         content_type: String,
         body: String,
+        /// The API token's id, on routes that require one.
+        token: Option<i64>,
     },
 }
 
@@ -132,6 +136,33 @@ impl Input {
             | Self::ViewSubmission { user, .. } => Some(user),
             Self::Event { raw, .. } => raw["user"].as_str(),
             Self::Http { .. } => None,
+        }
+    }
+
+    /// Who did it, for the audit log: a person, an API token, or (an unauthenticated route)
+    /// a system.
+    pub fn actor(&self) -> (ActorKind, String) {
+        match self {
+            Self::Http {
+                token: Some(id), ..
+            } => (ActorKind::Token, id.to_string()),
+            Self::Http { .. } => (ActorKind::System, "api".into()),
+            other => match other.user() {
+                Some(user) if !user.is_empty() => (ActorKind::User, user.to_string()),
+                _ => (ActorKind::System, "slack".into()),
+            },
+        }
+    }
+
+    /// The surface it came through, for the audit log.
+    pub fn via(&self) -> Via {
+        match self {
+            Self::Mention { .. } | Self::Message { .. } => Via::Mention,
+            Self::Command { .. } => Via::SlashCommand,
+            Self::Action { .. } => Via::Button,
+            Self::ViewSubmission { .. } => Via::Modal,
+            Self::Event { .. } => Via::Event,
+            Self::Http { .. } => Via::Api,
         }
     }
 
@@ -192,7 +223,11 @@ pub struct Ctx<'b> {
     batch: &'b mut BatchTx,
     slack: SlackApi,
     now_ms: i64,
+    /// Who did it and through what, for [`Ctx::audit`].
+    actor: (ActorKind, String),
+    via: Via,
     pub(crate) outbox: Vec<NewOutboxItem>,
+    pub(crate) audit: Vec<AuditRecord>,
     pub(crate) savepoint: bool,
 }
 
@@ -219,14 +254,39 @@ impl BatchTx {
 }
 
 impl<'b> Ctx<'b> {
-    pub(crate) fn new(batch: &'b mut BatchTx, slack: SlackApi, now_ms: i64) -> Self {
+    pub(crate) fn new(
+        batch: &'b mut BatchTx,
+        slack: SlackApi,
+        now_ms: i64,
+        actor: (ActorKind, String),
+        via: Via,
+    ) -> Self {
         Self {
             batch,
             slack,
             now_ms,
+            actor,
+            via,
             outbox: Vec::new(),
+            audit: Vec::new(),
             savepoint: false,
         }
+    }
+
+    /// Records what the handler did (`machines.enable` on `machine:laser-1`, and how it
+    /// ended) in the audit log, in the same transaction as the change: who and through what
+    /// come from the input. Every state change an app makes is audited this way.
+    pub fn audit(&mut self, action: &str, object: &str, outcome: Outcome, detail: &str) {
+        self.audit.push(AuditRecord {
+            at_ms: self.now_ms,
+            actor_kind: self.actor.0,
+            actor: self.actor.1.clone(),
+            via: self.via,
+            action: action.to_string(),
+            object: object.to_string(),
+            outcome,
+            detail: detail.to_string(),
+        });
     }
 
     pub fn now_ms(&self) -> i64 {

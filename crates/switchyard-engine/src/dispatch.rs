@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use switchyard_store::{NewOutboxItem, StoreError};
+use switchyard_store::{ActorKind, AuditRecord, NewOutboxItem, Outcome, StoreError, Via};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -123,12 +123,14 @@ async fn next_batch(waiting: &mut Waiting, stop: &CancellationToken) -> Option<V
 
 /// How one input's handling ended, before the batch commits.
 enum Handled {
-    /// Its Slack calls, to be queued.
-    Ok(Vec<NewOutboxItem>),
+    /// Its Slack calls, to be queued, and its audit records.
+    Ok(Vec<NewOutboxItem>, Vec<AuditRecord>),
     /// The app failed: what to record, and the note to the person.
     Failed {
         outcome: String,
         notice: Vec<NewOutboxItem>,
+        /// What the handler meant to record, now recorded as failed.
+        audit: Vec<AuditRecord>,
     },
     /// A store error: try again later.
     Again(String),
@@ -175,7 +177,12 @@ impl Engine {
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             let route = self.registry.route(job.kind, &job.payload, &self.bot);
-            let mut ctx = Ctx::new(&mut batch, self.slack.clone(), now);
+            let (actor, via) = match &route {
+                Route::App(_, input) => (input.actor(), input.via()),
+                Route::Help(m) => ((ActorKind::User, m.user.clone()), Via::Mention),
+                Route::Ignore => ((ActorKind::System, "slack".into()), Via::Event),
+            };
+            let mut ctx = Ctx::new(&mut batch, self.slack.clone(), now, actor, via);
             let result = match &route {
                 Route::App(i, input) => self.registry.app(*i).handle(&mut ctx, input).await,
                 Route::Help(message) => {
@@ -184,13 +191,17 @@ impl Engine {
                 }
                 Route::Ignore => Ok(()),
             };
-            let (outbox, savepoint) = (std::mem::take(&mut ctx.outbox), ctx.savepoint);
+            let (outbox, audit, savepoint) = (
+                std::mem::take(&mut ctx.outbox),
+                std::mem::take(&mut ctx.audit),
+                ctx.savepoint,
+            );
             let handled = match result {
                 Ok(()) => {
                     if savepoint {
                         batch.tx().await?.release_savepoint().await?;
                     }
-                    Handled::Ok(outbox)
+                    Handled::Ok(outbox, audit)
                 }
                 Err(error) => {
                     if savepoint {
@@ -204,9 +215,18 @@ impl Engine {
                                 AppError::User(m) => format!(":warning: {m}"),
                                 other => format!(":warning: That did not work: {other}"),
                             };
+                            let audit = audit
+                                .into_iter()
+                                .map(|record| AuditRecord {
+                                    outcome: Outcome::Failed,
+                                    detail: other.to_string(),
+                                    ..record
+                                })
+                                .collect();
                             Handled::Failed {
                                 notice: notice(&route, &text, now),
                                 outcome: format!("failed: {text}"),
+                                audit,
                             }
                         }
                     }
@@ -224,10 +244,22 @@ impl Engine {
                 continue;
             }
             match handled {
-                Handled::Ok(calls) => outbox.extend(calls),
-                Handled::Failed { outcome, notice } => {
+                Handled::Ok(calls, records) => {
+                    outbox.extend(calls);
+                    for record in &records {
+                        tx.audit(record).await?;
+                    }
+                }
+                Handled::Failed {
+                    outcome,
+                    notice,
+                    audit,
+                } => {
                     tx.inbox_outcome(id, &outcome).await?;
                     outbox.extend(notice);
+                    for record in &audit {
+                        tx.audit(record).await?;
+                    }
                 }
                 Handled::Again(error) => {
                     tx.inbox_requeue(id, &error, now + RETRY_AFTER_MS, MAX_ATTEMPTS)

@@ -126,6 +126,7 @@ impl Registry {
                             path: str_of(payload, "path"),
                             content_type: str_of(payload, "content_type"),
                             body: str_of(payload, "body"),
+                            token: payload["token"]["id"].as_i64(),
                         },
                     ),
                     None => Route::Ignore,

@@ -228,6 +228,7 @@ impl Tx<'_> {
 impl Store {
     /// Records `record` on its own (a refusal, something that changed nothing else).
     pub async fn audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         bind_record(sqlx::query(AUDIT_INSERT), record)
             .execute(&self.pool)
             .await
@@ -289,7 +290,7 @@ impl Store {
         }
         let rows = query
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read_pool)
             .await
             .map_err(query_err(OP))?;
         rows.iter()
@@ -300,6 +301,7 @@ impl Store {
 
     /// Deletes the entries recorded before `older_than_ms`; returns how many went.
     pub async fn audit_prune(&self, older_than_ms: i64) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM audit WHERE at < $1")
             .bind(older_than_ms)
             .execute(&self.pool)

@@ -314,7 +314,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read_pool)
         .await
         .map_err(query_err(OP))?;
         rows.iter()
@@ -341,7 +341,7 @@ impl Store {
         ))
         .bind(token_hash(plaintext))
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read_pool)
         .await
         .map_err(query_err(OP))?;
         let Some(row) = row else { return Ok(None) };
@@ -350,6 +350,7 @@ impl Store {
             .last_used_at_ms
             .is_none_or(|at| at <= now_ms - LAST_USED_RESOLUTION_MS)
         {
+            let _turn = self.write_turn().await;
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now_ms)
                 .bind(info.id)
