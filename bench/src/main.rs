@@ -301,7 +301,7 @@ async fn e2e_test(world: Arc<World>, url: String, args: &Args, base: u64) -> Res
                 args.events.saturating_sub(done),
             ));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

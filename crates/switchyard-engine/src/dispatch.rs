@@ -23,6 +23,8 @@ use crate::pipeline::{Engine, Kind, Route};
 
 /// Inputs one transaction may handle.
 pub const MAX_BATCH: usize = 256;
+/// How long a batch waits for more inputs once it sees they are arriving together.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 /// Inputs waiting for a worker, per queue. Past that an input stays in the inbox, leased to
 /// this process, and is taken up again when its lease runs out: nothing is lost, it is late.
 const QUEUE_CAPACITY: usize = 50_000;
@@ -116,6 +118,17 @@ async fn next_batch(waiting: &mut Waiting, stop: &CancellationToken) -> Option<V
         match waiting.normal.try_recv() {
             Ok(job) => batch.push(job),
             Err(_) => break,
+        }
+    }
+    if batch.len() > 1 && !stop.is_cancelled() {
+        // More than one waiting means more are coming: linger briefly so the batch (and
+        // the store's turn it takes from the acks) is worth it. A lone input goes at once.
+        let until = tokio::time::Instant::now() + LINGER;
+        while batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(until, waiting.normal.recv()).await {
+                Ok(Some(job)) => batch.push(job),
+                _ => break,
+            }
         }
     }
     Some(batch)

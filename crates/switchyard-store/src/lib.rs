@@ -417,6 +417,8 @@ impl Store {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
+                // A local file does not drop connections: no ping (a round trip) per use.
+                .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(
@@ -550,81 +552,17 @@ impl Store {
     ) -> Result<Vec<InboxInsert>, StoreError> {
         let _turn = self.turn(Priority::Ack).await;
         let op = "inbox insert";
-        let mut tx = self.pool.begin().await.map_err(query_err(op))?;
-        // Which key's first occurrence got which id; a key absent after the inserts was there
-        // before them.
-        let mut ids: HashMap<String, i64> = HashMap::with_capacity(items.len());
-        for chunk in items.chunks(INSERT_CHUNK) {
-            // One statement per chunk: statements, not rows, are what a group commit pays for.
-            let mut sql = String::from(
-                "INSERT INTO inbox (dedupe_key, kind, payload, received_at, lease_owner, \
-                 lease_until) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let p = 3 + 4 * i;
-                if i > 0 {
-                    sql.push(',');
-                }
-                let _ = write!(sql, "(${p}, ${}, ${}, ${}, $1, $2)", p + 1, p + 2, p + 3);
-            }
-            sql.push_str(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
-            let mut query = sqlx::query(&sql)
-                .bind(lease.map(|(owner, _)| owner.to_string()))
-                .bind(lease.map(|(_, until)| until));
-            for item in chunk {
-                query = query
-                    .bind(&item.dedupe_key)
-                    .bind(&item.kind)
-                    .bind(&item.payload)
-                    .bind(item.received_at_ms);
-            }
-            let rows = query.fetch_all(&mut *tx).await.map_err(query_err(op))?;
-            for row in &rows {
-                let id: i64 = row.try_get("id").map_err(query_err(op))?;
-                ids.insert(row.try_get("dedupe_key").map_err(query_err(op))?, id);
-            }
+        // Up to a chunk's worth is one statement, atomic on its own: no BEGIN and COMMIT, each
+        // a round trip to the database, on the path every ack waits for.
+        if items.len() > INSERT_CHUNK {
+            let mut tx = self.pool.begin().await.map_err(query_err(op))?;
+            let results = insert_inbox_rows(&mut tx, items, lease).await?;
+            tx.commit().await.map_err(query_err(op))?;
+            Ok(results)
+        } else {
+            let mut conn = self.pool.acquire().await.map_err(query_err(op))?;
+            insert_inbox_rows(&mut conn, items, lease).await
         }
-        let mut results = Vec::with_capacity(items.len());
-        let mut claimed: HashSet<&str> = HashSet::with_capacity(items.len());
-        let mut existing: HashMap<String, i64> = HashMap::new();
-        let missing: Vec<&str> = items
-            .iter()
-            .map(|i| i.dedupe_key.as_str())
-            .filter(|k| !ids.contains_key(*k))
-            .collect();
-        for chunk in missing.chunks(INSERT_CHUNK) {
-            let placeholders = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            let sql =
-                format!("SELECT id, dedupe_key FROM inbox WHERE dedupe_key IN ({placeholders})");
-            let mut query = sqlx::query(&sql);
-            for key in chunk {
-                query = query.bind(*key);
-            }
-            for row in query.fetch_all(&mut *tx).await.map_err(query_err(op))? {
-                existing.insert(
-                    row.try_get("dedupe_key").map_err(query_err(op))?,
-                    row.try_get("id").map_err(query_err(op))?,
-                );
-            }
-        }
-        for item in items {
-            let key = item.dedupe_key.as_str();
-            let result = match ids.get(key) {
-                // The first occurrence in `items` is the one that was stored.
-                Some(&id) if claimed.insert(key) => InboxInsert::New(id),
-                Some(&id) => InboxInsert::Duplicate(id),
-                None => InboxInsert::Duplicate(*existing.get(key).ok_or(StoreError::Query {
-                    op,
-                    source: sqlx::Error::RowNotFound,
-                })?),
-            };
-            results.push(result);
-        }
-        tx.commit().await.map_err(query_err(op))?;
-        Ok(results)
     }
 
     /// Claims up to `limit` pending items that are due (`not_before <= now_ms`, see
@@ -1099,6 +1037,87 @@ impl Store {
         .transpose()
         .map_err(query_err("message ref"))
     }
+}
+
+/// [`Store::inbox_insert_many`]'s statements, on a connection or in a transaction.
+async fn insert_inbox_rows(
+    db: &mut AnyConnection,
+    items: &[NewInboxItem],
+    lease: Option<(&str, i64)>,
+) -> Result<Vec<InboxInsert>, StoreError> {
+    let op = "inbox insert";
+    // Which key's first occurrence got which id; a key absent after the inserts was there
+    // before them.
+    let mut ids: HashMap<String, i64> = HashMap::with_capacity(items.len());
+    for chunk in items.chunks(INSERT_CHUNK) {
+        // One statement per chunk: statements, not rows, are what a group commit pays for.
+        let mut sql = String::from(
+            "INSERT INTO inbox (dedupe_key, kind, payload, received_at, lease_owner, \
+             lease_until) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let p = 3 + 4 * i;
+            if i > 0 {
+                sql.push(',');
+            }
+            let _ = write!(sql, "(${p}, ${}, ${}, ${}, $1, $2)", p + 1, p + 2, p + 3);
+        }
+        sql.push_str(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
+        let mut query = sqlx::query(&sql)
+            .bind(lease.map(|(owner, _)| owner.to_string()))
+            .bind(lease.map(|(_, until)| until));
+        for item in chunk {
+            query = query
+                .bind(&item.dedupe_key)
+                .bind(&item.kind)
+                .bind(&item.payload)
+                .bind(item.received_at_ms);
+        }
+        let rows = query.fetch_all(&mut *db).await.map_err(query_err(op))?;
+        for row in &rows {
+            let id: i64 = row.try_get("id").map_err(query_err(op))?;
+            ids.insert(row.try_get("dedupe_key").map_err(query_err(op))?, id);
+        }
+    }
+    let mut results = Vec::with_capacity(items.len());
+    let mut claimed: HashSet<&str> = HashSet::with_capacity(items.len());
+    let mut existing: HashMap<String, i64> = HashMap::new();
+    let missing: Vec<&str> = items
+        .iter()
+        .map(|i| i.dedupe_key.as_str())
+        .filter(|k| !ids.contains_key(*k))
+        .collect();
+    for chunk in missing.chunks(INSERT_CHUNK) {
+        let placeholders = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!("SELECT id, dedupe_key FROM inbox WHERE dedupe_key IN ({placeholders})");
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut *db).await.map_err(query_err(op))? {
+            existing.insert(
+                row.try_get("dedupe_key").map_err(query_err(op))?,
+                row.try_get("id").map_err(query_err(op))?,
+            );
+        }
+    }
+    for item in items {
+        let key = item.dedupe_key.as_str();
+        let result = match ids.get(key) {
+            // The first occurrence in `items` is the one that was stored.
+            Some(&id) if claimed.insert(key) => InboxInsert::New(id),
+            Some(&id) => InboxInsert::Duplicate(id),
+            None => InboxInsert::Duplicate(*existing.get(key).ok_or(StoreError::Query {
+                op,
+                source: sqlx::Error::RowNotFound,
+            })?),
+        };
+        results.push(result);
+    }
+    Ok(results)
 }
 
 /// The arguments every claim query binds.
