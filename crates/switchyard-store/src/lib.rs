@@ -57,12 +57,14 @@ use std::time::Duration;
 /// sqlx, as the store uses it: apps reach their own tables through [`Tx::conn`] with it.
 pub use sqlx;
 mod audit;
+mod health;
 mod tokens;
 
 pub use audit::{
     AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT, ActorKind, AuditEntry, AuditFilter, AuditRecord, Outcome,
     UnknownValue, Via,
 };
+pub use health::{Migration, OutboxHealth};
 pub use tokens::{
     ADMIN_SCOPE, ApiTokenInfo, CreatedToken, MAX_NAME_LEN, NewApiToken, TOKEN_PREFIX, TokenError,
     parse_scopes, scopes_allow,
@@ -382,6 +384,21 @@ impl Store {
     /// - `postgres://…` (or `postgresql://…`): any libpq-style URL sqlx accepts, e.g. with
     ///   `?options=-c%20search_path%3Dmy_schema` to use a schema of one's own.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = Self::open(url).await?;
+        store
+            .migrator()
+            .run(&store.pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                url: redact(url),
+                source,
+            })?;
+        Ok(store)
+    }
+
+    /// Opens the store as it is, without migrating: for checks that must change nothing
+    /// (`switchyard doctor`, see [`Store::pending_migrations`]).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let shown = redact(url);
         let invalid = |reason| StoreError::InvalidUrl {
@@ -457,14 +474,6 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        let migrator = match backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { url: shown, source })?;
         let writer = (backend == Backend::Sqlite).then(Turns::default);
         Ok(Self {
             pool,
@@ -472,6 +481,13 @@ impl Store {
             backend,
             writer,
         })
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
     }
 
     /// Waits for this process's turn to write (SQLite); at once on PostgreSQL.
