@@ -192,9 +192,12 @@ impl Sender {
     async fn send(&self, item: &OutboxItem) -> OutboxResult {
         let wait = self.pacer.reserve(&item.method, &item.ordering_key);
         if !wait.is_zero() {
+            crate::metrics::PACING_WAITS.inc();
             tokio::time::sleep(wait).await;
         }
-        match self.call(item).await {
+        let result = self.call(item).await;
+        crate::metrics::call_outcome(&item.method, &result);
+        match result {
             Ok(response) => OutboxResult::Sent {
                 message_ref: message_ref(item, &response),
                 response: response.to_string(),
