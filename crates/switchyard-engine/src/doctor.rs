@@ -502,6 +502,17 @@ async fn check_store(config: &Config, checks: &mut Vec<Check>) {
                 format!("{shown} answers; its schema is current"),
             ));
         }
+        // Nothing applied: a new database, which `serve` sets up at start.
+        Ok(pending) if pending.iter().any(|m| m.version == 1) => {
+            checks.push(Check::ok(
+                "store",
+                format!(
+                    "{shown} answers; it is empty: `switchyard serve` creates its tables at start"
+                ),
+            ));
+            checks.push(Check::ok("outbox", "none yet: nothing queued"));
+            return;
+        }
         Ok(pending) => {
             let names: Vec<String> = pending
                 .iter()
