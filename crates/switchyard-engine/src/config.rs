@@ -1066,6 +1066,31 @@ x = 1
     }
 
     #[test]
+    fn operations_keys_are_checked_and_reload_names_what_needs_a_restart() {
+        let e = env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-1")]);
+        let errors = Config::check(
+            "[server]\npublic_url = \"ftp://ops.example\"\n[log]\nformat = \"xml\"\n",
+            "s.toml",
+            &e,
+            &CheckOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(keys(&errors), ["log.format", "server.public_url"]);
+        let a = Config::parse("[apps.ping]\nenabled = true\n", "s.toml", &e).unwrap();
+        assert_eq!(a.server.shutdown_timeout_ms, 10_000);
+        assert_eq!(a.log.format, LogFormat::Text);
+        let b = Config::parse(
+            "[apps.ping]\nenabled = false\n[server]\nlisten = \"127.0.0.1:9\"\n[log]\nformat = \"json\"\n",
+            "s.toml",
+            &e,
+        )
+        .unwrap();
+        assert_eq!(a.needs_restart(&b), ["server.listen", "log.format"]);
+        let c = Config::parse("[apps.ping]\nenabled = false\n", "s.toml", &e).unwrap();
+        assert!(a.needs_restart(&c).is_empty());
+    }
+
+    #[test]
     fn urls_and_app_secrets_are_redacted_when_shown() {
         let c = Config::parse(
             "[slack]\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n\
