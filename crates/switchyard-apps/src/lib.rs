@@ -18,7 +18,7 @@ pub fn builtin(config: &Config) -> Result<Vec<Arc<dyn App>>, ConfigError> {
     let mut apps: Vec<Arc<dyn App>> = Vec::new();
     let ping: ping::PingConfig = config.app_section("ping")?;
     if ping.enabled {
-        apps.push(Arc::new(ping::Ping));
+        apps.push(Arc::new(ping::Ping::new(ping)));
     }
     Ok(apps)
 }

@@ -8,15 +8,31 @@ use switchyard_engine::{App, AppError, Ctx, Declaration, Input, MentionCommand};
 #[serde(deny_unknown_fields, default)]
 pub struct PingConfig {
     pub enabled: bool,
+    /// Channel ids where it answers; empty: everywhere the bot is.
+    pub channels: Vec<String>,
 }
 
 impl Default for PingConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            channels: Vec::new(),
+        }
     }
 }
 
-pub struct Ping;
+#[derive(Debug, Clone, Default)]
+pub struct Ping {
+    channels: Vec<String>,
+}
+
+impl Ping {
+    pub fn new(config: PingConfig) -> Self {
+        Self {
+            channels: config.channels,
+        }
+    }
+}
 
 #[async_trait]
 impl App for Ping {
@@ -29,12 +45,15 @@ impl App for Ping {
             }],
             scopes: vec!["app_mentions:read", "chat:write"],
             bot_events: vec!["app_mention"],
+            channels: self.channels.clone(),
             ..Declaration::default()
         }
     }
 
     async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError> {
-        if let Input::Mention { message, .. } = input {
+        if let Input::Mention { message, .. } = input
+            && (self.channels.is_empty() || self.channels.contains(&message.channel))
+        {
             ctx.reply(message, "pong");
         }
         Ok(())

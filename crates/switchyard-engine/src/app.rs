@@ -56,6 +56,10 @@ pub struct Declaration {
     /// For the manifest: the bot scopes and bot events the app needs.
     pub scopes: Vec<&'static str>,
     pub bot_events: Vec<&'static str>,
+    /// Channel ids its config names (where it posts, what it watches): `switchyard doctor`
+    /// checks each exists and has the bot in it. An app built from its config section fills
+    /// this from that section.
+    pub channels: Vec<String>,
 }
 
 /// A message someone posted (from `app_mention` or `message` events).

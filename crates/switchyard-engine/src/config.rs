@@ -116,14 +116,50 @@ pub struct ServerConfig {
     /// Where the HTTP endpoints listen (`/slack/*`, app routes).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// The public base URL Slack reaches us at in HTTP mode (`https://ops.example.com`): the
+    /// manifest's request URLs, and what `switchyard doctor` checks answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Where `serve` writes its process id (removed at exit), for `switchyard reload`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<std::path::PathBuf>,
+    /// How long a stop (SIGTERM, Ctrl-C) may take to drain in-flight work before exiting.
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            public_url: None,
+            pid_file: None,
+            shutdown_timeout_ms: default_shutdown_timeout_ms(),
         }
     }
+}
+
+fn default_shutdown_timeout_ms() -> u64 {
+    10_000
+}
+
+/// How log lines are written (levels come from `RUST_LOG`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event, for log collectors.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default) or `json`; `--log-format` and `SWITCHYARD_LOG_FORMAT` override it.
+    pub format: LogFormat,
 }
 
 fn default_listen() -> SocketAddr {
@@ -200,6 +236,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub engine: EngineConfig,
     pub audit: AuditConfig,
+    pub log: LogConfig,
     /// `[apps.<name>]` sections, read by each app. Shown with secret-looking values redacted.
     #[serde(serialize_with = "serialize_app_sections")]
     pub apps: BTreeMap<String, toml::Value>,
@@ -298,6 +335,7 @@ struct Draft {
     store: StoreConfig,
     engine: EngineConfig,
     audit: AuditConfig,
+    log: LogConfig,
     apps: BTreeMap<String, toml::Value>,
 }
 
@@ -328,6 +366,10 @@ const SECTIONS: &[Section] = &[
     Section {
         name: "audit",
         read: |value, draft, issues, _| draft.audit = read_table(value, "audit", issues),
+    },
+    Section {
+        name: "log",
+        read: |value, draft, issues, _| draft.log = read_table(value, "log", issues),
     },
     Section {
         name: "apps",
@@ -439,6 +481,50 @@ impl Config {
                 e.inner().to_string(),
             )
         })
+    }
+
+    /// What a reload cannot apply: the keys outside `[apps.*]` whose values differ between
+    /// the config in force and `next` (those need a restart). Compared by value, secrets
+    /// included; only the keys' names are returned.
+    pub fn needs_restart(&self, next: &Config) -> Vec<&'static str> {
+        let secret = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_string());
+        let (a, b) = (self, next);
+        [
+            ("slack.bot_token", a.slack.bot_token != b.slack.bot_token),
+            (
+                "slack.app_token",
+                secret(&a.slack.app_token) != secret(&b.slack.app_token),
+            ),
+            (
+                "slack.signing_secret",
+                secret(&a.slack.signing_secret) != secret(&b.slack.signing_secret),
+            ),
+            ("slack.api_url", a.slack.api_url != b.slack.api_url),
+            (
+                "slack.socket_connections",
+                a.slack.socket_connections != b.slack.socket_connections,
+            ),
+            ("server.listen", a.server.listen != b.server.listen),
+            ("server.pid_file", a.server.pid_file != b.server.pid_file),
+            (
+                "server.shutdown_timeout_ms",
+                a.server.shutdown_timeout_ms != b.server.shutdown_timeout_ms,
+            ),
+            ("store.url", a.store.url != b.store.url),
+            ("engine.lease_ms", a.engine.lease_ms != b.engine.lease_ms),
+            (
+                "engine.poll_interval_ms",
+                a.engine.poll_interval_ms != b.engine.poll_interval_ms,
+            ),
+            (
+                "audit.retention_days",
+                a.audit.retention_days != b.audit.retention_days,
+            ),
+            ("log.format", a.log.format != b.log.format),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
     }
 
     /// An app's section, read into its own type; errors name `apps.<name>.<key>`.
@@ -650,6 +736,11 @@ fn finish(
             ),
         );
     }
+    if let Some(url) = &draft.server.public_url
+        && let Err(e) = crate::manifest::request_base(url)
+    {
+        issues.add(Stage::Meaning, "server.public_url", e.to_string());
+    }
     Config {
         source: file.to_string(),
         slack: SlackConfig {
@@ -665,6 +756,7 @@ fn finish(
         store: draft.store,
         engine: draft.engine,
         audit: draft.audit,
+        log: draft.log,
         apps: draft.apps,
     }
 }
@@ -971,6 +1063,31 @@ x = 1
         )
         .unwrap_err();
         assert_eq!(keys(&errors), ["slack.bot_token", "slack.app_name"]);
+    }
+
+    #[test]
+    fn operations_keys_are_checked_and_reload_names_what_needs_a_restart() {
+        let e = env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-1")]);
+        let errors = Config::check(
+            "[server]\npublic_url = \"ftp://ops.example\"\n[log]\nformat = \"xml\"\n",
+            "s.toml",
+            &e,
+            &CheckOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(keys(&errors), ["log.format", "server.public_url"]);
+        let a = Config::parse("[apps.ping]\nenabled = true\n", "s.toml", &e).unwrap();
+        assert_eq!(a.server.shutdown_timeout_ms, 10_000);
+        assert_eq!(a.log.format, LogFormat::Text);
+        let b = Config::parse(
+            "[apps.ping]\nenabled = false\n[server]\nlisten = \"127.0.0.1:9\"\n[log]\nformat = \"json\"\n",
+            "s.toml",
+            &e,
+        )
+        .unwrap();
+        assert_eq!(a.needs_restart(&b), ["server.listen", "log.format"]);
+        let c = Config::parse("[apps.ping]\nenabled = false\n", "s.toml", &e).unwrap();
+        assert!(a.needs_restart(&c).is_empty());
     }
 
     #[test]

@@ -187,9 +187,10 @@ impl Engine {
             now_ms: now,
             open: None,
         };
+        let registry = self.registry.current();
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let route = self.registry.route(job.kind, &job.payload, &self.bot);
+            let route = registry.route(job.kind, &job.payload, &self.bot);
             let (actor, via) = match &route {
                 Route::App(_, input) => (input.actor(), input.via()),
                 Route::Help(m) => ((ActorKind::User, m.user.clone()), Via::Mention),
@@ -197,13 +198,14 @@ impl Engine {
             };
             let mut ctx = Ctx::new(&mut batch, self.slack.clone(), now, actor, via);
             let result = match &route {
-                Route::App(i, input) => self.registry.app(*i).handle(&mut ctx, input).await,
+                Route::App(i, input) => registry.app(*i).handle(&mut ctx, input).await,
                 Route::Help(message) => {
-                    ctx.reply(message, &self.registry.help_text());
+                    ctx.reply(message, &registry.help_text());
                     Ok(())
                 }
                 Route::Ignore => Ok(()),
             };
+            crate::metrics::app_outcome(registry.app_name(&route), result.is_ok());
             let (outbox, audit, savepoint) = (
                 std::mem::take(&mut ctx.outbox),
                 std::mem::take(&mut ctx.audit),

@@ -24,6 +24,23 @@ pub const ENGINE_SCOPES: &[&str] = &["app_mentions:read", "chat:write", "im:hist
 /// Bot events the engine needs whatever the apps are.
 pub const ENGINE_BOT_EVENTS: &[&str] = &["app_mention", "message.im"];
 
+/// Bot scopes for reading configured channels, public and private: needed when an app names
+/// channels in its config.
+pub const CHANNEL_CHECK_SCOPES: [&str; 2] = ["channels:read", "groups:read"];
+
+/// The bot scopes the manifest asks for: what the token must have been granted.
+pub fn bot_scopes(config: &Config, declarations: &[Declaration]) -> Vec<String> {
+    manifest(config, declarations, None)["oauth_config"]["scopes"]["bot"]
+        .as_array()
+        .map(|scopes| {
+            scopes
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A request URL Slack cannot use (`url` with any password hidden).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the request URL {url:?} {reason}")]
@@ -95,6 +112,11 @@ pub fn manifest(
     scopes.extend(declarations.iter().flat_map(|d| d.scopes.iter().copied()));
     if !slash_commands.is_empty() {
         scopes.insert("commands");
+    }
+    if declarations.iter().any(|d| !d.channels.is_empty()) {
+        // `switchyard doctor` reads the configured channels (`conversations.info`) to check
+        // that they exist and have the bot in them.
+        scopes.extend(CHANNEL_CHECK_SCOPES);
     }
     let mut bot_events: BTreeSet<&str> = ENGINE_BOT_EVENTS.iter().copied().collect();
     bot_events.extend(

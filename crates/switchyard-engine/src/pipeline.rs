@@ -6,8 +6,8 @@
 //! so nothing slow happens before the ack. A worker loop picks up what a crashed process left
 //! behind once its lease runs out.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_store::{InboxInsert, NewInboxItem, Store};
@@ -278,6 +278,14 @@ impl Registry {
         }
     }
 
+    /// The app a route goes to, by name (for metrics).
+    pub(crate) fn app_name(&self, route: &Route) -> Option<&'static str> {
+        match route {
+            Route::App(i, _) => self.declarations.get(*i).map(|d| d.name),
+            _ => None,
+        }
+    }
+
     pub(crate) fn help_text(&self) -> String {
         let mut lines = vec!["I know these commands:".to_string()];
         for d in &self.declarations {
@@ -289,6 +297,26 @@ impl Registry {
             return "No commands are enabled here.".into();
         }
         lines.join("\n")
+    }
+}
+
+/// The registry in force: replaced whole when the config is reloaded (SIGHUP). Readers take a
+/// snapshot (`current`) and route and handle with it, so an index from `route` always means
+/// the same app.
+pub struct LiveRegistry(RwLock<Arc<Registry>>);
+
+impl LiveRegistry {
+    pub fn new(registry: Registry) -> Self {
+        Self(RwLock::new(Arc::new(registry)))
+    }
+
+    pub fn current(&self) -> Arc<Registry> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// From now on, inputs go to these apps; inputs already routed finish with the old ones.
+    pub fn replace(&self, registry: Registry) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(registry);
     }
 }
 
@@ -318,7 +346,7 @@ fn dedupe_key(kind: Kind, payload: &Value) -> String {
 pub struct Engine {
     pub store: Store,
     pub slack: SlackApi,
-    pub registry: Registry,
+    pub registry: LiveRegistry,
     pub bot: BotIdentity,
     /// This process's name on leases.
     pub owner: String,
@@ -341,7 +369,22 @@ impl Engine {
         kind: Kind,
         payload: Value,
     ) -> Result<Option<Value>, EngineError> {
-        let route = self.registry.route(kind, &payload, &self.bot);
+        let started = Instant::now();
+        crate::metrics::RECEIVED.inc(kind.as_str());
+        let acked = self.route_and_commit(kind, payload).await;
+        if acked.is_ok() {
+            crate::metrics::ACK_SECONDS.observe(started.elapsed());
+        }
+        acked
+    }
+
+    async fn route_and_commit(
+        self: &Arc<Self>,
+        kind: Kind,
+        payload: Value,
+    ) -> Result<Option<Value>, EngineError> {
+        let registry = self.registry.current();
+        let route = registry.route(kind, &payload, &self.bot);
         let ack = match &route {
             Route::Ignore if kind == Kind::Command => {
                 return Ok(Some(
@@ -349,7 +392,7 @@ impl Engine {
                 ));
             }
             Route::Ignore => return Ok(None),
-            Route::App(i, input) => self.registry.apps[*i].ack(input),
+            Route::App(i, input) => registry.apps[*i].ack(input),
             Route::Help(_) => None,
         };
         if ack.as_ref().and_then(|a| a["response_action"].as_str()) == Some("errors") {
@@ -383,11 +426,13 @@ impl Engine {
             .map_err(EngineError::Inbox)?;
         match inserted {
             InboxInsert::Duplicate(id) => {
+                crate::metrics::DEDUPLICATED.inc();
                 tracing::debug!(id, key = %item.dedupe_key, "duplicate delivery dropped");
                 Ok(id)
             }
             InboxInsert::New(id) => {
                 if !self.hold_dispatch {
+                    crate::metrics::DISPATCHED.inc();
                     self.dispatch.submit(Job { id, kind, payload });
                 }
                 Ok(id)
@@ -414,6 +459,7 @@ impl Engine {
                             tracing::error!(id = item.id, "unreadable inbox payload");
                             continue;
                         };
+                        crate::metrics::DISPATCHED.inc();
                         self.dispatch.submit(Job {
                             id: item.id,
                             kind,

@@ -75,6 +75,15 @@ impl Pacer {
         }
     }
 
+    /// Gives back the token [`Pacer::reserve`] took, for a call that was not made.
+    fn release(&self, method: &str, key: &str) {
+        let (_, burst) = limit_for(method);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((tokens, _)) = buckets.get_mut(&bucket_key(method, key)) {
+            *tokens = (*tokens + 1.0).min(burst);
+        }
+    }
+
     /// After a 429: nothing more for this bucket until `retry_after` has passed.
     fn hold(&self, method: &str, key: &str, retry_after: Duration) {
         let (per_minute, _) = limit_for(method);
@@ -191,10 +200,21 @@ impl Sender {
     /// Makes one call (after its pacing wait) and says how it ended.
     async fn send(&self, item: &OutboxItem) -> OutboxResult {
         let wait = self.pacer.reserve(&item.method, &item.ordering_key);
+        if wait > self.lease / 4 {
+            // Sleeping that long on a leased item risks the lease running out mid-wait and the
+            // item being sent twice: give it back, due when its turn comes.
+            self.pacer.release(&item.method, &item.ordering_key);
+            return OutboxResult::Paced {
+                not_before_ms: now_ms() + wait.as_millis() as i64,
+            };
+        }
         if !wait.is_zero() {
+            crate::metrics::PACING_WAITS.inc();
             tokio::time::sleep(wait).await;
         }
-        match self.call(item).await {
+        let result = self.call(item).await;
+        crate::metrics::call_outcome(&item.method, &result);
+        match result {
             Ok(response) => OutboxResult::Sent {
                 message_ref: message_ref(item, &response),
                 response: response.to_string(),

@@ -2,9 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rand::Rng;
 use serde_json::json;
@@ -17,7 +21,7 @@ use crate::EngineError;
 use crate::app::App;
 use crate::config::Config;
 use crate::dispatch::DispatchQueue;
-use crate::pipeline::{BotIdentity, Engine, Registry};
+use crate::pipeline::{BotIdentity, Engine, LiveRegistry, Registry};
 use crate::receive;
 use crate::sender::Sender;
 use crate::slack::SlackApi;
@@ -31,11 +35,24 @@ pub struct StartOptions {
 }
 
 /// A running Switchyard.
+///
+/// Its parts stop in order (see [`Server::shutdown`]): the receivers first, then the
+/// dispatcher once it has handled what they committed, then the sender once its calls in
+/// flight have ended and their outcomes are recorded.
 pub struct Server {
     addr: SocketAddr,
     engine: Arc<Engine>,
-    stop: CancellationToken,
-    tasks: TaskTracker,
+    shutdown_timeout: Duration,
+    draining: Arc<AtomicBool>,
+    /// HTTP listener and Socket Mode connections.
+    stop_receiving: CancellationToken,
+    receiving: TaskTracker,
+    /// The inbox worker, the dispatcher, the audit prune, the outbox depth reader.
+    stop_working: CancellationToken,
+    working: TaskTracker,
+    /// The sender and its outcome writer.
+    stop_sending: CancellationToken,
+    sending: TaskTracker,
     /// Dropped last: ends the background thread once its tasks are done.
     _background: Background,
 }
@@ -96,6 +113,16 @@ fn lower_this_threads_priority() {
     }
 }
 
+/// What `/readyz` and `/metrics` read.
+#[derive(Clone)]
+struct Status {
+    store: Store,
+    socket_mode: bool,
+    sockets: receive::socket::OpenConnections,
+    outbox_pending: Arc<AtomicI64>,
+    draining: Arc<AtomicBool>,
+}
+
 impl Server {
     pub async fn start(
         config: Config,
@@ -119,7 +146,7 @@ impl Server {
         let engine = Arc::new(Engine {
             store: store.clone(),
             slack: slack.clone(),
-            registry: Registry::new(apps),
+            registry: LiveRegistry::new(Registry::new(apps)),
             bot,
             owner: owner.clone(),
             dispatch,
@@ -129,11 +156,39 @@ impl Server {
             hold_dispatch: options.hold_dispatch,
         });
 
+        let (stop_receiving, stop_working, stop_sending) = (
+            CancellationToken::new(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        );
+        let (receiving, working, sending) =
+            (TaskTracker::new(), TaskTracker::new(), TaskTracker::new());
+        let sockets = if config.slack.socket_mode() {
+            receive::socket::spawn(
+                engine.clone(),
+                config.slack.socket_connections,
+                stop_receiving.clone(),
+                &receiving,
+            )
+        } else {
+            receive::socket::OpenConnections::default()
+        };
+        let draining = Arc::new(AtomicBool::new(false));
+        let status = Status {
+            store: store.clone(),
+            socket_mode: config.slack.socket_mode(),
+            sockets,
+            outbox_pending: Arc::new(AtomicI64::new(0)),
+            draining: draining.clone(),
+        };
+
         let mut router = Router::new()
             .route(
                 "/healthz",
                 get(|| async { axum::Json(json!({"ok": true})) }),
             )
+            .route("/readyz", get(readyz).with_state(status.clone()))
+            .route("/metrics", get(metrics).with_state(status.clone()))
             .merge(receive::routes::routes(engine.clone()))
             .merge(crate::api::routes(store.clone()));
         if let Some(secret) = &config.slack.signing_secret
@@ -152,10 +207,10 @@ impl Server {
             source,
         })?;
 
-        let stop = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let shutdown = stop.clone();
-        tasks.spawn(async move {
+        let shutdown = stop_receiving.clone();
+        receiving.spawn(async move {
+            // Graceful: no new connections; requests in progress (an inbox commit and its
+            // ack) finish.
             let served = axum::serve(listener, router)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await;
@@ -167,36 +222,48 @@ impl Server {
             EngineError::Startup(format!("cannot start the background thread: {e}"))
         })?;
         let bg = background.handle.clone();
-        tasks.spawn_on(engine.clone().run_inbox_worker(poll, stop.clone()), &bg);
-        tasks.spawn_on(
-            crate::dispatch::run(engine.clone(), waiting, workers, stop.clone()),
+        working.spawn_on(
+            engine.clone().run_inbox_worker(poll, stop_working.clone()),
             &bg,
         );
-        tasks.spawn(prune_audit_hourly(
+        working.spawn_on(
+            crate::dispatch::run(engine.clone(), waiting, workers, stop_working.clone()),
+            &bg,
+        );
+        working.spawn(prune_audit_hourly(
             store.clone(),
             config.audit.retention_days,
-            stop.clone(),
+            stop_working.clone(),
+        ));
+        working.spawn(read_outbox_depth(
+            store.clone(),
+            status.outbox_pending.clone(),
+            stop_working.clone(),
         ));
         let (sender, finished) = Sender::new(store.clone(), slack, owner.clone(), lease);
-        tasks.spawn_on(
+        sending.spawn_on(
             crate::sender::record_outcomes(store, owner, finished, outbox_ready.clone()),
             &bg,
         );
-        tasks.spawn_on(Arc::new(sender).run(outbox_ready, poll, stop.clone()), &bg);
-        if config.slack.socket_mode() {
-            receive::socket::spawn(
-                engine.clone(),
-                config.slack.socket_connections,
-                stop.clone(),
-            );
-        }
-        tasks.close();
+        sending.spawn_on(
+            Arc::new(sender).run(outbox_ready, poll, stop_sending.clone()),
+            &bg,
+        );
+        receiving.close();
+        working.close();
+        sending.close();
         tracing::info!(%addr, socket_mode = config.slack.socket_mode(), "Switchyard is ready");
         Ok(Self {
             addr,
             engine,
-            stop,
-            tasks,
+            shutdown_timeout: Duration::from_millis(config.server.shutdown_timeout_ms),
+            draining,
+            stop_receiving,
+            receiving,
+            stop_working,
+            working,
+            stop_sending,
+            sending,
             _background: background,
         })
     }
@@ -210,10 +277,134 @@ impl Server {
         &self.engine.store
     }
 
-    /// Stops taking work and waits (a few seconds at most) for the workers to finish.
-    pub async fn shutdown(self) {
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+    /// Swaps in the apps of a reloaded config: inputs routed from now on go to them; those
+    /// already being handled finish with the old ones. The apps' HTTP routes stay as they were
+    /// at start.
+    pub fn reload_apps(&self, apps: Vec<Arc<dyn App>>) {
+        self.engine.registry.replace(Registry::new(apps));
+    }
+
+    /// Stops, in order, within `[server] shutdown_timeout_ms`:
+    /// 1. receivers: the HTTP listener stops accepting (requests in progress finish) and each
+    ///    Socket Mode connection acks what it committed, then closes, so Slack sends the rest
+    ///    elsewhere;
+    /// 2. the dispatcher handles everything that was committed and queued, then stops;
+    /// 3. the sender claims nothing more; calls in flight end and their outcomes are
+    ///    recorded. What is still pending stays in the outbox for the next process.
+    ///
+    /// Returns `false` if the time ran out first (what was unfinished is leased and is taken
+    /// over once the lease runs out; a call in flight then may be sent twice).
+    pub async fn shutdown(self) -> bool {
+        self.draining.store(true, Ordering::Relaxed);
+        let ordered = async {
+            self.stop_receiving.cancel();
+            self.receiving.wait().await;
+            tracing::info!("stopped receiving; handling what was accepted");
+            self.stop_working.cancel();
+            self.working.wait().await;
+            tracing::info!("handled; finishing the Slack calls in flight");
+            self.stop_sending.cancel();
+            self.sending.wait().await;
+        };
+        match tokio::time::timeout(self.shutdown_timeout, ordered).await {
+            Ok(()) => {
+                tracing::info!("stopped cleanly");
+                true
+            }
+            Err(_) => {
+                tracing::warn!(
+                    timeout = ?self.shutdown_timeout,
+                    "shutdown timed out; unfinished work is taken over once its lease runs out"
+                );
+                false
+            }
+        }
+    }
+}
+
+/// `GET /readyz`: 200 when the store answers and Slack is connected (Socket Mode: a
+/// connection is open; HTTP mode: `auth.test` passed at start, or we would not be running);
+/// otherwise 503 naming the failed checks.
+async fn readyz(State(status): State<Status>) -> Response {
+    let store = match tokio::time::timeout(Duration::from_secs(2), status.store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer in 2 s".to_string()),
+    };
+    let sockets = status.sockets.get();
+    let slack = if !status.socket_mode || sockets > 0 {
+        Ok(())
+    } else {
+        Err("no Socket Mode connection is open".to_string())
+    };
+    let draining = status.draining.load(Ordering::Relaxed);
+    let check = |r: &Result<(), String>| match r {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e}),
+    };
+    let mut failed = Vec::new();
+    if store.is_err() {
+        failed.push("store");
+    }
+    if slack.is_err() {
+        failed.push("slack");
+    }
+    if draining {
+        failed.push("shutting_down");
+    }
+    let body = json!({
+        "ok": failed.is_empty(),
+        "failed": failed,
+        "checks": {
+            "store": check(&store),
+            "slack": {
+                "transport": if status.socket_mode { "socket_mode" } else { "http" },
+                "socket_connections": sockets,
+                "ok": slack.is_ok(),
+                "error": slack.err(),
+            },
+        },
+    });
+    let code = if failed.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus' text format.
+async fn metrics(State(status): State<Status>) -> Response {
+    let gauges = crate::metrics::Gauges {
+        outbox_pending: status.outbox_pending.load(Ordering::Relaxed),
+        socket_connections: status.sockets.get(),
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&gauges),
+    )
+        .into_response()
+}
+
+/// How often the outbox depth gauge is refreshed: a count per scrape could be costly on a
+/// large outbox, one every few seconds is not.
+const OUTBOX_DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+async fn read_outbox_depth(store: Store, pending: Arc<AtomicI64>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(OUTBOX_DEPTH_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match store.outbox_pending_count().await {
+            Ok(n) => pending.store(n, Ordering::Relaxed),
+            Err(e) => tracing::debug!(error = %e, "cannot read the outbox depth"),
+        }
     }
 }
 

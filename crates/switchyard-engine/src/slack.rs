@@ -58,21 +58,7 @@ fn token(secret: &Secret) -> SlackApiToken {
 
 impl SlackApi {
     pub fn new(config: &SlackConfig) -> Self {
-        install_crypto_provider();
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        // Without system CA certificates, https calls fail but plain http (the sandbox) still works.
-        let https = match builder.with_native_roots() {
-            Ok(b) => b.https_or_http().enable_http1().build(),
-            Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(
-                    rustls::ClientConfig::builder()
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth(),
-                )
-                .https_or_http()
-                .enable_http1()
-                .build(),
-        };
+        let https = https_connector();
         let connector = SlackClientHyperConnector::from(https)
             // slack-morphism joins the base and the method with a slash of its own.
             .with_slack_api_url(config.api_url.trim_end_matches('/'));
@@ -147,6 +133,27 @@ impl SlackApi {
             Ok(Ok(response)) => Ok(response.url.0.to_string()),
             Ok(Err(e)) => Err(classify("apps.connections.open", e)),
         }
+    }
+}
+
+/// An http(s) connector with the system's CA certificates and ring (see
+/// [`install_crypto_provider`]).
+pub(crate) fn https_connector()
+-> hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector> {
+    install_crypto_provider();
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    // Without system CA certificates, https calls fail but plain http (the sandbox) still works.
+    match builder.with_native_roots() {
+        Ok(b) => b.https_or_http().enable_http1().build(),
+        Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+            .https_or_http()
+            .enable_http1()
+            .build(),
     }
 }
 

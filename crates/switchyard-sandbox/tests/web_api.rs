@@ -1334,3 +1334,27 @@ async fn cursor_pagination() {
         assert_eq!(seen, all, "{method}: every item once");
     }
 }
+
+#[tokio::test]
+async fn replies_carry_the_bot_tokens_scopes_in_x_oauth_scopes() {
+    // As Slack does on every Web API reply: what the token was granted, so an app can tell a
+    // missing scope before it hits `missing_scope`.
+    let h = Harness::with_manifest(&socket_manifest(
+        &["chat:write", "channels:read"],
+        &["app_mention"],
+    ))
+    .await;
+    let v = h.bot("auth.test", json!({})).await;
+    assert!(v.ok(), "{}", v.text);
+    assert_eq!(
+        v.header("x-oauth-scopes").as_deref(),
+        Some("channels:read,chat:write")
+    );
+    // Also on refusals, so the caller sees what it has.
+    let v = h.bot("users.list", json!({})).await;
+    assert_eq!(v.error(), "missing_scope");
+    assert_eq!(
+        v.header("x-oauth-scopes").as_deref(),
+        Some("channels:read,chat:write")
+    );
+}

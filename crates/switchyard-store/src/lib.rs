@@ -57,12 +57,14 @@ use std::time::Duration;
 /// sqlx, as the store uses it: apps reach their own tables through [`Tx::conn`] with it.
 pub use sqlx;
 mod audit;
+mod health;
 mod tokens;
 
 pub use audit::{
     AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT, ActorKind, AuditEntry, AuditFilter, AuditRecord, Outcome,
     UnknownValue, Via,
 };
+pub use health::{Migration, OutboxHealth};
 pub use tokens::{
     ADMIN_SCOPE, ApiTokenInfo, CreatedToken, MAX_NAME_LEN, NewApiToken, TOKEN_PREFIX, TokenError,
     parse_scopes, scopes_allow,
@@ -277,6 +279,12 @@ pub enum OutboxResult {
         /// What went wrong.
         error: String,
     },
+    /// Not tried: the rate limit would have kept it waiting longer than its lease, so it goes
+    /// back, keeping its place, to be claimed when due. Not an attempt.
+    Paced {
+        /// Not claimable before this time, Unix ms.
+        not_before_ms: i64,
+    },
 }
 
 /// Where a message went.
@@ -382,6 +390,21 @@ impl Store {
     /// - `postgres://…` (or `postgresql://…`): any libpq-style URL sqlx accepts, e.g. with
     ///   `?options=-c%20search_path%3Dmy_schema` to use a schema of one's own.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = Self::open(url).await?;
+        store
+            .migrator()
+            .run(&store.pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                url: redact(url),
+                source,
+            })?;
+        Ok(store)
+    }
+
+    /// Opens the store as it is, without migrating: for checks that must change nothing
+    /// (`switchyard doctor`, see [`Store::pending_migrations`]).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let shown = redact(url);
         let invalid = |reason| StoreError::InvalidUrl {
@@ -459,14 +482,6 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        let migrator = match backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { url: shown, source })?;
         let writer = (backend == Backend::Sqlite).then(Turns::default);
         Ok(Self {
             pool,
@@ -474,6 +489,13 @@ impl Store {
             backend,
             writer,
         })
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
     }
 
     /// Waits for this process's turn to write (SQLite); at once on PostgreSQL.
@@ -903,6 +925,7 @@ impl Store {
             query.execute(&mut *tx).await.map_err(query_err(op))?;
         }
         // Retries and failures are rare: one statement each.
+        let paced = "paced: waiting for Slack's rate limit".to_string();
         for o in outcomes {
             let (set, text, number) = match &o.result {
                 OutboxResult::Sent { .. } => continue,
@@ -919,6 +942,9 @@ impl Store {
                     error,
                     now_ms,
                 ),
+                OutboxResult::Paced { not_before_ms } => {
+                    ("error = $1, not_before = $2", &paced, *not_before_ms)
+                }
             };
             let sql = format!(
                 "UPDATE outbox SET {set}, lease_owner = NULL, lease_until = NULL \

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_engine::admin::{
     Actor, create_token, entry_json, format_ms, parse_since, parse_until, revoke_token, token_json,
 };
-use switchyard_engine::config::ProcessEnv;
+use switchyard_engine::config::{LogFormat, ProcessEnv};
 use switchyard_engine::{CheckOptions, Config, ConfigError, Server, StartOptions, now_ms};
 use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
 use switchyard_store::{AuditFilter, NewApiToken, Store};
@@ -21,8 +21,26 @@ use switchyard_store::{AuditFilter, NewApiToken, Store};
     about = "Self-hosted ChatOps server for Slack"
 )]
 struct Cli {
+    /// Log lines as text or JSON (levels from RUST_LOG); default: the config's [log] format.
+    #[arg(long, global = true, env = "SWITCHYARD_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -44,6 +62,23 @@ enum Command {
     Token(TokenArgs),
     /// Read the audit log: who did what, through which surface, and how it ended.
     Audit(AuditArgs),
+    /// Check that this installation can work: Slack token and scopes, channels, transport,
+    /// store, outbox. One line per check; exit 1 if any fails.
+    Doctor(ConfigArgs),
+    /// Make a running `serve` reload its config (SIGHUP): apps' sections apply at once.
+    Reload(ReloadArgs),
+}
+
+#[derive(clap::Args)]
+struct ReloadArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The server's pid file (default: the config's [server] pid_file).
+    #[arg(long, conflicts_with = "pid")]
+    pid_file: Option<PathBuf>,
+    /// The server's process id.
+    #[arg(long)]
+    pid: Option<i32>,
 }
 
 #[derive(Subcommand)]
@@ -82,7 +117,8 @@ struct ManifestArgs {
     #[arg(long, value_enum, default_value_t = ManifestFormat::Json)]
     format: ManifestFormat,
     /// The public URL Slack posts to (HTTP mode), e.g. https://switchyard.example.com; without
-    /// it, or with an app token in the config, the manifest is for Socket Mode.
+    /// it (and without [server] public_url), or with an app token in the config, the manifest
+    /// is for Socket Mode.
     #[arg(long)]
     request_url: Option<String>,
 }
@@ -206,15 +242,14 @@ struct SandboxArgs {
 
 #[tokio::main]
 async fn main() -> Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
-        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+    let cli = Cli::parse();
+    let log_format = cli.log_format.map(LogFormat::from);
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logging(log_format.unwrap_or_default());
+    }
+    match cli.command {
+        // Logging starts once the config (and its [log] format) is read.
+        Command::Serve(args) => serve(args, log_format).await.map(|()| ExitCode::SUCCESS),
         Command::Sandbox(args) => run_sandbox(args).await.map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo(args).await.map(|()| ExitCode::SUCCESS),
         Command::CheckConfig(args) => Ok(check_config(&args)),
@@ -222,7 +257,135 @@ async fn main() -> Result<ExitCode> {
         Command::Manifest(args) => print_manifest(&args),
         Command::Token(args) => token(args).await.map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => audit(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Doctor(args) => doctor(&args).await,
+        Command::Reload(args) => reload(&args),
     }
+}
+
+/// Log lines to stderr, as text or JSON; levels from `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn doctor(args: &ConfigArgs) -> Result<ExitCode> {
+    let config = match load_checked(&args.config, false) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{}", config_errors(&errors));
+            println!(
+                "FAIL  config: {} has errors (above) — fix: correct them; `switchyard check-config` lists them",
+                args.config.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let declarations: Vec<_> = switchyard_apps::builtin(&config)?
+        .iter()
+        .map(|app| app.declaration())
+        .collect();
+    let report = switchyard_engine::doctor::run(&config, &declarations).await;
+    print!("{report}");
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Checks the config first (a server would refuse a broken one anyway), then sends SIGHUP.
+fn reload(args: &ReloadArgs) -> Result<ExitCode> {
+    let config = match load_checked(&args.config.config, false) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{}", config_errors(&errors));
+            eprintln!("not reloaded: the server would refuse this config");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let pid = match (args.pid, &args.pid_file, &config.server.pid_file) {
+        (Some(pid), _, _) => pid,
+        (None, Some(file), _) | (None, None, Some(file)) => read_pid(file)?,
+        (None, None, None) => bail!(
+            "which process? Give --pid or --pid-file, or set [server] pid_file in {}",
+            config.source
+        ),
+    };
+    anyhow::ensure!(pid > 0, "{pid} is not a process id");
+    // SAFETY: kill(2) with a positive pid and a valid signal number touches no memory of ours.
+    let sent = unsafe { libc::kill(pid, libc::SIGHUP) };
+    if sent != 0 {
+        bail!(
+            "cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    println!("Sent SIGHUP to {pid}: it reloads {}", config.source);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_pid(file: &Path) -> Result<i32> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the pid file {}", file.display()))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("{} does not hold a process id", file.display()))
+}
+
+/// Removes the pid file when `serve` ends, however it ends.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: &Path) -> Result<Self> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing the pid file {}", path.display()))?;
+        Ok(Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// SIGHUP: re-read and check the config; apply its `[apps.*]`, or keep the one in force.
+fn reload_config(path: &Path, in_force: &mut Config, server: &Server) {
+    let next = match load_checked(path, false) {
+        Ok(next) => next,
+        Err(errors) => {
+            for e in &errors {
+                tracing::error!(error = %e, "config error");
+            }
+            tracing::error!(
+                errors = errors.len(),
+                "reload refused: the config has errors; keeping the one in force"
+            );
+            return;
+        }
+    };
+    let apps = match switchyard_apps::builtin(&next) {
+        Ok(apps) => apps,
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused; keeping the config in force");
+            return;
+        }
+    };
+    let restart = in_force.needs_restart(&next);
+    if !restart.is_empty() {
+        tracing::warn!(keys = %restart.join(", "), "changed, but applied only at the next restart");
+    }
+    let names: Vec<&str> = apps.iter().map(|a| a.declaration().name).collect();
+    server.reload_apps(apps);
+    in_force.apps = next.apps;
+    tracing::info!(apps = %names.join(","), "config reloaded");
 }
 
 async fn open_store(arg: &StoreConfigArg) -> Result<Store> {
@@ -495,9 +658,10 @@ fn print_manifest(args: &ManifestArgs) -> Result<ExitCode> {
     let request_base = args
         .request_url
         .as_deref()
+        .or(config.server.public_url.as_deref())
         .map(switchyard_engine::manifest::request_base)
         .transpose()?;
-    if request_base.is_some() && config.slack.socket_mode() {
+    if args.request_url.is_some() && config.slack.socket_mode() {
         eprintln!(
             "note: --request-url is not used: {} has an app token, so the app uses Socket Mode",
             config.source
@@ -517,21 +681,43 @@ fn print_manifest(args: &ManifestArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
-    let config = match load_checked(&args.config, false) {
+async fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> Result<()> {
+    let loaded = load_checked(&args.config, false);
+    init_logging(
+        log_format.unwrap_or_else(|| loaded.as_ref().map(|c| c.log.format).unwrap_or_default()),
+    );
+    let mut config = match loaded {
         Ok(config) => config,
         Err(errors) => bail!("{}", config_errors(&errors)),
     };
     let apps = switchyard_apps::builtin(&config)?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing a SIGHUP handler")?;
     let options = StartOptions {
         // A test hook, documented in ARCHITECTURE.md: ack and commit, but never handle.
         hold_dispatch: std::env::var("SWITCHYARD_TEST_HOLD_DISPATCH").is_ok_and(|v| v == "1"),
     };
-    let server = Server::start(config, apps, options).await?;
+    let server = Server::start(config.clone(), apps, options).await?;
+    let _pid_file = config
+        .server
+        .pid_file
+        .as_deref()
+        .map(PidFile::write)
+        .transpose()?;
     // Read by scripts and tests: keep its shape.
     println!("Switchyard listening on http://{}", server.addr());
-    shutdown_signal().await;
-    server.shutdown().await;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hangup.recv() => reload_config(&args.config, &mut config, &server),
+        }
+    }
+    tracing::info!("stopping: draining work in flight");
+    if !server.shutdown().await {
+        tracing::warn!("stopped before all work in flight had finished");
+    }
     Ok(())
 }
 

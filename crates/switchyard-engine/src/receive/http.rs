@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use slack_morphism::prelude::SlackSigningSecret;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
@@ -72,11 +73,10 @@ async fn verified_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > BODY_LIMIT) {
+        drain(body).await;
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
-        .await
-        .map_err(|_| too_large())?;
+    let bytes = read_limited(body).await.ok_or_else(too_large)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(signature), Some(timestamp)) = (
         header("x-slack-signature"),
@@ -107,6 +107,44 @@ async fn verified_body(
         })?;
     Ok(bytes)
 }
+
+/// The body, if it is within [`BODY_LIMIT`]; a larger one is drained (see [`drain`]).
+pub(crate) async fn read_limited(body: Body) -> Option<Bytes> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.ok()?;
+        if bytes.len() + chunk.len() > BODY_LIMIT {
+            drain_stream(stream).await;
+            return None;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Some(bytes.into())
+}
+
+/// Reads and drops what is left of a refused body (up to [`DRAIN_LIMIT`], for a second at most)
+/// before the 413 goes out. Closing a socket with unread data makes the kernel send a reset,
+/// which can destroy the 413 on its way: the client would see a broken connection, not why.
+pub(crate) async fn drain(body: Body) {
+    drain_stream(body.into_data_stream()).await;
+}
+
+async fn drain_stream(mut stream: axum::body::BodyDataStream) {
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// How much of a refused body is read before the connection is closed on it.
+const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
 
 fn ack(result: Result<Option<Value>, crate::EngineError>) -> Response {
     match result {

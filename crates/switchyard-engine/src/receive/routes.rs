@@ -30,7 +30,7 @@ struct Route {
 
 pub fn routes(engine: Arc<Engine>) -> Router {
     let mut router = Router::new();
-    for declaration in engine.registry.declarations() {
+    for declaration in engine.registry.current().declarations() {
         for path in &declaration.http_routes {
             let scope = declaration
                 .http_route_scopes
@@ -69,7 +69,7 @@ async fn accept(State(route): State<Route>, headers: HeaderMap, body: Body) -> R
         }
         None => None,
     };
-    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+    let Some(bytes) = super::http::read_limited(body).await else {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
@@ -100,6 +100,7 @@ async fn accept(State(route): State<Route>, headers: HeaderMap, body: Body) -> R
         "idempotency_key": idempotency_key,
         "token": token,
     });
+    crate::metrics::RECEIVED.inc(Kind::Http.as_str());
     match route.engine.accept(Kind::Http, payload).await {
         Ok(id) => (
             StatusCode::ACCEPTED,

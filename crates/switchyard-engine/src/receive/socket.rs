@@ -7,6 +7,7 @@
 //! Slack closes it. Failed connections retry with exponential backoff and jitter.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::pipeline::{Engine, Kind};
 
@@ -25,30 +27,69 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(35);
 /// How long an announced-closing connection is drained before we drop it ourselves.
 const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// At stop, how long envelopes already being committed may take to get their acks out before
+/// the connection closes (Slack gives up on an ack after 3 s anyway).
+const ACK_GRACE: Duration = Duration::from_secs(3);
 
-/// Keeps `count` connections open until `stop` fires.
-pub fn spawn(engine: Arc<Engine>, count: u8, stop: CancellationToken) {
+/// Socket Mode connections open (past `hello`), for `/readyz` and `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct OpenConnections(Arc<AtomicU64>);
+
+impl OpenConnections {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one open connection while it lives.
+struct Counted(OpenConnections);
+
+impl Counted {
+    fn new(open: &OpenConnections) -> Self {
+        open.0.fetch_add(1, Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Keeps `count` connections open until `stop` fires; their tasks run on `tasks`, so the
+/// server can wait for every connection to have acked what it committed and closed.
+pub fn spawn(
+    engine: Arc<Engine>,
+    count: u8,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) -> OpenConnections {
+    let open = OpenConnections::default();
     // A connection that Slack says will close asks for its replacement here, so the new one
     // opens while the old one drains.
     let (replace_tx, mut replace_rx) = mpsc::unbounded_channel::<u8>();
     for slot in 0..count {
-        tokio::spawn(slot_loop(
+        tasks.spawn(slot_loop(
             engine.clone(),
             slot,
             stop.clone(),
             replace_tx.clone(),
+            open.clone(),
         ));
     }
-    tokio::spawn(async move {
+    let (tracker, counter) = (tasks.clone(), open.clone());
+    tasks.spawn(async move {
         loop {
             tokio::select! {
                 Some(slot) = replace_rx.recv() => {
-                    tokio::spawn(slot_loop(engine.clone(), slot, stop.clone(), replace_tx.clone()));
+                    tracker.spawn(slot_loop(engine.clone(), slot, stop.clone(), replace_tx.clone(), counter.clone()));
                 }
                 _ = stop.cancelled() => return,
             }
         }
     });
+    open
 }
 
 enum Ended {
@@ -68,10 +109,11 @@ async fn slot_loop(
     slot: u8,
     stop: CancellationToken,
     replace: mpsc::UnboundedSender<u8>,
+    open: OpenConnections,
 ) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match connect_once(&engine, slot, &stop, &replace).await {
+        match connect_once(&engine, slot, &stop, &replace, &open).await {
             Ok(Ended::HandedOver) | Ok(Ended::Stopped) => return,
             Ok(Ended::Closed) => backoff = Duration::from_millis(250),
             Err(e) => {
@@ -100,6 +142,7 @@ async fn connect_once(
     slot: u8,
     stop: &CancellationToken,
     replace: &mpsc::UnboundedSender<u8>,
+    open: &OpenConnections,
 ) -> Result<Ended, String> {
     let url = engine
         .slack
@@ -115,6 +158,9 @@ async fn connect_once(
     let mut last_seen = Instant::now();
     let mut drain_deadline: Option<Instant> = None;
     let mut said_hello = false;
+    let mut counted = None;
+    // The envelopes being committed, so a stop can wait for their acks.
+    let receiving = TaskTracker::new();
     loop {
         let drain_sleep = async {
             match drain_deadline {
@@ -134,6 +180,7 @@ async fn connect_once(
                 match message["type"].as_str().unwrap_or("") {
                     "hello" => {
                         said_hello = true;
+                        counted.get_or_insert_with(|| Counted::new(open));
                         tracing::info!(slot, "Socket Mode connected");
                     }
                     "disconnect" => {
@@ -149,7 +196,7 @@ async fn connect_once(
                         let payload = message["payload"].clone();
                         let engine = engine.clone();
                         let ack_tx = ack_tx.clone();
-                        tokio::spawn(async move {
+                        receiving.spawn(async move {
                             match engine.receive(kind, payload).await {
                                 Ok(body) => {
                                     let mut ack = json!({"envelope_id": envelope_id});
@@ -176,6 +223,24 @@ async fn connect_once(
             }
             _ = drain_sleep => break,
             _ = stop.cancelled() => {
+                // Read no more; ack what is being committed, then close, so Slack sends what
+                // is left to other connections (or resends it once we are back).
+                drop(counted.take());
+                receiving.close();
+                let grace = tokio::time::sleep(ACK_GRACE);
+                tokio::pin!(grace);
+                loop {
+                    tokio::select! {
+                        Some(ack) = ack_rx.recv() => {
+                            if write.send(Message::Text(ack.into())).await.is_err() { break }
+                        }
+                        _ = receiving.wait() => break,
+                        _ = &mut grace => break,
+                    }
+                }
+                while let Ok(ack) = ack_rx.try_recv() {
+                    let _ = write.send(Message::Text(ack.into())).await;
+                }
                 let _ = write.send(Message::Close(None)).await;
                 return Ok(Ended::Stopped);
             }
