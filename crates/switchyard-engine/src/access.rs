@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
+use switchyard_store::{GroupMember, RoleBinding};
 
 use crate::app::{Declaration, Input};
 
@@ -361,6 +362,32 @@ pub struct Dynamic {
     pub usergroups: HashMap<String, HashSet<String>>,
 }
 
+impl Dynamic {
+    /// The store's rows (malformed ones skipped: the store takes only what the `access`
+    /// commands checked), with the Slack user groups as last resolved.
+    pub fn from_rows(
+        members: &[GroupMember],
+        bindings: &[RoleBinding],
+        usergroups: HashMap<String, HashSet<String>>,
+    ) -> Self {
+        let mut groups: BTreeMap<String, BTreeSet<Subject>> = BTreeMap::new();
+        for m in members {
+            if let Ok(member) = Subject::parse_member(&m.member) {
+                groups.entry(m.group.clone()).or_default().insert(member);
+            }
+        }
+        let bindings = bindings
+            .iter()
+            .filter_map(|b| Some((b.role.clone(), Subject::parse(&b.subject).ok()?)))
+            .collect();
+        Self {
+            groups,
+            bindings,
+            usergroups,
+        }
+    }
+}
+
 /// The compiled `[access]`: what [`Policy::decide`] evaluates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -542,13 +569,18 @@ impl Policy {
 pub struct AccessControl {
     policy: Option<Policy>,
     dynamic: RwLock<Arc<Dynamic>>,
+    /// Held while a new [`Dynamic`] is read and swapped in, so an older read never replaces
+    /// a newer one.
+    pub(crate) reloading: tokio::sync::Mutex<()>,
+    /// Wakes the refresher (a binding to a Slack user group not yet resolved, say).
+    pub(crate) changed: tokio::sync::Notify,
 }
 
 impl AccessControl {
     pub fn new(config: Option<&AccessConfig>) -> Self {
         Self {
             policy: config.map(Policy::new),
-            dynamic: RwLock::default(),
+            ..Self::default()
         }
     }
 

@@ -96,6 +96,11 @@ pub fn manifest(
     if !slash_commands.is_empty() {
         scopes.insert("commands");
     }
+    if config.access.is_some() {
+        // `[access]` may bind Slack user groups (now or at run time): their members are read
+        // with `usergroups.users.list`.
+        scopes.insert("usergroups:read");
+    }
     let mut bot_events: BTreeSet<&str> = ENGINE_BOT_EVENTS.iter().copied().collect();
     bot_events.extend(
         declarations
