@@ -125,7 +125,8 @@ async fn next_batch(waiting: &mut Waiting, stop: &CancellationToken) -> Option<V
 enum Handled {
     /// Its Slack calls, to be queued, and its audit records.
     Ok(Vec<NewOutboxItem>, Vec<AuditRecord>),
-    /// The app failed: what to record, and the note to the person.
+    /// The app failed, or the input was refused (`[access]`): what to record, and the note to
+    /// the person.
     Failed {
         outcome: String,
         notice: Vec<NewOutboxItem>,
