@@ -232,6 +232,17 @@ mod tests {
     }
 
     #[test]
+    fn access_asks_to_read_user_groups() {
+        let scopes = |text: &str| {
+            let m = manifest(&config(text), &declarations(), None);
+            m["oauth_config"]["scopes"]["bot"].clone()
+        };
+        assert!(!strings(&scopes("")).contains(&"usergroups:read"));
+        let with_access = scopes("[access]\ndefault_role = \"v\"\n[access.roles]\nv = [\"*\"]\n");
+        assert!(strings(&with_access).contains(&"usergroups:read"));
+    }
+
+    #[test]
     fn http_mode_has_request_urls() {
         let c = config("[slack]\napp_name = \"Ops Bot\"\napp_description = \"Ops\"\n");
         let base = request_base("https://ops.example/sy/").unwrap();
