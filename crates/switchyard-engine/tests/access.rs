@@ -17,8 +17,9 @@ use switchyard_engine::{
 use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig};
 use switchyard_store::{AuditFilter, NewApiToken, Outcome};
 
-/// An app with a command per kind of permission: `@bot status|view|ack|enable|disable`, and
-/// `/machines enable|disable|status …`. Whatever runs says so in the channel.
+/// An app with a command per kind of permission: `@bot status|view|ack|enable|disable`,
+/// `/machines enable|disable|status …`, and a button `machines:ack:…` (`@bot post` posts it).
+/// Whatever runs says so in the channel.
 struct Machines;
 
 #[async_trait]
@@ -27,7 +28,7 @@ impl App for Machines {
         let mention = |word| MentionCommand { word, help: word };
         Declaration {
             name: "machines",
-            mentions: ["status", "view", "ack", "enable", "disable"]
+            mentions: ["status", "view", "ack", "enable", "disable", "post"]
                 .into_iter()
                 .map(mention)
                 .collect(),
@@ -37,12 +38,36 @@ impl App for Machines {
                 usage_hint: "enable|disable|status <machine>",
             }],
             subcommands: vec!["enable", "disable", "status"],
+            action_prefixes: vec!["machines:"],
             ..Declaration::default()
         }
     }
 
     async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError> {
         match input {
+            Input::Mention {
+                command, message, ..
+            } if command == "post" => {
+                let button = json!([{"type": "actions", "elements": [{"type": "button", "action_id": "machines:ack:laser-1",
+                    "text": {"type": "plain_text", "text": "Ack"}, "value": "laser-1"}]}]);
+                ctx.post(
+                    &message.channel,
+                    json!({"text": "laser-1 is down", "blocks": button}),
+                    None,
+                    None,
+                );
+            }
+            Input::Action {
+                action_id,
+                user,
+                channel,
+                ..
+            } => ctx.post(
+                channel.as_deref().unwrap_or(""),
+                json!({"text": format!("done {action_id} by {user}")}),
+                None,
+                None,
+            ),
             Input::Mention {
                 command, message, ..
             } => ctx.post(
@@ -238,21 +263,26 @@ elsewhere = "ignore"
         assert_eq!(r["ok"], true, "{r}");
     }
 
-    /// Waits for a message in `channel` with exactly this text.
-    async fn handled(&self, channel: &str, text: &str) {
+    /// Waits for a message in `channel` with exactly this text, and returns it.
+    async fn message(&self, channel: &str, text: &str) -> Value {
         for _ in 0..200 {
             let v = self.get(&format!("/channels/{channel}/messages")).await;
-            if v["messages"]
+            if let Some(m) = v["messages"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|m| m["text"] == text)
+                .find(|m| m["text"] == text)
             {
-                return;
+                return m.clone();
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("timed out waiting for {text:?} in #{channel}");
+    }
+
+    /// Waits for a message in `channel` with exactly this text.
+    async fn handled(&self, channel: &str, text: &str) {
+        self.message(channel, text).await;
     }
 
     /// The `n`th ephemeral `user` was shown (waiting for it).
@@ -368,9 +398,27 @@ async fn roles_allow_and_refuse_and_gates_refuse_or_ignore_all_audited() {
     )
     .await;
 
+    // A button is `machines.ack` too: carol (viewer) is refused, bob (operator) is not.
+    s.mention("alice", "general", "post").await;
+    let posted = s.message("general", "laser-1 is down").await;
+    let ts = posted["ts"].as_str().unwrap();
+    for user in ["carol", "bob"] {
+        let click = json!({"user": user, "channel": "general", "ts": ts, "action_id": "machines:ack:laser-1"});
+        assert_eq!(s.post("/actions", click).await["ok"], true);
+    }
+    assert_eq!(
+        s.ephemeral("carol", 2).await,
+        ":no_entry: `machines.ack` needs a role that allows it; you have `viewer`"
+    );
+    s.handled(
+        "general",
+        &format!("done machines:ack:laser-1 by {}", id("bob")),
+    )
+    .await;
+
     // An `ignore` gate: nothing said, but audited.
     s.command("alice", "general", "disable laser-1").await;
-    let refusals = s.wait_refusals(5).await;
+    let refusals = s.wait_refusals(6).await;
     let seen: BTreeSet<(String, String, String)> = refusals
         .iter()
         .map(|e| {
@@ -387,12 +435,13 @@ async fn roles_allow_and_refuse_and_gates_refuse_or_ignore_all_audited() {
         (id("alice"), "machines.enable", "mention"),
         (id("bob"), "machines.enable", "slash_command"),
         (id("alice"), "machines.disable", "slash_command"),
+        (id("carol"), "machines.ack", "button"),
     ]
     .into_iter()
     .map(|(a, b, c)| (a, b.to_string(), c.to_string()))
     .collect();
     assert_eq!(seen, expected);
-    assert_eq!(refusals.len(), 5, "{refusals:?}");
+    assert_eq!(refusals.len(), 6, "{refusals:?}");
     let ignored = refusals
         .iter()
         .find(|e| e.record.action == "machines.disable")
