@@ -274,6 +274,11 @@ def test_usergroups(sandbox, client):
     assert oncall is not None, groups
     assert oncall["id"].startswith("S"), oncall
     assert set(oncall["users"]) == {sandbox.user_ids["alice"], sandbox.user_ids["bob"]}, oncall
+    # slack_sdk sends this one as a GET with query arguments.
+    members = client.usergroups_users_list(usergroup=oncall["id"])["users"]
+    assert set(members) == {sandbox.user_ids["alice"], sandbox.user_ids["bob"]}, members
+    err = slack_error(client.usergroups_users_list, usergroup="S0NOPE")
+    assert err["error"] == "no_such_subteam", err.data
 
 
 def test_reactions(sandbox, client):

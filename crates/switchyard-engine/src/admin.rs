@@ -155,6 +155,197 @@ pub fn token_json(info: &ApiTokenInfo) -> Value {
     })
 }
 
+// ---- access ----
+
+/// A change to the store's groups and bindings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessChange {
+    GroupAdd { group: String, member: String },
+    GroupRemove { group: String, member: String },
+    Bind { role: String, subject: String },
+    Unbind { role: String, subject: String },
+}
+
+/// Why an access change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// A name or subject is not well formed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The config has no `[access]`: there are no roles to bind.
+    #[error("the config has no [access] section, so there are no roles; define them there first")]
+    NoAccessSection,
+    /// The role is not one the config defines.
+    #[error("{role:?} is not a role; the roles are {roles}")]
+    UnknownRole { role: String, roles: String },
+    #[error(transparent)]
+    Store(#[from] switchyard_store::StoreError),
+}
+
+impl AccessChange {
+    /// Checks names against the config and brings subjects to their written form; the audit
+    /// action, object and detail.
+    fn checked(
+        &self,
+        policy: Option<&crate::access::Policy>,
+    ) -> Result<(Self, &'static str, String, String), AccessError> {
+        use crate::access::{Subject, check_name};
+        let group_name =
+            |g: &str| check_name(g).map_err(|e| AccessError::Invalid(format!("group {e}")));
+        let role = |r: &str, must_exist: bool| {
+            let policy = policy.ok_or(AccessError::NoAccessSection)?;
+            if must_exist && !policy.has_role(r) {
+                return Err(AccessError::UnknownRole {
+                    role: r.chars().take(64).collect(),
+                    roles: policy.role_names().join(", "),
+                });
+            }
+            check_name(r).map_err(|e| AccessError::Invalid(format!("role {e}")))
+        };
+        Ok(match self {
+            Self::GroupAdd { group, member } | Self::GroupRemove { group, member } => {
+                group_name(group)?;
+                let member = Subject::parse_member(member.trim())
+                    .map_err(AccessError::Invalid)?
+                    .to_string();
+                let (change, action) = match self {
+                    Self::GroupAdd { .. } => (
+                        Self::GroupAdd {
+                            group: group.clone(),
+                            member: member.clone(),
+                        },
+                        "access.group.add",
+                    ),
+                    _ => (
+                        Self::GroupRemove {
+                            group: group.clone(),
+                            member: member.clone(),
+                        },
+                        "access.group.remove",
+                    ),
+                };
+                (
+                    change,
+                    action,
+                    format!("group:{group}"),
+                    format!("member {member}"),
+                )
+            }
+            Self::Bind { role: r, subject } | Self::Unbind { role: r, subject } => {
+                // Unbinding a role the config dropped is allowed: it cleans up.
+                role(r, matches!(self, Self::Bind { .. }))?;
+                let subject = Subject::parse(subject.trim())
+                    .map_err(AccessError::Invalid)?
+                    .to_string();
+                let (change, action) = match self {
+                    Self::Bind { .. } => (
+                        Self::Bind {
+                            role: r.clone(),
+                            subject: subject.clone(),
+                        },
+                        "access.bind",
+                    ),
+                    _ => (
+                        Self::Unbind {
+                            role: r.clone(),
+                            subject: subject.clone(),
+                        },
+                        "access.unbind",
+                    ),
+                };
+                (
+                    change,
+                    action,
+                    format!("role:{r}"),
+                    format!("subject {subject}"),
+                )
+            }
+        })
+    }
+}
+
+/// Makes an access change in the store and audits it in the same transaction; `Ok(false)`
+/// when there was nothing to change (already a member, not bound), which is not audited.
+/// `policy` is the config's `[access]` (roles must exist to be bound).
+pub async fn change_access(
+    store: &Store,
+    policy: Option<&crate::access::Policy>,
+    change: &AccessChange,
+    actor: &Actor,
+    now_ms: i64,
+) -> Result<bool, AccessError> {
+    let (change, action, object, detail) = change.checked(policy)?;
+    let mut tx = store.begin().await?;
+    let changed = match &change {
+        AccessChange::GroupAdd { group, member } => {
+            tx.access_group_add(group, member, now_ms).await?
+        }
+        AccessChange::GroupRemove { group, member } => {
+            tx.access_group_remove(group, member).await?
+        }
+        AccessChange::Bind { role, subject } => tx.access_bind(role, subject, now_ms).await?,
+        AccessChange::Unbind { role, subject } => tx.access_unbind(role, subject).await?,
+    };
+    if changed {
+        tx.audit(&actor.record(now_ms, action, object, detail))
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// Reads the store's groups and bindings into `control` (keeping the Slack user groups as
+/// resolved): what the engine's refresher does every few seconds, and the API right after a
+/// change so it takes effect at once.
+pub async fn reload_access(
+    store: &Store,
+    control: &crate::access::AccessControl,
+) -> Result<(), switchyard_store::StoreError> {
+    let _reloading = control.reloading.lock().await;
+    let members = store.access_group_members().await?;
+    let bindings = store.access_bindings().await?;
+    let usergroups = control.dynamic().usergroups.clone();
+    control.set_dynamic(crate::access::Dynamic::from_rows(
+        &members, &bindings, usergroups,
+    ));
+    Ok(())
+}
+
+/// Groups and bindings from the config and the store, as JSON: the API's and
+/// `switchyard access list --json`'s shape. `source` is `config` or `store`.
+pub fn access_json(
+    policy: Option<&crate::access::Policy>,
+    members: &[switchyard_store::GroupMember],
+    bindings: &[switchyard_store::RoleBinding],
+) -> Value {
+    let mut groups = Vec::new();
+    let mut bound = Vec::new();
+    if let Some(policy) = policy {
+        for (group, group_members) in policy.config_groups() {
+            for member in group_members {
+                groups.push(
+                    json!({"group": group, "member": member.to_string(), "source": "config"}),
+                );
+            }
+        }
+        for (role, subject) in policy.config_bindings() {
+            bound.push(json!({"role": role, "subject": subject.to_string(), "source": "config"}));
+        }
+    }
+    for m in members {
+        groups.push(json!({"group": m.group, "member": m.member, "source": "store", "added_at": m.added_at_ms}));
+    }
+    for b in bindings {
+        let known = policy.is_some_and(|p| p.has_role(&b.role));
+        bound.push(json!({"role": b.role, "subject": b.subject, "source": "store", "added_at": b.added_at_ms, "role_defined": known}));
+    }
+    json!({
+        "roles": policy.map(|p| p.role_names()).unwrap_or_default(),
+        "groups": groups,
+        "bindings": bound,
+    })
+}
+
 // ---- times ----
 
 /// A time that could not be read.

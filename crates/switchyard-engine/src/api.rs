@@ -12,6 +12,15 @@
 //!   (an entry id, for the next page). Answers `{"ok":true,"entries":[…],"next_before":id|null}`,
 //!   newest first.
 //!
+//! - `GET /api/v1/access` (`access:read`): the roles, and the groups' members and the roles'
+//!   bindings from the config and the store (`source`). Answers `{"ok":true,"roles":[…],
+//!   "groups":[{"group","member","source"}…],"bindings":[{"role","subject","source"}…]}`.
+//! - `POST /api/v1/access/groups/add` and `…/groups/remove` with `{"group":"oncall",
+//!   "member":"U0AAA"}`, `POST /api/v1/access/bind` and `…/unbind` with `{"role":"operator",
+//!   "subject":"group:oncall"}` (`access:write`): change the store's groups and bindings,
+//!   audited, in effect at once. Answers `{"ok":true,"changed":true|false}` (false: it was so
+//!   already).
+//!
 //! Handlers take [`Authorized<S>`], whose scope is a type ([`AuditRead`]); code that knows the
 //! scope only at run time (apps' routes) calls [`authorize`].
 
@@ -294,4 +303,149 @@ mod tests {
             );
         }
     }
+}
+
+// ---- access ----
+
+/// `access:read`: reading groups and bindings.
+pub struct AccessRead;
+
+impl Scope for AccessRead {
+    const NEEDED: &'static str = "access:read";
+}
+
+/// `access:write`: changing groups and bindings.
+pub struct AccessWrite;
+
+impl Scope for AccessWrite {
+    const NEEDED: &'static str = "access:write";
+}
+
+/// What the `/api/v1/access` routes work with.
+#[derive(Clone)]
+pub struct AccessState {
+    pub store: Store,
+    pub control: std::sync::Arc<crate::access::AccessControl>,
+}
+
+impl FromRef<AccessState> for Store {
+    fn from_ref(state: &AccessState) -> Store {
+        state.store.clone()
+    }
+}
+
+/// The `/api/v1/access…` routes.
+pub fn access_routes(
+    store: Store,
+    control: std::sync::Arc<crate::access::AccessControl>,
+) -> Router {
+    let not_allowed = || async { ApiError::MethodNotAllowed };
+    Router::new()
+        .route("/api/v1/access", get(access_list).fallback(not_allowed))
+        .route(
+            "/api/v1/access/{verb}",
+            axum::routing::post(access_change).fallback(not_allowed),
+        )
+        .route(
+            "/api/v1/access/groups/{verb}",
+            axum::routing::post(access_group_change).fallback(not_allowed),
+        )
+        .with_state(AccessState { store, control })
+}
+
+async fn access_list(
+    _auth: Authorized<AccessRead>,
+    State(state): State<AccessState>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let unavailable = |e: switchyard_store::StoreError| {
+        tracing::error!(error = %e, "cannot read access groups and bindings");
+        ApiError::Unavailable
+    };
+    let members = state
+        .store
+        .access_group_members()
+        .await
+        .map_err(unavailable)?;
+    let bindings = state.store.access_bindings().await.map_err(unavailable)?;
+    let mut body = crate::admin::access_json(state.control.policy(), &members, &bindings);
+    body["ok"] = json!(true);
+    Ok(axum::Json(body))
+}
+
+/// The body's string fields `names`, or a 400 naming what is missing.
+fn fields<const N: usize>(body: &str, names: [&str; N]) -> Result<[String; N], ApiError> {
+    let value: Value = serde_json::from_str(body)
+        .map_err(|_| ApiError::InvalidArgument("the body must be a JSON object".into()))?;
+    let mut out: [String; N] = std::array::from_fn(|_| String::new());
+    for (slot, name) in out.iter_mut().zip(names) {
+        *slot = value[name]
+            .as_str()
+            .ok_or_else(|| ApiError::InvalidArgument(format!("{name}: a string is needed")))?
+            .to_string();
+    }
+    Ok(out)
+}
+
+async fn access_change(
+    auth: Authorized<AccessWrite>,
+    State(state): State<AccessState>,
+    axum::extract::Path(verb): axum::extract::Path<String>,
+    body: String,
+) -> Result<axum::Json<Value>, ApiError> {
+    let [role, subject] = fields(&body, ["role", "subject"])?;
+    let change = match verb.as_str() {
+        "bind" => crate::admin::AccessChange::Bind { role, subject },
+        "unbind" => crate::admin::AccessChange::Unbind { role, subject },
+        _ => return Err(ApiError::NotFound),
+    };
+    apply_access_change(&auth, &state, &change).await
+}
+
+async fn access_group_change(
+    auth: Authorized<AccessWrite>,
+    State(state): State<AccessState>,
+    axum::extract::Path(verb): axum::extract::Path<String>,
+    body: String,
+) -> Result<axum::Json<Value>, ApiError> {
+    let [group, member] = fields(&body, ["group", "member"])?;
+    let change = match verb.as_str() {
+        "add" => crate::admin::AccessChange::GroupAdd { group, member },
+        "remove" => crate::admin::AccessChange::GroupRemove { group, member },
+        _ => return Err(ApiError::NotFound),
+    };
+    apply_access_change(&auth, &state, &change).await
+}
+
+async fn apply_access_change<S: Scope>(
+    auth: &Authorized<S>,
+    state: &AccessState,
+    change: &crate::admin::AccessChange,
+) -> Result<axum::Json<Value>, ApiError> {
+    use crate::admin::AccessError;
+    let actor = crate::admin::Actor {
+        kind: ActorKind::Token,
+        id: auth.token.id.to_string(),
+        via: Via::Api,
+    };
+    let changed = crate::admin::change_access(
+        &state.store,
+        state.control.policy(),
+        change,
+        &actor,
+        now_ms(),
+    )
+    .await
+    .map_err(|e| match e {
+        AccessError::Store(e) => {
+            tracing::error!(error = %e, "cannot change access");
+            ApiError::Unavailable
+        }
+        other => ApiError::InvalidArgument(other.to_string()),
+    })?;
+    // In effect at once here; other replicas see it within their refresh.
+    if let Err(e) = crate::admin::reload_access(&state.store, &state.control).await {
+        tracing::warn!(error = %e, "cannot reload access after a change");
+    }
+    state.control.changed.notify_one();
+    Ok(axum::Json(json!({"ok": true, "changed": changed})))
 }

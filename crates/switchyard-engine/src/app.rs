@@ -37,6 +37,10 @@ pub struct Declaration {
     pub name: &'static str,
     pub mentions: Vec<MentionCommand>,
     pub slash_commands: Vec<SlashCommand>,
+    /// Words that, first in a slash command's text, are sub-commands with permission names of
+    /// their own: with `enable` here, `/machines enable laser` is `machines.enable` (see
+    /// [`crate::access::default_name`]).
+    pub subcommands: Vec<&'static str>,
     /// `action_id` prefixes of the buttons and menus it owns.
     pub action_prefixes: Vec<&'static str>,
     /// `callback_id` prefixes of its modals.
@@ -208,6 +212,13 @@ pub trait App: Send + Sync + 'static {
     /// there: it is not handled further.
     fn ack(&self, _input: &Input) -> Option<Value> {
         None
+    }
+
+    /// The permission name `[access]` checks for `input` (`machines.enable`), given the
+    /// engine's `default` ([`crate::access::default_name`]); `None` leaves the input unchecked.
+    /// Runs in the dispatcher, before [`App::handle`]: keep it a pure function of the input.
+    fn permission(&self, _input: &Input, default: Option<String>) -> Option<String> {
+        default
     }
 
     /// Does the work, in a transaction: state changes and the Slack messages they cause are

@@ -17,6 +17,8 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::access::AccessConfig;
+
 /// The environment the config reads; a map in tests, the process environment in production.
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
@@ -237,6 +239,10 @@ pub struct Config {
     pub engine: EngineConfig,
     pub audit: AuditConfig,
     pub log: LogConfig,
+    /// `[access]`: roles, groups, bindings and channel gates (see [`crate::access`]). `None`
+    /// (no section): nothing is checked, everyone may do everything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessConfig>,
     /// `[apps.<name>]` sections, read by each app. Shown with secret-looking values redacted.
     #[serde(serialize_with = "serialize_app_sections")]
     pub apps: BTreeMap<String, toml::Value>,
@@ -336,6 +342,7 @@ struct Draft {
     engine: EngineConfig,
     audit: AuditConfig,
     log: LogConfig,
+    access: Option<AccessConfig>,
     apps: BTreeMap<String, toml::Value>,
 }
 
@@ -370,6 +377,10 @@ const SECTIONS: &[Section] = &[
     Section {
         name: "log",
         read: |value, draft, issues, _| draft.log = read_table(value, "log", issues),
+    },
+    Section {
+        name: "access",
+        read: |value, draft, issues, _| draft.access = Some(read_access(value, issues)),
     },
     Section {
         name: "apps",
@@ -521,10 +532,50 @@ impl Config {
                 a.audit.retention_days != b.audit.retention_days,
             ),
             ("log.format", a.log.format != b.log.format),
+            // Roles and gates; groups and bindings change at run time (`switchyard access`).
+            ("access", a.access != b.access),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
         .collect()
+    }
+
+    /// Only the `[access]` section of a config file (`None` without one), checked as
+    /// [`Config::check`] checks it: for the `access` commands, which change the store's groups
+    /// and bindings and need the roles, but not Slack's tokens.
+    pub fn load_access(
+        path: &Path,
+        env: &dyn Env,
+    ) -> Result<Option<AccessConfig>, Vec<ConfigError>> {
+        let file = path.display().to_string();
+        let mut issues = Issues {
+            file: file.clone(),
+            found: Vec::new(),
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                issues.add(Stage::Shape, "(file)", format!("cannot read: {e}"));
+                return Err(issues.into_errors());
+            }
+        };
+        let mut value: toml::Table = match toml::from_str(&text) {
+            Ok(value) => value,
+            Err(e) => {
+                issues.add(Stage::Shape, "(syntax)", e.message());
+                return Err(issues.into_errors());
+            }
+        };
+        let Some(mut section) = value.remove("access") else {
+            return Ok(None);
+        };
+        expand(&mut section, "access", env, &mut issues);
+        let access = read_access(&section, &mut issues);
+        if issues.found.is_empty() {
+            Ok(Some(access))
+        } else {
+            Err(issues.into_errors())
+        }
     }
 
     /// An app's section, read into its own type; errors name `apps.<name>.<key>`.
@@ -757,8 +808,36 @@ fn finish(
         engine: draft.engine,
         audit: draft.audit,
         log: draft.log,
+        access: draft.access,
         apps: draft.apps,
     }
+}
+
+/// `[access]`, key by key, then its own checks (roles referred to, patterns, subjects, gates).
+///
+/// ```toml
+/// [access]
+/// default_role = "viewer"                 # for anyone with no role bound; optional
+/// [access.roles]                          # role = permission-name patterns (`*` any run)
+/// admin    = ["*"]
+/// operator = ["*.status", "*.search", "*.report", "alerts.ack", "alerts.comment"]
+/// viewer   = ["*.status", "*.search", "*.view", "ping"]
+/// [access.groups]                         # static groups: user ids, usergroup:S…
+/// oncall = ["U0AAA", "U0BBB"]
+/// [access.bind]                           # role = subjects: U…, group:<name>, usergroup:S…
+/// admin    = ["U0ADMIN"]
+/// operator = ["group:oncall", "usergroup:S0123"]
+/// [[access.gates]]                        # names confined to channels (ids), for every role
+/// actions   = ["machines.*"]
+/// channels  = ["C0CONTROL"]
+/// elsewhere = "refuse"                    # or "ignore": say nothing (still audited)
+/// ```
+fn read_access(value: &toml::Value, issues: &mut Issues) -> AccessConfig {
+    let access: AccessConfig = read_table(value, "access", issues);
+    for (key, reason) in crate::access::check_config(&access) {
+        issues.add(Stage::Meaning, &format!("access.{key}"), reason);
+    }
+    access
 }
 
 fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -1017,6 +1096,51 @@ x = 1
         assert!(bot.reason.contains("NOPE"), "expansion first: {bot}");
         let unknown = errors.iter().find(|e| e.key == "apps.pong").unwrap();
         assert!(unknown.reason.contains("ping"), "{unknown}");
+    }
+
+    #[test]
+    fn access_is_checked_with_the_rest() {
+        let text = r##"
+[slack]
+bot_token = "xoxb-1"
+app_token = "xapp-1"
+[access]
+default_role = "nobody"
+colour = "red"
+[access.roles]
+viewer = ["ping", "Bad Pattern"]
+[access.bind]
+admin = ["U0ADMIN"]
+[[access.gates]]
+actions = ["machines.*"]
+channels = ["#control"]
+elsewhere = "shout"
+"##;
+        let errors =
+            Config::check(text, "s.toml", &env(&[]), &CheckOptions::default()).unwrap_err();
+        let mut found = keys(&errors);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "access.bind.admin",
+                "access.colour",
+                "access.default_role",
+                "access.gates[0].elsewhere",
+                "access.roles.viewer[1]",
+            ],
+            "{errors:#?}"
+        );
+        let good = "[slack]\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n[access]\ndefault_role = \"viewer\"\n[access.roles]\nviewer = [\"ping\"]\n";
+        let c = Config::parse(good, "s.toml", &env(&[])).unwrap();
+        assert_eq!(c.access.unwrap().default_role.as_deref(), Some("viewer"));
+        let c = Config::parse(
+            "[slack]\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n",
+            "s.toml",
+            &env(&[]),
+        )
+        .unwrap();
+        assert!(c.access.is_none(), "no section, nothing checked");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppError, BatchTx, Ctx};
 use crate::now_ms;
-use crate::pipeline::{Engine, Kind, Route};
+use crate::pipeline::{Engine, Kind, Registry, Route};
 
 /// Inputs one transaction may handle.
 pub const MAX_BATCH: usize = 256;
@@ -138,7 +138,8 @@ async fn next_batch(waiting: &mut Waiting, stop: &CancellationToken) -> Option<V
 enum Handled {
     /// Its Slack calls, to be queued, and its audit records.
     Ok(Vec<NewOutboxItem>, Vec<AuditRecord>),
-    /// The app failed: what to record, and the note to the person.
+    /// The app failed, or the input was refused (`[access]`): what to record, and the note to
+    /// the person.
     Failed {
         outcome: String,
         notice: Vec<NewOutboxItem>,
@@ -191,6 +192,10 @@ impl Engine {
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             let route = registry.route(job.kind, &job.payload, &self.bot);
+            if let Some(refused) = self.permission_step(&registry, &route, now) {
+                results.push((job.id, refused));
+                continue;
+            }
             let (actor, via) = match &route {
                 Route::App(_, input) => (input.actor(), input.via()),
                 Route::Help(m) => ((ActorKind::User, m.user.clone()), Via::Mention),
@@ -315,4 +320,52 @@ fn notice(route: &Route, text: &str, now_ms: i64) -> Vec<NewOutboxItem> {
         not_before_ms: 0,
         created_at_ms: now_ms,
     }]
+}
+
+// ---- the permission step (`[access]`, see `crate::access`) ----
+
+impl Engine {
+    /// Checks a person's input against `[access]` before its handler runs: `None` lets it
+    /// through; a refusal is audited (outcome `refused`, the permission name as the action)
+    /// and, unless a gate says `ignore`, told to the person. Reads memory only.
+    fn permission_step(&self, registry: &Registry, route: &Route, now_ms: i64) -> Option<Handled> {
+        let Route::App(i, input) = route else {
+            return None;
+        };
+        let name = registry.permission(*i, input)?;
+        let user = input.user().unwrap_or("");
+        let (reason, tell) = match self.access.decide(user, input.channel(), &name) {
+            crate::access::Decision::Allow => return None,
+            crate::access::Decision::Refuse(reason) => (reason, true),
+            crate::access::Decision::Ignore(reason) => (reason, false),
+        };
+        let (actor_kind, actor) = input.actor();
+        let audit = AuditRecord {
+            at_ms: now_ms,
+            actor_kind,
+            actor,
+            via: input.via(),
+            action: name,
+            object: input
+                .channel()
+                .map(|c| format!("channel:{c}"))
+                .unwrap_or_default(),
+            outcome: Outcome::Refused,
+            detail: if tell {
+                reason.clone()
+            } else {
+                format!("{reason} (ignored)")
+            },
+        };
+        let notice = if tell {
+            notice(route, &format!(":no_entry: {reason}"), now_ms)
+        } else {
+            Vec::new()
+        };
+        Some(Handled::Failed {
+            outcome: format!("refused: {reason}"),
+            notice,
+            audit: vec![audit],
+        })
+    }
 }

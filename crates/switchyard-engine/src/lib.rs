@@ -10,9 +10,12 @@
 //! - [`app`]: what an app is — a [`app::Declaration`] and handlers working on a [`app::Ctx`].
 //! - [`sender`]: the only place Slack's Web API is called from; paced, retried, ordered.
 //! - [`server`]: starts all of it from a [`config::Config`].
+//! - [`access`]: who may do what (`[access]`: roles, groups, bindings, channel gates), checked
+//!   by the dispatcher before a handler runs.
 //! - [`api`]: Switchyard's own HTTP API for other systems, behind API tokens; [`admin`]: token
 //!   and audit operations it shares with the command line.
 
+pub mod access;
 pub mod admin;
 pub mod api;
 pub mod app;

@@ -118,6 +118,11 @@ pub fn manifest(
         // that they exist and have the bot in them.
         scopes.extend(CHANNEL_CHECK_SCOPES);
     }
+    if config.access.is_some() {
+        // `[access]` may bind Slack user groups (now or at run time): their members are read
+        // with `usergroups.users.list`.
+        scopes.insert("usergroups:read");
+    }
     let mut bot_events: BTreeSet<&str> = ENGINE_BOT_EVENTS.iter().copied().collect();
     bot_events.extend(
         declarations
@@ -246,6 +251,17 @@ mod tests {
         assert!(m["features"]["slash_commands"][0]["url"].is_null());
         assert_eq!(m["display_information"]["name"], "Switchyard");
         assert_eq!(m["features"]["bot_user"]["display_name"], "switchyard");
+    }
+
+    #[test]
+    fn access_asks_to_read_user_groups() {
+        let scopes = |text: &str| {
+            let m = manifest(&config(text), &declarations(), None);
+            m["oauth_config"]["scopes"]["bot"].clone()
+        };
+        assert!(!strings(&scopes("")).contains(&"usergroups:read"));
+        let with_access = scopes("[access]\ndefault_role = \"v\"\n[access.roles]\nv = [\"*\"]\n");
+        assert!(strings(&with_access).contains(&"usergroups:read"));
     }
 
     #[test]

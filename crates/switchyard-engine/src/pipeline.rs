@@ -90,6 +90,12 @@ impl Registry {
         self.apps[i].as_ref()
     }
 
+    /// The permission name `[access]` checks for app `i`'s `input` (`None`: unchecked).
+    pub(crate) fn permission(&self, i: usize, input: &Input) -> Option<String> {
+        let default = crate::access::default_name(&self.declarations[i], input);
+        self.apps[i].permission(input, default)
+    }
+
     fn find(&self, pred: impl Fn(&Declaration) -> bool) -> Option<usize> {
         self.declarations.iter().position(pred)
     }
@@ -359,6 +365,8 @@ pub struct Engine {
     pub outbox_ready: Arc<Notify>,
     /// Test hook: receive and ack, but never handle (to kill the process in between).
     pub hold_dispatch: bool,
+    /// Who may do what (`[access]`), checked by the dispatcher from memory.
+    pub access: Arc<crate::access::AccessControl>,
 }
 
 impl Engine {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::EngineError;
+use crate::access::AccessControl;
 use crate::app::App;
 use crate::config::Config;
 use crate::dispatch::DispatchQueue;
@@ -142,6 +143,10 @@ impl Server {
             switchyard_store::Backend::Sqlite => 1,
             switchyard_store::Backend::Postgres => 4,
         };
+        let access = Arc::new(AccessControl::new(config.access.as_ref()));
+        let mut access_refresh = AccessRefresh::new(store.clone(), slack.clone(), access.clone());
+        // Loaded before the first input is handled, so nothing is decided on an empty cache.
+        access_refresh.once().await;
         let (dispatch, waiting) = DispatchQueue::new();
         let engine = Arc::new(Engine {
             store: store.clone(),
@@ -154,6 +159,7 @@ impl Server {
             lease,
             outbox_ready: outbox_ready.clone(),
             hold_dispatch: options.hold_dispatch,
+            access: access.clone(),
         });
 
         let (stop_receiving, stop_working, stop_sending) = (
@@ -190,7 +196,8 @@ impl Server {
             .route("/readyz", get(readyz).with_state(status.clone()))
             .route("/metrics", get(metrics).with_state(status.clone()))
             .merge(receive::routes::routes(engine.clone()))
-            .merge(crate::api::routes(store.clone()));
+            .merge(crate::api::routes(store.clone()))
+            .merge(crate::api::access_routes(store.clone(), access));
         if let Some(secret) = &config.slack.signing_secret
             && !config.slack.socket_mode()
         {
@@ -230,6 +237,7 @@ impl Server {
             crate::dispatch::run(engine.clone(), waiting, workers, stop_working.clone()),
             &bg,
         );
+        working.spawn(access_refresh.run(stop_working.clone()));
         working.spawn(prune_audit_hourly(
             store.clone(),
             config.audit.retention_days,
@@ -450,4 +458,93 @@ async fn identify(slack: &SlackApi) -> Result<BotIdentity, EngineError> {
         "cannot reach Slack: {}",
         last.map(|e| e.to_string()).unwrap_or_default()
     )))
+}
+
+/// The store's groups and bindings are read again this often, so changes made elsewhere (the
+/// `switchyard access` command, another replica) take effect within it; changes through this
+/// process's API take effect at once.
+const ACCESS_REFRESH: Duration = Duration::from_secs(5);
+/// How long a Slack user group's members are trusted before they are asked for again.
+const USERGROUP_TTL: Duration = Duration::from_secs(300);
+/// How soon a user group whose members could not be had is asked for again.
+const USERGROUP_RETRY: Duration = Duration::from_secs(30);
+
+/// Keeps [`AccessControl`]'s runtime part current, off the ack and dispatch paths: the store's
+/// rows every [`ACCESS_REFRESH`], the Slack user groups referred to every [`USERGROUP_TTL`]
+/// (`usergroups.users.list`: a read, made directly rather than through the outbox).
+struct AccessRefresh {
+    store: Store,
+    slack: SlackApi,
+    control: Arc<AccessControl>,
+    /// When each user group was last asked for, and whether that worked.
+    asked: std::collections::HashMap<String, (std::time::Instant, bool)>,
+}
+
+impl AccessRefresh {
+    fn new(store: Store, slack: SlackApi, control: Arc<AccessControl>) -> Self {
+        Self {
+            store,
+            slack,
+            control,
+            asked: Default::default(),
+        }
+    }
+
+    async fn run(mut self, stop: CancellationToken) {
+        if self.control.policy().is_none() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(ACCESS_REFRESH) => {}
+                _ = self.control.changed.notified() => {}
+                _ = stop.cancelled() => return,
+            }
+            self.once().await;
+        }
+    }
+
+    /// Reads the store's rows and asks Slack for the user groups that are due. A failure
+    /// keeps what was known.
+    async fn once(&mut self) {
+        let Some(policy) = self.control.policy() else {
+            return;
+        };
+        if let Err(e) = crate::admin::reload_access(&self.store, &self.control).await {
+            tracing::warn!(error = %e, "cannot read access groups and bindings; keeping the last ones");
+        }
+        let wanted = policy.usergroups(&self.control.dynamic());
+        for id in wanted {
+            let due = self.asked.get(&id).is_none_or(|(at, ok)| {
+                at.elapsed() >= if *ok { USERGROUP_TTL } else { USERGROUP_RETRY }
+            });
+            if !due {
+                continue;
+            }
+            let answer = self
+                .slack
+                .get("usergroups.users.list", &[("usergroup", &id)])
+                .await;
+            let ok = match answer {
+                Ok(v) => {
+                    let users = v["users"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|u| u.as_str().map(str::to_string))
+                        .collect();
+                    let _reloading = self.control.reloading.lock().await;
+                    let mut dynamic = (*self.control.dynamic()).clone();
+                    dynamic.usergroups.insert(id.clone(), users);
+                    self.control.set_dynamic(dynamic);
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(usergroup = %id, error = %e, "cannot resolve a Slack user group; keeping its last members");
+                    false
+                }
+            };
+            self.asked.insert(id, (std::time::Instant::now(), ok));
+        }
+    }
 }

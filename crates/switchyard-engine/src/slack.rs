@@ -93,6 +93,21 @@ impl SlackApi {
         }
     }
 
+    /// Calls a read method with query parameters (GET), as the bot: for reads Slack takes
+    /// form or query arguments only (`usergroups.users.list`).
+    pub async fn get(&self, method: &str, params: &[(&str, &str)]) -> Result<Value, CallError> {
+        let session = self.client.open_session(&self.bot_token);
+        let params: Vec<(&str, Option<&str>)> =
+            params.iter().map(|(k, v)| (*k, Some(*v))).collect();
+        let call = session
+            .http_session_api
+            .http_get::<Value, _, &str>(method, &params, None);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Err(_) => Err(CallError::Transient(format!("{method}: no reply"))),
+            Ok(result) => result.map_err(|e| classify(method, e)),
+        }
+    }
+
     /// Posts JSON to a URL without the token: a `response_url`, or an incoming webhook (Slack's
     /// or anyone's). Such URLs are secrets themselves, so they are kept out of logs.
     pub async fn post_url(&self, url: &str, body: &Value) -> Result<Value, CallError> {

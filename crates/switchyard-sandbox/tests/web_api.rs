@@ -916,6 +916,36 @@ async fn usergroups_list() {
 }
 
 #[tokio::test]
+async fn usergroups_users_list() {
+    let h = Harness::new().await;
+    let v = h.api_ok("usergroups.list", json!({})).await;
+    let oncall = v["usergroups"]
+        .as_array()
+        .expect("usergroups")
+        .iter()
+        .find(|g| g["handle"] == "oncall")
+        .expect("@oncall")["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    assert!(oncall.starts_with('S'), "{oncall}");
+    let v = h
+        .api_ok("usergroups.users.list", json!({"usergroup": oncall}))
+        .await;
+    let (alice, bob) = (h.user_id("alice").await, h.user_id("bob").await);
+    assert_eq!(v["users"], json!([alice, bob]), "{v}");
+    assert_eq!(
+        h.api_err("usergroups.users.list", json!({"usergroup": "S0NOPE"}))
+            .await,
+        "no_such_subteam"
+    );
+    assert_eq!(
+        h.api_err("usergroups.users.list", json!({})).await,
+        "invalid_arguments"
+    );
+}
+
+#[tokio::test]
 async fn reactions_add_get_remove() {
     let h = Harness::new().await;
     let ts = h.bot_post("general", "react to me").await;

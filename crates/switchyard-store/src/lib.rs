@@ -20,6 +20,9 @@
 //! - `api_tokens`: tokens for the HTTP API, stored as SHA-256 hashes (see [`Tx::token_create`],
 //!   [`Store::token_verify`]). Columns: `id`, `name` (unique among tokens in force), `hash`,
 //!   `scopes`, `created_at`, `expires_at`, `revoked_at`, `last_used_at`.
+//! - `access_group_members`, `access_bindings`: groups' members and roles' subjects added at
+//!   run time (see [`Tx::access_group_add`], [`Tx::access_bind`]). Columns: `group_name` /
+//!   `role`, `member` / `subject`, `added_at`; each pair is the primary key.
 //!
 //! Times are Unix milliseconds in 64-bit integers; JSON is stored as text. The store knows
 //! nothing about Slack or the apps: methods and payloads are opaque strings to it.
@@ -56,10 +59,12 @@ use std::time::Duration;
 
 /// sqlx, as the store uses it: apps reach their own tables through [`Tx::conn`] with it.
 pub use sqlx;
+mod access;
 mod audit;
 mod health;
 mod tokens;
 
+pub use access::{GroupMember, RoleBinding};
 pub use audit::{
     AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT, ActorKind, AuditEntry, AuditFilter, AuditRecord, Outcome,
     UnknownValue, Via,

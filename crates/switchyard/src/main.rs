@@ -67,6 +67,9 @@ enum Command {
     Doctor(ConfigArgs),
     /// Make a running `serve` reload its config (SIGHUP): apps' sections apply at once.
     Reload(ReloadArgs),
+    /// Who may do what, changed at run time: groups' members and roles' bindings in the store
+    /// (roles themselves are in the config's [access]).
+    Access(AccessArgs),
 }
 
 #[derive(clap::Args)]
@@ -208,6 +211,45 @@ struct AuditArgs {
 }
 
 #[derive(clap::Args)]
+struct AccessArgs {
+    #[command(flatten)]
+    config: StoreConfigArg,
+    #[command(subcommand)]
+    command: AccessCommand,
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Groups' members in the store (they add to the config's [access.groups]).
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Bind a role to a subject: a Slack user id (U0AAA), group:<name> or usergroup:<id>.
+    Bind { role: String, subject: String },
+    /// Unbind a role from a subject (bindings in the config stay: edit the config for those).
+    Unbind { role: String, subject: String },
+    /// Roles, groups and bindings, from the config and the store.
+    List {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Add a member (a Slack user id or usergroup:<id>) to a group.
+    Add { group: String, member: String },
+    /// Remove a member from a group.
+    Remove { group: String, member: String },
+    /// Every group's members, from the config and the store.
+    List {
+        /// One JSON object per member.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
 struct ServeArgs {
     /// The configuration file.
     #[arg(long, env = "SWITCHYARD_CONFIG", default_value = "switchyard.toml")]
@@ -259,6 +301,7 @@ async fn main() -> Result<ExitCode> {
         Command::Audit(args) => audit(args).await.map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor(&args).await,
         Command::Reload(args) => reload(&args),
+        Command::Access(args) => access(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -527,6 +570,115 @@ async fn audit(args: AuditArgs) -> Result<()> {
         &rows,
     );
     Ok(())
+}
+
+async fn access(args: AccessArgs) -> Result<()> {
+    use switchyard_engine::access::Policy;
+    use switchyard_engine::admin::{AccessChange, access_json, change_access};
+    let access_config = Config::load_access(&args.config.config, &ProcessEnv)
+        .map_err(|errors| anyhow::anyhow!(config_errors(&errors)))?;
+    let policy = access_config.as_ref().map(Policy::new);
+    let store = open_store(&args.config).await?;
+    let change = match args.command {
+        AccessCommand::Group(GroupCommand::Add { group, member }) => {
+            AccessChange::GroupAdd { group, member }
+        }
+        AccessCommand::Group(GroupCommand::Remove { group, member }) => {
+            AccessChange::GroupRemove { group, member }
+        }
+        AccessCommand::Bind { role, subject } => AccessChange::Bind { role, subject },
+        AccessCommand::Unbind { role, subject } => AccessChange::Unbind { role, subject },
+        AccessCommand::Group(GroupCommand::List { json }) => {
+            let members = store.access_group_members().await?;
+            let listed = access_json(policy.as_ref(), &members, &[]);
+            let groups = listed["groups"].as_array().cloned().unwrap_or_default();
+            if json {
+                for g in &groups {
+                    println!("{g}");
+                }
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = groups
+                .iter()
+                .map(|g| {
+                    ["group", "member", "source"]
+                        .map(|k| text_of(&g[k]))
+                        .to_vec()
+                })
+                .collect();
+            print_table(&["GROUP", "MEMBER", "SOURCE"], &rows);
+            return Ok(());
+        }
+        AccessCommand::List { json } => {
+            let members = store.access_group_members().await?;
+            let bindings = store.access_bindings().await?;
+            let listed = access_json(policy.as_ref(), &members, &bindings);
+            if json {
+                println!("{listed}");
+                return Ok(());
+            }
+            match &access_config {
+                None => println!("No [access] section: nothing is checked."),
+                Some(c) => println!(
+                    "Roles: {}; default role: {}.",
+                    listed["roles"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(text_of)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    c.default_role.as_deref().unwrap_or("none")
+                ),
+            }
+            let rows: Vec<Vec<String>> = listed["bindings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|b| {
+                    let mut source = text_of(&b["source"]);
+                    if b["role_defined"] == false {
+                        source.push_str(" (role not in the config: grants nothing)");
+                    }
+                    vec![text_of(&b["role"]), text_of(&b["subject"]), source]
+                })
+                .collect();
+            print_table(&["ROLE", "SUBJECT", "SOURCE"], &rows);
+            return Ok(());
+        }
+    };
+    let changed = change_access(&store, policy.as_ref(), &change, &Actor::cli(), now_ms()).await?;
+    let said = match (&change, changed) {
+        (AccessChange::GroupAdd { group, member }, true) => {
+            format!("Added {member} to group {group}.")
+        }
+        (AccessChange::GroupAdd { group, member }, false) => {
+            format!("{member} is in group {group} already.")
+        }
+        (AccessChange::GroupRemove { group, member }, true) => {
+            format!("Removed {member} from group {group}.")
+        }
+        (AccessChange::GroupRemove { group, member }, false) => {
+            format!("{member} was not in group {group} (in the store).")
+        }
+        (AccessChange::Bind { role, subject }, true) => format!("Bound {role} to {subject}."),
+        (AccessChange::Bind { role, subject }, false) => {
+            format!("{role} is bound to {subject} already.")
+        }
+        (AccessChange::Unbind { role, subject }, true) => format!("Unbound {role} from {subject}."),
+        (AccessChange::Unbind { role, subject }, false) => {
+            format!("{role} was not bound to {subject} (in the store).")
+        }
+    };
+    println!("{said}");
+    if changed {
+        println!("A running Switchyard applies it within 5 seconds.");
+    }
+    Ok(())
+}
+
+fn text_of(v: &serde_json::Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
 }
 
 /// Columns padded to their widest cell; the last one is not padded.

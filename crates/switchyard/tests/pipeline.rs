@@ -320,19 +320,27 @@ async fn slack_failures_delay_replies_but_lose_none() {
     ))
     .await
     .expect("the server's store");
-    let queued: Vec<String> = store
-        .outbox_list(Some("sent"), 100)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|i| i.method == "chat.postMessage")
-        .map(|i| {
-            serde_json::from_str::<Value>(&i.payload).unwrap()["thread_ts"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    // Outcomes are recorded just after Slack answers: wait for all four.
+    let mut queued: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        queued = store
+            .outbox_list(Some("sent"), 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|i| i.method == "chat.postMessage")
+            .map(|i| {
+                serde_json::from_str::<Value>(&i.payload).unwrap()["thread_ts"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        if queued.len() == threads.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let accepted: Vec<String> = setup.get("/api_calls?method=chat.postMessage").await["calls"]
         .as_array()
         .unwrap()

@@ -254,6 +254,12 @@ const METHODS: &[Method] = &[
         handler: users::usergroups_list,
     },
     Method {
+        name: "usergroups.users.list",
+        tier: 2,
+        scopes: &["usergroups:read"],
+        handler: users::usergroups_users_list,
+    },
+    Method {
         name: "reactions.add",
         tier: 3,
         scopes: &["reactions:write"],

@@ -1,4 +1,4 @@
-//! `users.*` and `usergroups.list`.
+//! `users.*`, `usergroups.list` and `usergroups.users.list`.
 
 use std::sync::Arc;
 
@@ -74,4 +74,16 @@ pub fn usergroups_list(inner: &Arc<Inner>, _: &Caller, args: &Args) -> ApiResult
         })
         .collect();
     Ok(obj(json!({"usergroups": groups})))
+}
+
+/// `usergroups.users.list`: the member ids of one user group (`usergroup`, required).
+pub fn usergroups_users_list(inner: &Arc<Inner>, _: &Caller, args: &Args) -> ApiResult {
+    let ws = inner.ws();
+    let id = args.required("usergroup")?;
+    let group = ws
+        .usergroups
+        .iter()
+        .find(|g| g.id == id)
+        .ok_or_else(|| ApiError::new("no_such_subteam"))?;
+    Ok(obj(json!({"users": group.users})))
 }
