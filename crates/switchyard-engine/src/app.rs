@@ -310,7 +310,8 @@ impl<'b> Ctx<'b> {
 
     /// The store, for reads outside the transaction (they see only what is committed). Read
     /// here what a handler needs before it opens a modal: [`Ctx::db`] begins the batch's write
-    /// transaction.
+    /// transaction. Reads only: a write through the store would wait for the writer's turn,
+    /// which this batch holds once its transaction has begun — write through [`Ctx::db`].
     pub fn store(&self) -> &Store {
         &self.batch.store
     }
