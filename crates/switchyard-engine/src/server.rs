@@ -243,6 +243,7 @@ impl Server {
             config.audit.retention_days,
             stop_working.clone(),
         ));
+        working.spawn(checkpoint_every_second(store.clone(), stop_working.clone()));
         working.spawn(read_outbox_depth(
             store.clone(),
             status.outbox_pending.clone(),
@@ -400,6 +401,23 @@ async fn metrics(State(status): State<Status>) -> Response {
 /// How often the outbox depth gauge is refreshed: a count per scrape could be costly on a
 /// large outbox, one every few seconds is not.
 const OUTBOX_DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+/// SQLite's WAL, copied back into the database off the writer's path (see
+/// `Store::checkpoint`).
+async fn checkpoint_every_second(store: Store, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {
+                if let Err(e) = store.checkpoint().await {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        }
+    }
+}
 
 async fn read_outbox_depth(store: Store, pending: Arc<AtomicI64>, stop: CancellationToken) {
     let mut every = tokio::time::interval(OUTBOX_DEPTH_EVERY);

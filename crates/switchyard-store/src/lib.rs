@@ -437,7 +437,7 @@ impl Store {
             url: shown.clone(),
             source,
         })?;
-        let sqlite_pool = |connections: u32| {
+        let sqlite_pool = |connections: u32, pragmas: &'static str| {
             AnyPoolOptions::new()
                 .max_connections(connections)
                 // Keep a connection open: an in-memory database lives only as long as one does,
@@ -447,7 +447,7 @@ impl Store {
                 .max_lifetime(None)
                 // A local file does not drop connections: no ping (a round trip) per use.
                 .test_before_acquire(false)
-                .after_connect(|conn, _| {
+                .after_connect(move |conn, _| {
                     Box::pin(async move {
                         conn.execute(
                             "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
@@ -455,6 +455,7 @@ impl Store {
                              PRAGMA mmap_size = 268435456;",
                         )
                         .await?;
+                        conn.execute(pragmas).await?;
                         Ok(())
                     })
                 })
@@ -475,12 +476,14 @@ impl Store {
         // twice. Reports and listings read on connections of their own.
         let (pool, read_pool) = match backend {
             Backend::Sqlite if memory => {
-                let pool = connect(sqlite_pool(1)).await?;
+                let pool = connect(sqlite_pool(1, "")).await?;
                 (pool.clone(), pool)
             }
+            // The writer does not checkpoint the WAL as it commits (that stalls whatever commit
+            // crosses the threshold, acks included): [`Store::checkpoint`] does it from a reader.
             Backend::Sqlite => (
-                connect(sqlite_pool(1)).await?,
-                connect(sqlite_pool(SQLITE_READERS)).await?,
+                connect(sqlite_pool(1, "PRAGMA wal_autocheckpoint = 0;")).await?,
+                connect(sqlite_pool(SQLITE_READERS, "")).await?,
             ),
             Backend::Postgres => {
                 let pool = connect(AnyPoolOptions::new().max_connections(POSTGRES_POOL)).await?;
@@ -501,6 +504,21 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         }
+    }
+
+    /// Copies what the SQLite WAL holds back into the database, as far as readers allow,
+    /// without blocking the writer (a passive checkpoint, on a reading connection). The server
+    /// calls it every second; a process that only ever runs briefly (the CLI) checkpoints when
+    /// its last connection closes, as SQLite does. Nothing to do on PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.read_pool)
+            .await
+            .map_err(query_err("checkpoint"))?;
+        Ok(())
     }
 
     /// Waits for this process's turn to write (SQLite); at once on PostgreSQL.
