@@ -9,125 +9,16 @@
 //! harness's capture) and passes.
 
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
-use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 
 use switchyard_store::{
-    Backend, InboxInsert, MessageRef, NewInboxItem, NewOutboxItem, StateCounts, Store, StoreError,
+    Backend, InboxInsert, MessageRef, NewInboxItem, NewOutboxItem, OutboxOutcome, OutboxResult,
+    StateCounts, Store, StoreError,
 };
 
-const PG_VAR: &str = "SWITCHYARD_TEST_POSTGRES_URL";
+mod support;
 
-/// The PostgreSQL URL to test against, or `None` after saying (once per run) that those tests
-/// are skipped.
-fn postgres_url() -> Option<String> {
-    match std::env::var(PG_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            static SAID: Once = Once::new();
-            SAID.call_once(|| {
-                // Straight to the process's stderr: `eprintln!` would be captured by libtest.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: PostgreSQL store tests — set {PG_VAR}"
-                );
-            });
-            None
-        }
-    }
-}
-
-/// A schema of its own for one test on PostgreSQL.
-struct PgSchema {
-    admin_url: String,
-    name: String,
-}
-
-impl PgSchema {
-    async fn create(admin_url: &str) -> Self {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "switchyard_store_test_{}_{}_{nanos}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        admin(admin_url, &format!("CREATE SCHEMA {name}")).await;
-        Self {
-            admin_url: admin_url.to_string(),
-            name,
-        }
-    }
-
-    /// The store's URL: the admin URL with the schema as the search path.
-    fn url(&self) -> String {
-        let sep = if self.admin_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        format!(
-            "{}{sep}options=-c%20search_path%3D{}",
-            self.admin_url, self.name
-        )
-    }
-
-    async fn drop_schema(self) {
-        admin(
-            &self.admin_url,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-        )
-        .await;
-    }
-}
-
-async fn admin(url: &str, sql: &str) {
-    use sqlx::{Connection, Executor};
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {PG_VAR} reachable: {e}"));
-    conn.execute(sql).await.expect(sql);
-    let _ = conn.close().await;
-}
-
-fn sqlite_url(dir: &tempfile::TempDir) -> String {
-    format!("sqlite://{}", dir.path().join("store.db").display())
-}
-
-/// Runs one test body on SQLite, then on PostgreSQL when configured.
-async fn on_both<F, Fut>(body: F)
-where
-    F: Fn(Store) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
-    assert_eq!(store.backend(), Backend::Sqlite);
-    body(store).await;
-
-    let Some(base) = postgres_url() else { return };
-    let schema = PgSchema::create(&base).await;
-    let url = schema.url();
-    // In a task of its own, so a failing body still lets the schema be dropped.
-    let outcome = tokio::spawn(async move {
-        let store = Store::connect(&url).await.unwrap();
-        assert_eq!(store.backend(), Backend::Postgres);
-        body(store).await;
-    })
-    .await;
-    schema.drop_schema().await;
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("PostgreSQL half: {e}"),
-        }
-    }
-}
+use support::{PgSchema, on_both, postgres_url, sqlite_url};
 
 fn inbox(key: &str) -> NewInboxItem {
     NewInboxItem {
@@ -882,6 +773,213 @@ async fn message_refs_are_upserted() {
             store.message_ref("incident-8").await.unwrap().map(|r| r.ts),
             Some("3.3".into())
         );
+    })
+    .await;
+}
+
+// ---- batches ----
+
+#[tokio::test]
+async fn a_batch_takes_only_the_items_its_owner_holds() {
+    on_both(|store| async move {
+        let mine = new_inbox(&store, "Ev1", Some(("w1", i64::MAX))).await;
+        let theirs = new_inbox(&store, "Ev2", Some(("w2", i64::MAX))).await;
+        let unleased = new_inbox(&store, "Ev3", None).await;
+        let mut tx = store.begin().await.unwrap();
+        let taken = tx
+            .inbox_take(&[mine, theirs, unleased], "w1", 5)
+            .await
+            .unwrap();
+        assert_eq!(taken, [mine]);
+        // A failed handler's outcome; another one given back for a later attempt.
+        tx.inbox_outcome(mine, "failed: no such machine")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let item = store.inbox_get(mine).await.unwrap().unwrap();
+        assert_eq!(
+            (item.state.as_str(), item.outcome.as_deref()),
+            ("done", Some("failed: no such machine"))
+        );
+        let mut tx = store.begin().await.unwrap();
+        assert!(
+            tx.inbox_take(&[mine], "w1", 6).await.unwrap().is_empty(),
+            "done already"
+        );
+        let taken = tx.inbox_take(&[theirs], "w2", 6).await.unwrap();
+        assert_eq!(taken, [theirs]);
+        tx.inbox_requeue(theirs, "database is locked", 1_000, 5)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let item = store.inbox_get(theirs).await.unwrap().unwrap();
+        assert_eq!((item.state.as_str(), item.attempts), ("pending", 1));
+        assert_eq!(item.error.as_deref(), Some("database is locked"));
+        // Claimable again once due, by anyone.
+        assert!(
+            store
+                .inbox_claim("w3", 999, 5_000, 10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|i| i.id != theirs)
+        );
+        let claimed = store.inbox_claim("w3", 1_000, 5_000, 10).await.unwrap();
+        assert!(claimed.iter().any(|i| i.id == theirs));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_savepoint_undoes_one_handlers_work_and_keeps_the_rest() {
+    on_both(|store| async move {
+        let id = new_inbox(&store, "Ev1", Some(("w", i64::MAX))).await;
+        let mut tx = store.begin().await.unwrap();
+        tx.inbox_take(&[id], "w", 1).await.unwrap();
+        tx.savepoint().await.unwrap();
+        tx.enqueue(&outbox("C1", "kept")).await.unwrap();
+        tx.release_savepoint().await.unwrap();
+        tx.savepoint().await.unwrap();
+        tx.enqueue(&outbox("C1", "undone")).await.unwrap();
+        tx.rollback_to_savepoint().await.unwrap();
+        tx.enqueue_many(&[outbox("C1", "a"), outbox("C2", "b"), outbox("C1", "c")])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let texts: Vec<String> = store
+            .outbox_list(None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| {
+                // `outbox()` writes `{"channel":…,"text":"…"}`.
+                let after = i.payload.split("\"text\":\"").nth(1).unwrap();
+                after.split('"').next().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            ["kept", "a", "b", "c"],
+            "in order, without the undone one"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn outcomes_are_recorded_together_with_their_refs() {
+    on_both(|store| async move {
+        let mut posted = outbox("C1", "first");
+        posted.ref_key = Some("alert-1".into());
+        let ids = enqueue(
+            &store,
+            &[
+                posted,
+                outbox("C2", "b"),
+                outbox("C3", "c"),
+                outbox("C4", "d"),
+            ],
+        )
+        .await;
+        let claimed = store.outbox_claim("s", 10, 10_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 4);
+        let outcomes = vec![
+            OutboxOutcome {
+                id: ids[0],
+                result: OutboxResult::Sent {
+                    response: "{\"ok\":true,\"ts\":\"1.1\"}".into(),
+                    message_ref: Some((
+                        "alert-1".into(),
+                        MessageRef {
+                            channel: "C1".into(),
+                            ts: "1.1".into(),
+                        },
+                    )),
+                },
+            },
+            OutboxOutcome {
+                id: ids[1],
+                result: OutboxResult::Retry {
+                    error: "ratelimited".into(),
+                    not_before_ms: 500,
+                },
+            },
+            OutboxOutcome {
+                id: ids[2],
+                result: OutboxResult::Failed {
+                    error: "channel_not_found".into(),
+                },
+            },
+            OutboxOutcome {
+                id: ids[3],
+                result: OutboxResult::Paced { not_before_ms: 700 },
+            },
+        ];
+        let recorded = store.outbox_finish_many("s", &outcomes, 20).await.unwrap();
+        assert_eq!(recorded, [true, true, true, true]);
+        let item = |i: usize| {
+            let store = store.clone();
+            let id = ids[i];
+            async move { store.outbox_get(id).await.unwrap().unwrap() }
+        };
+        let sent = item(0).await;
+        assert_eq!(sent.state, "sent");
+        assert_eq!(
+            sent.response.as_deref(),
+            Some("{\"ok\":true,\"ts\":\"1.1\"}")
+        );
+        assert_eq!(
+            store.message_ref("alert-1").await.unwrap().unwrap().ts,
+            "1.1"
+        );
+        let retried = item(1).await;
+        assert_eq!(
+            (
+                retried.state.as_str(),
+                retried.attempts,
+                retried.not_before_ms
+            ),
+            ("pending", 1, 500)
+        );
+        assert_eq!(item(2).await.state, "failed");
+        let paced = item(3).await;
+        assert_eq!(
+            (paced.state.as_str(), paced.attempts, paced.not_before_ms),
+            ("pending", 0, 700),
+            "pacing is not an attempt"
+        );
+        // Another owner's outcome changes nothing.
+        let again = store
+            .outbox_finish_many("other", &outcomes[1..2], 30)
+            .await
+            .unwrap();
+        assert_eq!(again, [false]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_insert_reports_duplicates_within_and_across_batches() {
+    on_both(|store| async move {
+        let first = store
+            .inbox_insert_many(&[inbox("A"), inbox("B"), inbox("A")], None)
+            .await
+            .unwrap();
+        let (InboxInsert::New(a), InboxInsert::New(b)) = (first[0], first[1]) else {
+            panic!("{first:?}");
+        };
+        assert_eq!(first[2], InboxInsert::Duplicate(a));
+        let second = store
+            .inbox_insert_many(&[inbox("B"), inbox("C")], None)
+            .await
+            .unwrap();
+        assert_eq!(second[0], InboxInsert::Duplicate(b));
+        assert!(matches!(second[1], InboxInsert::New(c) if c > b));
+        // More than one statement's worth.
+        let many: Vec<NewInboxItem> = (0..1_200).map(|i| inbox(&format!("M{i}"))).collect();
+        let results = store.inbox_insert_many(&many, None).await.unwrap();
+        assert!(results.iter().all(|r| matches!(r, InboxInsert::New(_))));
+        assert_eq!(store.inbox_counts().await.unwrap().pending, 1_203);
     })
     .await;
 }

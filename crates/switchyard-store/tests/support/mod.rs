@@ -1,6 +1,8 @@
-//! Running a store test body on SQLite and on PostgreSQL, each in a database of its own. A copy
-//! of the helpers at the top of `store.rs` (kept there untouched while that file is being
-//! reworked); the two can share this module later.
+//! Running a store test body on SQLite and on PostgreSQL, each in a database of its own; shared
+//! by the store's suites.
+
+// Each suite uses its own part of this module.
+#![allow(dead_code)]
 
 use std::future::Future;
 use std::io::Write;
@@ -31,13 +33,13 @@ pub fn postgres_url() -> Option<String> {
 }
 
 /// A schema of its own for one test on PostgreSQL.
-struct PgSchema {
+pub struct PgSchema {
     admin_url: String,
     name: String,
 }
 
 impl PgSchema {
-    async fn create(admin_url: &str) -> Self {
+    pub async fn create(admin_url: &str) -> Self {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -56,7 +58,7 @@ impl PgSchema {
     }
 
     /// The store's URL: the admin URL with the schema as the search path.
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let sep = if self.admin_url.contains('?') {
             '&'
         } else {
@@ -68,7 +70,7 @@ impl PgSchema {
         )
     }
 
-    async fn drop_schema(self) {
+    pub async fn drop_schema(self) {
         admin(
             &self.admin_url,
             &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
@@ -77,7 +79,7 @@ impl PgSchema {
     }
 }
 
-async fn admin(url: &str, sql: &str) {
+pub async fn admin(url: &str, sql: &str) {
     use sqlx::{Connection, Executor};
     let mut conn = sqlx::PgConnection::connect(url)
         .await
@@ -86,7 +88,7 @@ async fn admin(url: &str, sql: &str) {
     let _ = conn.close().await;
 }
 
-fn sqlite_url(dir: &tempfile::TempDir) -> String {
+pub fn sqlite_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}", dir.path().join("store.db").display())
 }
 
