@@ -13,6 +13,8 @@ use switchyard_engine::{
     App, AppError, Config, Ctx, Declaration, Input, MentionCommand, Server, StartOptions,
 };
 use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig};
+use switchyard_store::sqlx;
+use switchyard_store::{ActorKind, AuditFilter, Outcome, Via};
 
 struct Echo;
 
@@ -76,7 +78,16 @@ impl App for Echo {
             Input::Mention {
                 command, message, ..
             } if command == "fail" => {
-                let _ = message;
+                // A change, its audit record and its message, all undone by the failure but
+                // for the audit record, which says it failed.
+                sqlx::query(
+                    "INSERT INTO message_refs (ref_key, channel, ts) VALUES ('echo:failed', 'C', '1')",
+                )
+                .execute(ctx.db().await?)
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+                ctx.audit("echo.fail", "thing:1", Outcome::Ok, "tried");
+                ctx.reply(message, "never sent");
                 Err(AppError::User("that failed on purpose".into()))
             }
             Input::Mention { message, .. } => {
@@ -88,6 +99,7 @@ impl App for Echo {
                     None,
                     Some("echo:msg"),
                 );
+                ctx.audit("echo.post", "message:echo:msg", Outcome::Ok, "");
                 Ok(())
             }
             Input::Command {
@@ -253,6 +265,24 @@ async fn an_app_error_reaches_the_user_as_an_ephemeral() {
         .await;
     let text = v["ephemerals"][0]["message"]["text"].as_str().unwrap_or("");
     assert!(text.contains("that failed on purpose"), "{v}");
+    let store = s.server.store();
+    assert_eq!(
+        store.message_ref("echo:failed").await.unwrap(),
+        None,
+        "the failed handler's change was rolled back"
+    );
+    let audit = store.audit_query(&AuditFilter::default()).await.unwrap();
+    let failed = audit
+        .iter()
+        .find(|e| e.record.action == "echo.fail")
+        .expect("the failed change is audited");
+    assert_eq!(failed.record.outcome, Outcome::Failed);
+    assert!(
+        failed.record.detail.contains("failed on purpose"),
+        "{failed:?}"
+    );
+    let threads = s.get("/channels/general/messages").await;
+    assert!(!threads.to_string().contains("never sent"), "{threads}");
     s.server.shutdown().await;
 }
 
@@ -324,6 +354,25 @@ async fn a_click_updates_the_message_posted_under_a_ref() {
     assert_eq!(r["ack"]["acked"], true, "{r}");
     s.wait_message("the update", |m| m["ts"] == ts && m["text"] == "approved")
         .await;
+    // The post was audited with the change that made it: who, through what.
+    let audit = s
+        .server
+        .store()
+        .audit_query(&AuditFilter::default())
+        .await
+        .unwrap();
+    let posted = audit
+        .iter()
+        .find(|e| e.record.action == "echo.post")
+        .expect("audited");
+    assert_eq!(
+        (
+            posted.record.actor_kind,
+            posted.record.via,
+            posted.record.outcome
+        ),
+        (ActorKind::User, Via::Mention, Outcome::Ok)
+    );
     s.server.shutdown().await;
 }
 
