@@ -43,11 +43,12 @@ struct Args {
     python: PathBuf,
     #[arg(long, default_value = "node")]
     node: PathBuf,
-    /// Contenders to run (switchyard, bolt-python, bolt-js).
+    /// Contenders to run (switchyard, switchyard-acks-only — handling held, the ack path on its
+    /// own —, bolt-python, bolt-js).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "switchyard,bolt-js,bolt-python"
+        default_value = "switchyard,switchyard-acks-only,bolt-js,bolt-python"
     )]
     only: Vec<String>,
 }
@@ -114,7 +115,7 @@ async fn start(name: &str, args: &Args, world: &World) -> Result<(Contender, f64
     let dir = tempfile::tempdir()?;
     let sb = &world.sandbox;
     let mut command = match name {
-        "switchyard" => {
+        "switchyard" | "switchyard-acks-only" => {
             let config = dir.path().join("switchyard.toml");
             std::fs::write(
                 &config,
@@ -131,6 +132,10 @@ async fn start(name: &str, args: &Args, world: &World) -> Result<(Contender, f64
                 .arg("--config")
                 .arg(config)
                 .env("RUST_LOG", "error");
+            if name == "switchyard-acks-only" {
+                // Receive and commit, never handle: the ack path on its own.
+                c.env("SWITCHYARD_TEST_HOLD_DISPATCH", "1");
+            }
             c
         }
         "bolt-python" => {
@@ -314,6 +319,10 @@ async fn measure(name: &str, args: &Args, world: &Arc<World>, base: u64) -> Resu
     (f.acks_per_s, f.p50_ms, f.p99_ms, f.ack_errors) =
         ack_test(world.clone(), contender.url.clone(), args, base).await;
     drop(contender);
+    if name == "switchyard-acks-only" {
+        // Nothing is handled: there is no end to end to measure.
+        return Ok(f);
+    }
     // A fresh process for end to end, so the ack test's backlog does not count.
     let (contender, _) = start(name, args, world).await?;
     (f.e2e_per_s, f.e2e_missing) = e2e_test(
@@ -408,22 +417,35 @@ async fn main() -> Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, f) in &results {
+        let acks_only = name == "switchyard-acks-only";
         let ratio = |ours: f64, theirs: Option<f64>| match theirs {
             Some(t) if t > 0.0 => format!("{:.1}×", ours / t),
             _ => "–".into(),
         };
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {} | {:.1} | {:.0} | {} | {} |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.0} | {} | {} |",
             f.acks_per_s,
             f.p50_ms,
             f.p99_ms,
             f.ack_errors,
-            f.e2e_per_s,
-            f.e2e_missing,
+            if acks_only {
+                "–".into()
+            } else {
+                format!("{:.0}", f.e2e_per_s)
+            },
+            if acks_only {
+                "–".into()
+            } else {
+                f.e2e_missing.to_string()
+            },
             f.idle_rss_mb,
             f.startup_ms,
             ratio(f.acks_per_s, reference.map(|r| r.0)),
-            ratio(f.e2e_per_s, reference.map(|r| r.1)),
+            if acks_only {
+                "–".into()
+            } else {
+                ratio(f.e2e_per_s, reference.map(|r| r.1))
+            },
         );
     }
     Ok(())
