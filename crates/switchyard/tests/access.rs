@@ -3,23 +3,14 @@
 //! listing every `[access]` error; and a running `switchyard serve` picking a binding made by
 //! the command up without a restart.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig};
-
-/// A `switchyard serve` process, killed on drop.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn switchyard(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -126,25 +117,13 @@ async fn access_commands_change_list_and_audit_and_a_running_server_follows() {
         .to_string();
 
     // The server first: the commands change the store under it.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command
         .arg("serve")
         .arg("--config")
         .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("switchyard serve runs");
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(line.starts_with("Switchyard listening on "), "{line}");
-    let _serve = Serve(child);
+        .env("RUST_LOG", "warn");
+    let _serve = common::Serve::start(command).await;
 
     let mention = |text: &'static str| {
         let (http, url, bot) = (

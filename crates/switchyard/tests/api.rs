@@ -1,26 +1,16 @@
 //! API tokens and the audit log end to end: tokens made with the real `switchyard token`, the
 //! real `switchyard serve` answering `/api/v1/audit` over a socket, and `switchyard audit`.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::Serve;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use switchyard_sandbox::{Sandbox, SandboxConfig};
 use switchyard_store::{NewApiToken, Store};
-
-/// A `switchyard serve` process, killed on drop.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Setup {
     sandbox: Sandbox,
@@ -115,19 +105,7 @@ impl Setup {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("switchyard runs");
-        let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("reader")
-        .expect("a line");
-        let url = line
-            .trim()
-            .strip_prefix("Switchyard listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
+        let url = common::listening_url(&mut child).await;
         Serve { child, url }
     }
 }

@@ -2,10 +2,13 @@
 //! `manifest`; and the manifest it prints, given to the sandbox as a Slack app, is enough for
 //! `switchyard serve` to work.
 
+mod common;
+
+use common::Serve;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -209,19 +212,6 @@ fn manifest_without_a_config_is_for_socket_mode() {
     assert!(text(&out.stderr).contains("slack.example"));
 }
 
-/// A `switchyard serve` process, killed on drop.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn serve(dir: &Path, config: &Path) -> Serve {
     let mut child = switchyard(dir)
         .arg("serve")
@@ -231,19 +221,7 @@ async fn serve(dir: &Path, config: &Path) -> Serve {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("switchyard serve runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("reader")
-    .expect("a line");
-    let url = line
-        .trim()
-        .strip_prefix("Switchyard listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string();
+    let url = common::listening_url(&mut child).await;
     Serve { child, url }
 }
 

@@ -1,6 +1,8 @@
 //! The operator's tools, as the real `switchyard` process against the sandbox: `doctor`,
 //! `/readyz` and `/metrics`, a graceful stop with work in flight, and reloading the config.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -188,19 +190,7 @@ impl Setup {
                 lines.lock().unwrap().push(line);
             }
         });
-        let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("reader")
-        .expect("a line");
-        let url = line
-            .trim()
-            .strip_prefix("Switchyard listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
+        let url = common::listening_url(&mut child).await;
         let serve = Serve { child, url, log };
         self.wait_for_socket().await;
         serve

@@ -1,26 +1,16 @@
 //! The pipeline end to end: the real `switchyard serve` process against the sandbox, over both
 //! Slack transports, with the sandbox's faults and a killed process.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::Serve;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_sandbox::{DeliverySettings, Manifest, RateLimitSettings, Sandbox, SandboxConfig};
-
-/// A `switchyard serve` process, killed on drop.
-struct Switchyard {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Switchyard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Setup {
     sandbox: Sandbox,
@@ -93,7 +83,7 @@ impl Setup {
     }
 
     /// Starts `switchyard serve` and, in HTTP mode, points the sandbox's app at it.
-    async fn start(&self, hold_dispatch: bool) -> Switchyard {
+    async fn start(&self, hold_dispatch: bool) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("serve")
             .arg("--config")
@@ -107,24 +97,12 @@ impl Setup {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("switchyard runs");
-        let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("reader")
-        .expect("a line");
-        let url = line
-            .trim()
-            .strip_prefix("Switchyard listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
+        let url = common::listening_url(&mut child).await;
         if !self.socket_mode {
             let body = serde_json::to_string(&manifest(false, &url).raw).unwrap();
             self.control_put("/app/manifest", body).await;
         }
-        Switchyard { child, url }
+        Serve { child, url }
     }
 
     async fn control(&self, path: &str, body: Value) -> Value {
