@@ -297,10 +297,18 @@ async fn e2e_test(world: Arc<World>, url: String, args: &Args, base: u64) -> Res
     for w in workers {
         let _ = w.await;
     }
+    let delivered = started.elapsed();
+    let replied_by_then = posted(&world).await? - before;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let done = posted(&world).await? - before;
         if done >= args.events || Instant::now() > deadline {
+            // Where the time went: delivering (acks) or replying after.
+            eprintln!(
+                "  end to end: delivered in {:.0} ms with {replied_by_then} replies posted by then; all replies by {:.0} ms",
+                delivered.as_secs_f64() * 1000.0,
+                started.elapsed().as_secs_f64() * 1000.0
+            );
             return Ok((
                 done as f64 / started.elapsed().as_secs_f64(),
                 args.events.saturating_sub(done),
