@@ -63,36 +63,32 @@ expires = "2001-01-01"
 "#;
 
 struct Env {
+    store_url: String,
     sandbox: Sandbox,
     server: Option<Server>,
     http: reqwest::Client,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     socket_mode: bool,
     outside: &'static str,
 }
 
-fn config_text(
-    sandbox: &Sandbox,
-    dir: &tempfile::TempDir,
-    socket_mode: bool,
-    outside: &str,
-) -> String {
+fn config_text(sandbox: &Sandbox, store_url: &str, socket_mode: bool, outside: &str) -> String {
     let transport = if socket_mode {
         format!("app_token = \"{}\"\n", sandbox.app_token())
     } else {
         format!("signing_secret = \"{}\"\n", sandbox.signing_secret())
     };
     format!(
-        "[slack]\nbot_token = \"{}\"\n{transport}api_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n{}",
+        "[slack]\nbot_token = \"{}\"\n{transport}api_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{store_url}\"\n[engine]\npoll_interval_ms = 100\n{}",
         sandbox.bot_token(),
         sandbox.api_url(),
-        dir.path().join("m.db").display(),
         MACHINES.replace("OUTSIDE", outside),
     )
 }
 
 impl Env {
-    async fn start(socket_mode: bool, outside: &'static str) -> Self {
+    /// On SQLite in a directory of its own, or on the given store.
+    async fn start(socket_mode: bool, outside: &'static str, store_url: Option<String>) -> Self {
         let seed =
             Seed::parse_toml(include_str!("../src/demo_seed.toml"), "demo_seed.toml").unwrap();
         let sandbox = Sandbox::start(SandboxConfig {
@@ -105,11 +101,15 @@ impl Env {
         })
         .await
         .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store_url =
+            store_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("m.db").display()));
         let mut env = Self {
+            store_url,
             sandbox,
             server: None,
             http: reqwest::Client::new(),
-            dir: tempfile::tempdir().unwrap(),
+            _dir: dir,
             socket_mode,
             outside,
         };
@@ -118,7 +118,12 @@ impl Env {
     }
 
     async fn start_server(&mut self) {
-        let text = config_text(&self.sandbox, &self.dir, self.socket_mode, self.outside);
+        let text = config_text(
+            &self.sandbox,
+            &self.store_url,
+            self.socket_mode,
+            self.outside,
+        );
         let config =
             Config::parse(&text, "machines.toml", &BTreeMap::<String, String>::new()).unwrap();
         let apps = switchyard_apps::builtin(&config).unwrap();
@@ -327,7 +332,7 @@ fn line<'a>(sections: &'a str, machine: &str) -> &'a str {
 
 #[tokio::test]
 async fn machines_over_socket_mode_devices_api_and_restart() {
-    let mut env = Env::start(true, "ignore").await;
+    let mut env = Env::start(true, "ignore", None).await;
 
     // status, anywhere the bot is: every machine, Idle, never seen; the header's counts.
     let (text, sections) = env.status("general").await;
@@ -638,7 +643,65 @@ async fn machines_over_socket_mode_devices_api_and_restart() {
 
 #[tokio::test]
 async fn machines_over_the_http_events_api() {
-    let env = Env::start(false, "refuse").await;
+    let env = Env::start(false, "refuse", None).await;
+    http_flow(&env).await;
+}
+
+/// The HTTP flow, devices and a restart on PostgreSQL (`SWITCHYARD_TEST_POSTGRES_URL`), in a
+/// schema of its own.
+#[tokio::test]
+async fn machines_on_postgresql() {
+    let Some(admin) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: machines on PostgreSQL — set SWITCHYARD_TEST_POSTGRES_URL"
+        );
+        return;
+    };
+    use switchyard_store::sqlx::{Connection, Executor, PgConnection};
+    let schema = format!("switchyard_machines_test_{}", std::process::id());
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    conn.execute(format!("CREATE SCHEMA {schema}").as_str())
+        .await
+        .unwrap();
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+    let outcome = tokio::spawn(async move {
+        let mut env = Env::start(false, "refuse", Some(url)).await;
+        http_flow(&env).await;
+        let (_, reply) = env
+            .device(DEVICE_TOKEN, update("Lathe", "2222", 10.0))
+            .await;
+        assert_eq!(reply["relay"], true, "{reply}");
+        let (_, reply) = env
+            .device(DEVICE_TOKEN, update("Laser", "9999", 10.0))
+            .await;
+        assert_eq!(reply["relay"], false, "{reply}");
+        env.mention("alice", CONTROL, "oops welder").await;
+        env.messages(OOPS, 3).await;
+        env.restart().await;
+        let (text, sections) = env.status("general").await;
+        assert!(text.starts_with("4 machines: 1 oopsed"), "{text}");
+        assert!(
+            line(&sections, "Lathe").contains("In use by Bob Builder"),
+            "{sections}"
+        );
+        env.server.take().unwrap().shutdown().await;
+    })
+    .await;
+    conn.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+        .await
+        .unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn http_flow(env: &Env) {
     let (text, _) = env.status("oops").await;
     assert!(text.starts_with("4 machines"), "{text}");
     // Outside the control channel, refused politely and audited.

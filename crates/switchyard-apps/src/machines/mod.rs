@@ -87,8 +87,9 @@ impl Machines {
         source: &Source,
     ) -> Result<Result<(), Refusal>, AppError> {
         let now = ctx.now_ms();
+        let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
         let conn = ctx.db().await?;
-        let mut current = state::load(conn, &machine.name).await?;
+        let mut current = state::load(conn, &machine.name, lock).await?;
         let action = format!("machines.{}", change.verb());
         let object = format!("machine:{}", machine.name);
         if let Err(refusal) = state::apply(&mut current, change, now) {
@@ -344,8 +345,9 @@ impl Machines {
                 .await?;
         }
         let now = ctx.now_ms();
+        let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
         let conn = ctx.db().await?;
-        let mut current = state::load(conn, &machine.name).await?;
+        let mut current = state::load(conn, &machine.name, lock).await?;
         let logs = device::apply(machine, &self.config.users, &mut current, &update, now);
         state::save(ctx.db().await?, &machine.name, &current).await?;
         let object = format!("machine:{}", machine.name);

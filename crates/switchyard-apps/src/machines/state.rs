@@ -78,10 +78,16 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<(String, MachineState), sqlx::Err
 const COLUMNS: &str = "name, oopsed, locked_out, relay, second_relay, user_name, fob, \
                        last_checkin, last_update, uptime_s";
 
-/// One machine's state, in the transaction.
-pub async fn load(conn: &mut AnyConnection, name: &str) -> Result<MachineState, AppError> {
+/// One machine's state, in the transaction. On PostgreSQL the row is locked until the commit
+/// (`lock`), so two replicas' updates of one machine take turns; SQLite has one writer anyway.
+pub async fn load(
+    conn: &mut AnyConnection,
+    name: &str,
+    lock: bool,
+) -> Result<MachineState, AppError> {
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM machines_state WHERE name = $1"
+        "SELECT {COLUMNS} FROM machines_state WHERE name = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
     ))
     .bind(name)
     .fetch_optional(conn)
