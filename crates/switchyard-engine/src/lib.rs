@@ -39,7 +39,9 @@ pub use app::{
 };
 pub use config::{AppSection, CheckOptions, Config, ConfigError, Secret, ValidateSection};
 pub use server::{Server, StartOptions};
-pub use switchyard_store::{ActorKind, Backend, Outcome, Store, StoreError, Via, sqlx};
+pub use switchyard_store::{
+    ActorKind, AuditRecord, Backend, Outcome, Store, StoreError, Via, sqlx,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

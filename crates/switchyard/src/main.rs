@@ -60,6 +60,9 @@ enum Command {
     Manifest(ManifestArgs),
     /// API tokens for other systems: create (shown once), list, revoke.
     Token(TokenArgs),
+    /// The machines app's machines and users: list them, add or replace one, remove one added
+    /// here (the store's copy; the config's entries are changed in the config).
+    Machines(MachinesArgs),
     /// Read the audit log: who did what, through which surface, and how it ended.
     Audit(AuditArgs),
     /// Check that this installation can work: Slack token and scopes, channels, transport,
@@ -143,6 +146,31 @@ struct StoreConfigArg {
         default_value = "switchyard.toml"
     )]
     config: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct MachinesArgs {
+    /// The config file: its `[store]` and `[apps.machines]`.
+    #[arg(long, env = "SWITCHYARD_CONFIG", default_value = "switchyard.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: MachinesCommand,
+}
+
+#[derive(Subcommand)]
+enum MachinesCommand {
+    /// The machines and users in force (config and store), as JSON; device tokens redacted.
+    List,
+    /// Adds or replaces a machine or user: `put machine "Band Saw" '{"authorizations_or":["wood"]}'`.
+    Put {
+        /// `machine` or `user`.
+        kind: String,
+        name: String,
+        /// The entry as JSON, with the config's keys (no `token`).
+        json: String,
+    },
+    /// Removes a machine or user added with `put` (or the API).
+    Remove { kind: String, name: String },
 }
 
 #[derive(clap::Args)]
@@ -298,6 +326,7 @@ async fn main() -> Result<ExitCode> {
         Command::Config(ConfigCommand::Show(args)) => show_config(&args),
         Command::Manifest(args) => print_manifest(&args),
         Command::Token(args) => token(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Machines(args) => machines(args).await,
         Command::Audit(args) => audit(args).await.map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor(&args).await,
         Command::Reload(args) => reload(&args),
@@ -438,6 +467,48 @@ async fn open_store(arg: &StoreConfigArg) -> Result<Store> {
 
 fn time_or_dash(ms: Option<i64>) -> String {
     ms.map_or_else(|| "-".to_string(), format_ms)
+}
+
+async fn machines(args: MachinesArgs) -> Result<ExitCode> {
+    use switchyard_apps::machines::{MachinesConfig, catalog};
+    let config = match load_checked(&args.config, true) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{}", config_errors(&errors));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let base: MachinesConfig = config.app_section_validated("machines")?;
+    let store = Store::connect(&config.store.url).await?;
+    store
+        .apply_app_migrations("machines", &switchyard_apps::machines::migrations())
+        .await?;
+    let (kind, name, spec) = match args.command {
+        MachinesCommand::List => {
+            let cat = catalog::Catalog::load(&base, store.reader()).await?;
+            println!("{}", serde_json::to_string_pretty(&cat)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        MachinesCommand::Put { kind, name, json } => {
+            let spec: serde_json::Value =
+                serde_json::from_str(&json).context("the entry is not JSON")?;
+            (kind, name, Some(spec))
+        }
+        MachinesCommand::Remove { kind, name } => (kind, name, None),
+    };
+    let Some(kind) = catalog::Kind::parse(&kind) else {
+        bail!("{kind:?}: say `machine` or `user`");
+    };
+    match catalog::edit_from_cli(&store, &base, kind, &name, spec, now_ms()).await? {
+        Ok(()) => {
+            println!("Done: {} {name:?}.", kind.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            eprintln!("{reason}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn token(args: TokenArgs) -> Result<()> {

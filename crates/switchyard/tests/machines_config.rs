@@ -115,3 +115,61 @@ fn check_config_reports_collisions_and_fobs_and_show_hides_tokens() {
     assert!(!shown.contains("very-secret-device-token"), "{shown}");
     assert!(!shown.contains("laser-secret-token"), "{shown}");
 }
+
+#[test]
+fn machines_cli_adds_lists_and_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[slack]\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n[store]\nurl = \"sqlite://{}\"\n\
+             [apps.machines]\nenabled = true\ncontrol_channel = \"C1\"\noops_channel = \"C2\"\n\
+             [[apps.machines.machines]]\nname = \"Laser Cutter\"\nalias = \"laser\"\ntoken = \"laser-secret-token\"\n",
+            dir.path().join("s.db").display()
+        ),
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let machines = |args: &[&str]| {
+        let mut all = vec!["machines", "--config", &file];
+        all.extend_from_slice(args);
+        run(dir.path(), &all)
+    };
+    let out = machines(&[
+        "put",
+        "machine",
+        "Band Saw",
+        r#"{"authorizations_or":["wood"]}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = machines(&["put", "machine", "Planer", r#"{"alias":"Laser"}"#]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("collides"));
+    let out = machines(&["list"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("Band Saw") && listed.contains("Laser Cutter"),
+        "{listed}"
+    );
+    assert!(!listed.contains("laser-secret-token"), "{listed}");
+    assert!(
+        machines(&["remove", "machine", "band saw"])
+            .status
+            .success()
+    );
+    assert!(
+        !machines(&["remove", "machine", "band saw"])
+            .status
+            .success()
+    );
+    assert!(
+        !machines(&["remove", "machine", "Laser Cutter"])
+            .status
+            .success()
+    );
+}

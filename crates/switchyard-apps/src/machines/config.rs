@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use switchyard_engine::{Secret, ValidateSection};
 
 /// What to do with `oops`, `lock` and `clear` mentioned outside the control channel. Either way
@@ -50,7 +50,7 @@ impl Default for MachinesConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineConfig {
     /// Shown everywhere; may contain spaces; matched case-insensitively.
@@ -74,7 +74,7 @@ pub struct MachineConfig {
     pub token: Option<Secret>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     pub name: String,

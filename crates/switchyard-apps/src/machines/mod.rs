@@ -12,6 +12,7 @@
 //! - State: the `machines_state` table (`App::migrations`), machine state in `/metrics`.
 
 pub mod blocks;
+pub mod catalog;
 pub mod config;
 pub mod device;
 pub mod state;
@@ -26,9 +27,17 @@ use switchyard_engine::{
     MentionCommand, Outcome, Store,
 };
 
+use catalog::Catalog;
 pub use config::MachinesConfig;
-use config::{MachineConfig, OutsideControl, fold};
+use config::{MachineConfig, OutsideControl};
 use state::{Change, MachineState, Refusal};
+
+/// The app's tables (`machines_state`, `machines_catalog`), for the engine and the CLI.
+pub fn migrations() -> Vec<AppMigration> {
+    let mut all = state::MIGRATIONS.to_vec();
+    all.push(catalog::MIGRATION);
+    all
+}
 
 /// The `view` callback of the `/oops-clear` picker.
 const CLEAR_VIEW: &str = "machines_clear";
@@ -67,14 +76,6 @@ impl Machines {
     pub fn new(config: MachinesConfig) -> Self {
         started_ms();
         Self { config }
-    }
-
-    /// The machine called `words` (its name or alias, any case, spaces collapsed).
-    pub fn find(&self, words: &str) -> Option<&MachineConfig> {
-        let wanted = fold(words);
-        self.config.machines.iter().find(|m| {
-            fold(&m.name) == wanted || m.alias.as_deref().is_some_and(|a| fold(a) == wanted)
-        })
     }
 
     /// Applies a change and, when it was made, audits it and posts both notices. All of it
@@ -154,21 +155,24 @@ impl Machines {
     }
 
     /// Every configured machine with its state, in the config's order.
-    async fn all_states(&self, store: &Store) -> Result<Vec<(String, MachineState)>, AppError> {
+    async fn all_states(
+        &self,
+        store: &Store,
+        cat: &Catalog,
+    ) -> Result<Vec<(String, MachineState)>, AppError> {
         let mut saved = state::load_all(store.reader()).await?;
-        Ok(self
-            .config
+        Ok(cat
             .machines
             .iter()
             .map(|m| (m.name.clone(), saved.remove(&m.name).unwrap_or_default()))
             .collect())
     }
 
-    fn summary(&self, now_ms: i64) -> blocks::Summary {
+    fn summary(&self, now_ms: i64, cat: &Catalog) -> blocks::Summary {
         blocks::Summary {
             server_uptime_s: (now_ms - started_ms()).max(0) / 1000,
-            users: self.config.users.len(),
-            fobs: self.config.users.iter().map(|u| u.fob_codes.len()).sum(),
+            users: cat.users.len(),
+            fobs: cat.users.iter().map(|u| u.fob_codes.len()).sum(),
         }
     }
 
@@ -182,14 +186,15 @@ impl Machines {
     async fn mention(
         &self,
         ctx: &mut Ctx<'_>,
+        cat: &Catalog,
         command: &str,
         args: &[String],
         message: &switchyard_engine::MessageEvent,
     ) -> Result<(), AppError> {
         if command == "status" || command == "list" {
-            let machines = self.all_states(ctx.store()).await?;
+            let machines = self.all_states(ctx.store(), cat).await?;
             let now = ctx.now_ms();
-            for status in blocks::status_messages(&machines, &self.summary(now), now) {
+            for status in blocks::status_messages(&machines, &self.summary(now, cat), now) {
                 ctx.post(&message.channel, status, Some(message.thread()), None);
             }
             return Ok(());
@@ -239,7 +244,7 @@ impl Machines {
             );
             return Ok(());
         }
-        let Some(machine) = self.find(&words) else {
+        let Some(machine) = cat.find(&words) else {
             ctx.reply(message, &self.unknown(&words));
             return Ok(());
         };
@@ -255,6 +260,7 @@ impl Machines {
     async fn command(
         &self,
         ctx: &mut Ctx<'_>,
+        cat: &Catalog,
         text: &str,
         user: &str,
         channel: &str,
@@ -276,7 +282,7 @@ impl Machines {
             return Ok(());
         }
         if !text.trim().is_empty() {
-            let Some(machine) = self.find(text) else {
+            let Some(machine) = cat.find(text) else {
                 ctx.ephemeral(channel, user, &self.unknown(text));
                 return Ok(());
             };
@@ -294,7 +300,7 @@ impl Machines {
             return Ok(());
         }
         let blocked: Vec<(String, MachineState)> = self
-            .all_states(ctx.store())
+            .all_states(ctx.store(), cat)
             .await?
             .into_iter()
             .filter(|(_, s)| s.oopsed || s.locked_out)
@@ -325,13 +331,14 @@ impl Machines {
     async fn device_update(
         &self,
         ctx: &mut Ctx<'_>,
+        cat: &Catalog,
         request: &HttpRequest,
     ) -> Result<HttpReply, AppError> {
         let update: device::Update = match serde_json::from_str(&request.body) {
             Ok(update) => update,
             Err(e) => return Ok(HttpReply::error(400, &format!("invalid update: {e}"))),
         };
-        let Some(machine) = self.find(&update.machine_name) else {
+        let Some(machine) = cat.find(&update.machine_name) else {
             return Ok(HttpReply::error(404, "unknown machine"));
         };
         if !self.device_token_ok(Some(machine), request) {
@@ -348,7 +355,7 @@ impl Machines {
         let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
         let conn = ctx.db().await?;
         let mut current = state::load(conn, &machine.name, lock).await?;
-        let logs = device::apply(machine, &self.config.users, &mut current, &update, now);
+        let logs = device::apply(machine, &cat.users, &mut current, &update, now);
         state::save(ctx.db().await?, &machine.name, &current).await?;
         let object = format!("machine:{}", machine.name);
         for log in logs {
@@ -366,12 +373,13 @@ impl Machines {
     async fn set_state(
         &self,
         ctx: &mut Ctx<'_>,
+        cat: &Catalog,
         request: &HttpRequest,
         kind: &str,
         raw_name: &str,
     ) -> Result<HttpReply, AppError> {
         let name = percent_decode(raw_name);
-        let Some(machine) = self.find(&name) else {
+        let Some(machine) = cat.find(&name) else {
             return Ok(HttpReply::error(404, "unknown machine"));
         };
         // An API token with `machines:write`, or the machine's (or the shared) device token.
@@ -407,6 +415,99 @@ impl Machines {
             Err(refusal) => Ok(HttpReply::ok(
                 json!({"ok": true, "machine": machine.name, "changed": false, "note": refusal.code()}),
             )),
+        }
+    }
+}
+
+impl Machines {
+    /// The admin API: `GET /api/machines/catalog`; `PUT`/`DELETE /api/machines/machines/<name>`
+    /// and `/api/machines/users/<name>` (a JSON body like the config's entry). An API token
+    /// with `machines:admin`.
+    async fn admin(
+        &self,
+        ctx: &mut Ctx<'_>,
+        cat: &Catalog,
+        request: &HttpRequest,
+        rest: &str,
+    ) -> Result<HttpReply, AppError> {
+        let Some(given) = bearer(request) else {
+            return Ok(HttpReply::error(401, "invalid_token"));
+        };
+        let token = match ctx.store().token_verify(given, ctx.now_ms()).await? {
+            Some(token) => token,
+            None => return Ok(HttpReply::error(401, "invalid_token")),
+        };
+        if !token.allows("machines:admin") {
+            return Ok(HttpReply::error(403, "missing_scope: machines:admin"));
+        }
+        ctx.set_actor(ActorKind::Token, &token.id.to_string());
+        if rest == "catalog" && request.method == "GET" {
+            return Ok(HttpReply::ok(json!({"ok": true, "catalog": cat})));
+        }
+        let Some((kind, name)) = rest
+            .split_once('/')
+            .and_then(|(k, n)| Some((catalog::Kind::parse(k)?, percent_decode(n))))
+            .filter(|(_, n)| !n.trim().is_empty())
+        else {
+            return Ok(HttpReply::error(404, "not_found"));
+        };
+        match self
+            .edit(ctx, cat, kind, &name, &request.method, &request.body)
+            .await?
+        {
+            Ok(reply) => Ok(HttpReply::ok(reply)),
+            Err((status, error)) => Ok(HttpReply::error(status, &error)),
+        }
+    }
+
+    /// A change to the catalog, audited in the caller's transaction: `PUT` adds or replaces,
+    /// `DELETE` removes a stored entry.
+    async fn edit(
+        &self,
+        ctx: &mut Ctx<'_>,
+        cat: &Catalog,
+        kind: catalog::Kind,
+        name: &str,
+        method: &str,
+        body: &str,
+    ) -> Result<Result<serde_json::Value, (u16, String)>, AppError> {
+        let now = ctx.now_ms();
+        let object = format!("{}:{name}", kind.as_str());
+        match method {
+            "PUT" => {
+                let spec: serde_json::Value = match serde_json::from_str(body) {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err((400, format!("invalid JSON: {e}")))),
+                };
+                let conn = ctx.db().await?;
+                match catalog::put(conn, &self.config, cat, kind, name, spec, now).await? {
+                    Ok(()) => {
+                        ctx.audit(
+                            &format!("machines.{}.put", kind.as_str()),
+                            &object,
+                            Outcome::Ok,
+                            "",
+                        );
+                        Ok(Ok(json!({"ok": true, "name": name})))
+                    }
+                    Err(reason) => Ok(Err((400, reason))),
+                }
+            }
+            "DELETE" => {
+                let conn = ctx.db().await?;
+                if catalog::remove(conn, kind, name).await? {
+                    ctx.audit(
+                        &format!("machines.{}.remove", kind.as_str()),
+                        &object,
+                        Outcome::Ok,
+                        "",
+                    );
+                    Ok(Ok(json!({"ok": true, "name": name})))
+                } else {
+                    Ok(Err((404, "no stored entry by that name (entries of the config are changed in the config)".into())))
+                }
+            }
+            _ => Ok(Err((405, "method_not_allowed".into()))),
         }
     }
 }
@@ -478,7 +579,7 @@ impl App for Machines {
                 usage_hint: "[machine]",
             }],
             view_prefixes: vec![CLEAR_VIEW],
-            sync_routes: vec!["/api/machine/"],
+            sync_routes: vec!["/api/machine/", "/api/machines/"],
             scopes: vec!["app_mentions:read", "chat:write", "commands"],
             bot_events: vec!["app_mention"],
             channels: vec![
@@ -490,23 +591,27 @@ impl App for Machines {
     }
 
     fn migrations(&self) -> Vec<AppMigration> {
-        state::MIGRATIONS.to_vec()
+        migrations()
     }
 
     async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError> {
+        let cat = &Catalog::load(&self.config, ctx.store().reader()).await?;
         match input {
             Input::Mention {
                 command,
                 args,
                 message,
-            } => self.mention(ctx, command, args, message).await,
+            } => self.mention(ctx, cat, command, args, message).await,
             Input::Command {
                 text,
                 user,
                 channel,
                 trigger_id,
                 ..
-            } => self.command(ctx, text, user, channel, trigger_id).await,
+            } => {
+                self.command(ctx, cat, text, user, channel, trigger_id)
+                    .await
+            }
             Input::ViewSubmission {
                 callback_id,
                 user,
@@ -522,7 +627,7 @@ impl App for Machines {
                 } else {
                     private_metadata.as_str()
                 };
-                let Some(machine) = self.find(chosen) else {
+                let Some(machine) = cat.find(chosen) else {
                     ctx.ephemeral(channel, user, &self.unknown(chosen));
                     return Ok(());
                 };
@@ -539,23 +644,30 @@ impl App for Machines {
     }
 
     async fn serve(&self, ctx: &mut Ctx<'_>, request: &HttpRequest) -> Result<HttpReply, AppError> {
+        let cat = &Catalog::load(&self.config, ctx.store().reader()).await?;
+        if let Some(rest) = request.path.strip_prefix("/api/machines/") {
+            return self.admin(ctx, cat, request, rest).await;
+        }
         let rest = request.path.strip_prefix("/api/machine/").unwrap_or("");
         match rest.split_once('/') {
             None if rest == "update" => {
                 if request.method != "POST" {
                     return Ok(HttpReply::error(405, "method_not_allowed"));
                 }
-                self.device_update(ctx, request).await
+                self.device_update(ctx, cat, request).await
             }
             Some((kind @ ("oops" | "locked_out"), name)) if !name.is_empty() => {
-                self.set_state(ctx, request, kind, name).await
+                self.set_state(ctx, cat, request, kind, name).await
             }
             _ => Ok(HttpReply::error(404, "not_found")),
         }
     }
 
     async fn metrics(&self, store: &Store) -> String {
-        let Ok(machines) = self.all_states(store).await else {
+        let Ok(cat) = Catalog::load(&self.config, store.reader()).await else {
+            return String::new();
+        };
+        let Ok(machines) = self.all_states(store, &cat).await else {
             return String::new();
         };
         let mut text = String::new();
