@@ -17,20 +17,26 @@ use switchyard_store::{ActorKind, Via};
 use crate::app::{App, AppError, BatchTx, Ctx, HttpReply, HttpRequest};
 use crate::pipeline::Engine;
 
-/// The routes of every app's `sync_routes`, each prefix taking every path under it.
+/// The routes of every app's `sync_routes`, each prefix taking every path under it. The paths
+/// are fixed at start; each request goes to the app of that name in the current registry, so a
+/// reload's config is in force here too (an app disabled by a reload answers 404).
 pub fn routes(engine: Arc<Engine>, apps: &[Arc<dyn App>]) -> Router {
     let mut router = Router::new();
     for app in apps {
-        for prefix in app.declaration().sync_routes {
+        let declaration = app.declaration();
+        for prefix in declaration.sync_routes {
             let path = format!("{}/{{*rest}}", prefix.trim_end_matches('/'));
-            router = router.route(&path, any(serve).with_state((engine.clone(), app.clone())));
+            router = router.route(
+                &path,
+                any(serve).with_state((engine.clone(), declaration.name)),
+            );
         }
     }
     router
 }
 
 async fn serve(
-    State((engine, app)): State<(Arc<Engine>, Arc<dyn App>)>,
+    State((engine, name)): State<(Arc<Engine>, &'static str)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -47,6 +53,9 @@ async fn serve(
             .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect(),
         body,
+    };
+    let Some(app) = engine.registry.current().app_named(name) else {
+        return reply(HttpReply::error(404, "not_found"));
     };
     match engine.serve_sync(app.as_ref(), &request).await {
         Ok(answer) => reply(answer),
