@@ -64,6 +64,8 @@ expires = "2001-01-01"
 
 struct Env {
     store_url: String,
+    /// `[apps.machines]`, with `OUTSIDE` for the refusal mode.
+    machines: String,
     sandbox: Sandbox,
     server: Option<Server>,
     http: reqwest::Client,
@@ -72,7 +74,13 @@ struct Env {
     outside: &'static str,
 }
 
-fn config_text(sandbox: &Sandbox, store_url: &str, socket_mode: bool, outside: &str) -> String {
+fn config_text(
+    sandbox: &Sandbox,
+    store_url: &str,
+    machines: &str,
+    socket_mode: bool,
+    outside: &str,
+) -> String {
     let transport = if socket_mode {
         format!("app_token = \"{}\"\n", sandbox.app_token())
     } else {
@@ -82,7 +90,7 @@ fn config_text(sandbox: &Sandbox, store_url: &str, socket_mode: bool, outside: &
         "[slack]\nbot_token = \"{}\"\n{transport}api_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{store_url}\"\n[engine]\npoll_interval_ms = 100\n{}",
         sandbox.bot_token(),
         sandbox.api_url(),
-        MACHINES.replace("OUTSIDE", outside),
+        machines.replace("OUTSIDE", outside),
     )
 }
 
@@ -105,6 +113,7 @@ impl Env {
         let store_url =
             store_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("m.db").display()));
         let mut env = Self {
+            machines: MACHINES.to_string(),
             store_url,
             sandbox,
             server: None,
@@ -121,6 +130,7 @@ impl Env {
         let text = config_text(
             &self.sandbox,
             &self.store_url,
+            &self.machines,
             self.socket_mode,
             self.outside,
         );
@@ -736,4 +746,52 @@ async fn http_flow(env: &Env) {
         1,
         "no reply on success: {v}"
     );
+}
+
+/// 200 machines: `status` stays within Slack's limits (the sandbox checks Block Kit as Slack
+/// does and refuses what Slack would), every machine listed once.
+#[tokio::test]
+async fn status_with_200_machines_fits_slack() {
+    let mut env = Env::start(false, "ignore", None).await;
+    let mut machines = MACHINES.to_string();
+    for i in 0..196 {
+        machines.push_str(&format!(
+            "\n[[apps.machines.machines]]\nname = \"Workshop machine number {i:03} with a long name\"\nauthorizations_or = [\"wood\"]\n"
+        ));
+    }
+    env.machines = machines;
+    env.restart().await;
+    let ts = env.mention("carol", "general", "status").await;
+    let first = env.replies("general", &ts, 1).await[0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // "200 machines: … (1 of N)" when split.
+    let n: usize = first
+        .rsplit_once(" of ")
+        .and_then(|(_, n)| n.trim_end_matches(')').parse().ok())
+        .unwrap_or(1);
+    assert!(n > 1, "200 machines take more than one message: {first}");
+    let replies = env.replies("general", &ts, n).await;
+    let mut listed = 0;
+    for reply in &replies {
+        let blocks = reply["blocks"].as_array().unwrap();
+        assert!(blocks.len() <= 50);
+        for block in blocks.iter().filter(|b| b["type"] == "section") {
+            let text = block["text"]["text"].as_str().unwrap();
+            assert!(text.chars().count() <= 3000);
+            listed += text.lines().count();
+        }
+    }
+    assert_eq!(listed, 200);
+    let calls = env.get("/api_calls?method=chat.postMessage").await;
+    assert!(
+        calls["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{calls}"
+    );
+    env.server.take().unwrap().shutdown().await;
 }

@@ -8,6 +8,9 @@ use super::state::MachineState;
 /// Slack's limits: blocks per message, characters per section text.
 pub const MAX_BLOCKS: usize = 50;
 pub const MAX_SECTION_TEXT: usize = 3000;
+/// Slack refuses a message whose blocks carry more text than about 13,000 characters
+/// (`msg_blocks_too_long`): a message is cut before that.
+pub const MAX_MESSAGE_TEXT: usize = 12_000;
 /// Options in a static select.
 pub const MAX_OPTIONS: usize = 100;
 
@@ -89,9 +92,9 @@ pub struct Summary {
     pub fobs: usize,
 }
 
-/// `status` as one or more messages, each within [`MAX_BLOCKS`] blocks and every section text
-/// within [`MAX_SECTION_TEXT`] characters: machines are packed several to a section, and
-/// messages follow one another when one is not enough.
+/// `status` as one or more messages, each within [`MAX_BLOCKS`] blocks and [`MAX_MESSAGE_TEXT`]
+/// characters of text, every section text within [`MAX_SECTION_TEXT`]: machines are packed
+/// several to a section, and messages follow one another when one is not enough.
 pub fn status_messages(
     machines: &[(String, MachineState)],
     summary: &Summary,
@@ -129,21 +132,28 @@ pub fn status_messages(
     if sections.is_empty() {
         sections.push("No machines are configured.".into());
     }
+    let context = format!(
+        "{headline} · server up {} · {} users, {} fobs",
+        span(summary.server_uptime_s),
+        summary.users,
+        summary.fobs
+    );
     let header = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": "Machines"}}),
-        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-            "{headline} · server up {} · {} users, {} fobs",
-            span(summary.server_uptime_s), summary.users, summary.fobs
-        )}]}),
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}),
         json!({"type": "divider"}),
     ];
     let mut messages = Vec::new();
+    let mut text_in_message = "Machines".len() + context.chars().count();
     let mut blocks = header;
     for text in sections {
-        if blocks.len() == MAX_BLOCKS {
+        let chars = text.chars().count();
+        if blocks.len() == MAX_BLOCKS || text_in_message + chars > MAX_MESSAGE_TEXT {
             messages.push(blocks);
             blocks = Vec::new();
+            text_in_message = 0;
         }
+        text_in_message += chars;
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
     }
     messages.push(blocks);
@@ -234,16 +244,19 @@ mod tests {
         for message in &messages {
             let blocks = message["blocks"].as_array().unwrap();
             assert!(blocks.len() <= MAX_BLOCKS);
+            let mut total = 0;
             for block in blocks {
                 if block["type"] == "section" {
                     let text = block["text"]["text"].as_str().unwrap();
                     assert!(text.len() <= MAX_SECTION_TEXT, "{}", text.len());
                     lines += text.lines().count();
+                    total += text.chars().count();
                 }
             }
+            assert!(total <= MAX_MESSAGE_TEXT, "{total}");
         }
         assert_eq!(lines, 200, "every machine is listed once");
-        assert_eq!(messages.len(), 1, "200 machines fit one message");
+        assert!(messages.len() <= 4, "a few messages, not one per machine");
         // Many more do not fit one message, and are split.
         let many: Vec<_> = (0..2000).map(|i| machines[i % 200].clone()).collect();
         let messages = status_messages(&many, &summary, 3_600_000);
