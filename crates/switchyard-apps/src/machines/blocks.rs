@@ -115,7 +115,12 @@ pub fn status_messages(
     for (name, state) in machines {
         let mut line = machine_line(name, state, now_ms);
         if line.len() > MAX_SECTION_TEXT {
-            line.truncate(MAX_SECTION_TEXT - 3);
+            // Cut on a character boundary: a name may be anything.
+            let mut cut = MAX_SECTION_TEXT - 3;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
             line.push('…');
         }
         if !current.is_empty() && current.len() + 1 + line.len() > MAX_SECTION_TEXT {
@@ -266,6 +271,20 @@ mod tests {
                 .iter()
                 .all(|m| m["blocks"].as_array().unwrap().len() <= MAX_BLOCKS)
         );
+    }
+
+    #[test]
+    fn a_huge_multibyte_name_is_cut_not_panicked_on() {
+        let name = "é".repeat(4000);
+        let machines = vec![(name, MachineState::default())];
+        let summary = Summary {
+            server_uptime_s: 0,
+            users: 0,
+            fobs: 0,
+        };
+        let messages = status_messages(&machines, &summary, 0);
+        let text = messages[0]["blocks"][3]["text"]["text"].as_str().unwrap();
+        assert!(text.len() <= MAX_SECTION_TEXT);
     }
 
     #[test]

@@ -117,6 +117,13 @@ impl ValidateSection for MachinesConfig {
                 problems.push((format!("machines[{i}].name"), "must not be empty".into()));
                 continue;
             }
+            if machine.name.chars().count() > MAX_NAME {
+                // Slack's select option values are capped at 150 characters.
+                problems.push((
+                    format!("machines[{i}].name"),
+                    format!("longer than {MAX_NAME} characters"),
+                ));
+            }
             for (key, word) in std::iter::once(("name", &machine.name))
                 .chain(machine.alias.iter().map(|a| ("alias", a)))
             {
@@ -164,6 +171,9 @@ impl ValidateSection for MachinesConfig {
         problems
     }
 }
+
+/// The longest machine name: it is a select option's value in the `/oops-clear` picker.
+pub const MAX_NAME: usize = 100;
 
 /// Names and aliases as they are compared: trimmed, spaces collapsed, lower case.
 pub fn fold(name: &str) -> String {
