@@ -692,7 +692,7 @@ async fn machines_on_postgresql() {
             .await;
         assert_eq!(reply["relay"], false, "{reply}");
         env.mention("alice", CONTROL, "oops welder").await;
-        env.messages(OOPS, 3).await;
+        env.messages(OOPS, 5).await;
         env.restart().await;
         let (text, sections) = env.status("general").await;
         assert!(text.starts_with("4 machines: 1 oopsed"), "{text}");
@@ -746,6 +746,142 @@ async fn http_flow(env: &Env) {
         1,
         "no reply on success: {v}"
     );
+    // The picker over HTTP interactions: oops, then /oops-clear without a name, pick, cleared.
+    env.mention("alice", CONTROL, "oops laser").await;
+    env.messages(OOPS, 3).await;
+    env.command("alice", CONTROL, "").await;
+    let mut opened = false;
+    for _ in 0..200 {
+        let views = env.get("/views?user=alice").await;
+        if views["views"].as_array().is_some_and(|v| !v.is_empty()) {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(opened, "the picker opened");
+    let submitted = env
+        .post(
+            "/views/submit",
+            json!({"user": "alice", "values": {"machine": {"machine": "Laser Cutter"}}}),
+        )
+        .await;
+    assert_eq!(submitted["ok"], true, "{submitted}");
+    let oops = env.messages(OOPS, 4).await;
+    assert!(
+        oops[3].contains("*Laser Cutter* is back in service"),
+        "{oops:?}"
+    );
+    catalog_flow(env).await;
+}
+
+/// Machines and users added, refused and removed through the admin API.
+async fn catalog_flow(env: &Env) {
+    let store = env.server.as_ref().unwrap().store();
+    let token = |scopes: &[&str], name: &str| switchyard_store::NewApiToken {
+        name: name.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        expires_at_ms: None,
+    };
+    let now = switchyard_engine::now_ms();
+    let actor = switchyard_engine::admin::Actor::cli();
+    let admin = switchyard_engine::admin::create_token(
+        store,
+        &token(&["machines:admin"], "ops"),
+        &actor,
+        now,
+    )
+    .await
+    .unwrap()
+    .plaintext;
+    let reader = switchyard_engine::admin::create_token(
+        store,
+        &token(&["audit:read"], "reader"),
+        &actor,
+        now,
+    )
+    .await
+    .unwrap()
+    .plaintext;
+    let put = |path: &str, token: &str, body: Value| {
+        env.http
+            .put(format!("{}/api/machines/{path}", env.base()))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let saw = json!({"alias": "saw", "authorizations_or": ["wood"]});
+    let reply = put("machines/Band%20Saw", "nope", saw.clone())
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 401);
+    let reply = put("machines/Band%20Saw", &reader, saw.clone())
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 403);
+    let reply = put("machines/Band%20Saw", &admin, saw).await.unwrap();
+    assert_eq!(reply.status(), 200, "{:?}", reply.text().await);
+    let reply = put("machines/Planer", &admin, json!({"alias": "LASER"}))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 400, "an alias taken is refused");
+    assert!(reply.text().await.unwrap().contains("collides"));
+    let reply = put("machines/Planer", &admin, json!({"token": "x"}))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 400, "tokens belong in the config");
+    let reply = put(
+        "users/Dana",
+        &admin,
+        json!({"fob_codes": ["4444"], "authorizations": ["wood"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status(), 200, "{:?}", reply.text().await);
+    let reply = put("users/Eve", &admin, json!({"fob_codes": ["4444"]}))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 400, "a fob taken is refused");
+    // In force at once: the device API and status know them.
+    let (status, reply) = env.device(DEVICE_TOKEN, update("saw", "4444", 5.0)).await;
+    assert_eq!((status, &reply["relay"]), (200, &json!(true)), "{reply}");
+    let (text, sections) = env.status("general").await;
+    assert!(text.starts_with("5 machines"), "{text}");
+    assert!(
+        line(&sections, "Band Saw").contains("In use by Dana"),
+        "{sections}"
+    );
+    let catalog: Value = env
+        .http
+        .get(format!("{}/api/machines/catalog", env.base()))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        catalog["catalog"]["machines"]
+            .to_string()
+            .contains("Band Saw"),
+        "{catalog}"
+    );
+    assert!(!catalog.to_string().contains("welder-token"), "{catalog}");
+    for path in ["machines/band%20saw", "users/Dana"] {
+        let delete = |token: String| {
+            env.http
+                .delete(format!("{}/api/machines/{path}", env.base()))
+                .bearer_auth(token)
+                .send()
+        };
+        assert_eq!(delete(admin.clone()).await.unwrap().status(), 200);
+        assert_eq!(delete(admin.clone()).await.unwrap().status(), 404);
+    }
+    let (status, _) = env.device(DEVICE_TOKEN, update("saw", "", 6.0)).await;
+    assert_eq!(status, 404, "removed");
+    let audit = env.audit("machines.machine.").await;
+    assert_eq!(audit.len(), 2, "put and remove audited: {audit:?}");
 }
 
 /// 200 machines: `status` stays within Slack's limits (the sandbox checks Block Kit as Slack
