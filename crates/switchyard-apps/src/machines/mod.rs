@@ -75,6 +75,18 @@ pub struct Machines {
 impl Machines {
     pub fn new(config: MachinesConfig) -> Self {
         started_ms();
+        let open: Vec<&str> = config
+            .machines
+            .iter()
+            .filter(|m| m.token.is_none() && config.device_token.is_none())
+            .map(|m| m.name.as_str())
+            .collect();
+        if !open.is_empty() {
+            tracing::warn!(
+                machines = ?open,
+                "the device API is open for these machines (no token and no device_token)"
+            );
+        }
         Self { config }
     }
 
