@@ -1,6 +1,7 @@
 //! Switchyard's built-in apps. Each is one module: its declaration, its config section, its
 //! handlers. The engine wires them; [`builtin`] lists the ones a config enables.
 
+pub mod machines;
 pub mod ping;
 
 use std::sync::Arc;
@@ -10,7 +11,10 @@ use switchyard_engine::{App, AppSection, Config, ConfigError};
 /// Every built-in app's `[apps.<name>]` section, for `Config::check`: a name not listed here is
 /// an error. An app added to [`builtin`] is added here too.
 pub fn config_sections() -> Vec<AppSection> {
-    vec![AppSection::of::<ping::PingConfig>("ping")]
+    vec![
+        AppSection::of::<ping::PingConfig>("ping"),
+        AppSection::validated::<machines::MachinesConfig>("machines"),
+    ]
 }
 
 /// The apps enabled in `config`, ready for the engine.
@@ -19,6 +23,10 @@ pub fn builtin(config: &Config) -> Result<Vec<Arc<dyn App>>, ConfigError> {
     let ping: ping::PingConfig = config.app_section("ping")?;
     if ping.enabled {
         apps.push(Arc::new(ping::Ping::new(ping)));
+    }
+    let machines: machines::MachinesConfig = config.app_section_validated("machines")?;
+    if machines.enabled {
+        apps.push(Arc::new(machines::Machines::new(machines)));
     }
     Ok(apps)
 }

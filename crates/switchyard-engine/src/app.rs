@@ -8,6 +8,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
+pub use switchyard_store::AppMigration;
 use switchyard_store::sqlx::AnyConnection;
 use switchyard_store::{
     ActorKind, AuditRecord, NewOutboxItem, Outcome, Store, StoreError, Tx, Via,
@@ -55,6 +56,11 @@ pub struct Declaration {
     /// `(path, scope)`: routes of `http_routes` that need an API token granting `scope`
     /// (`alerts:write`); 401/403 otherwise (see `crate::api`). Routes not listed are open.
     pub http_route_scopes: Vec<(&'static str, &'static str)>,
+    /// Path prefixes (`/api/machine/`) the app answers synchronously with [`App::serve`]: any
+    /// method, no inbox; the reply is the app's, and its changes, Slack calls and audit records
+    /// commit in one transaction before the reply goes out. For callers that need an answer
+    /// now (a device waiting for its relay decision). The app authenticates these itself.
+    pub sync_routes: Vec<&'static str>,
     /// Our own bot's messages are dropped unless an app asks for them.
     pub wants_own_messages: bool,
     /// For the manifest: the bot scopes and bot events the app needs.
@@ -188,6 +194,49 @@ impl Input {
     }
 }
 
+/// A request to one of the app's [`Declaration::sync_routes`].
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, `DELETE`, …
+    pub method: String,
+    /// The whole path (`/api/machine/oops/laser`), percent-decoding left to the app.
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpRequest {
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The answer to an [`HttpRequest`]: a status and a JSON body.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl HttpReply {
+    pub fn ok(body: Value) -> Self {
+        Self { status: 200, body }
+    }
+
+    /// A 4xx/5xx with `{"ok": false, "error": …}`.
+    pub fn error(status: u16, error: &str) -> Self {
+        Self {
+            status,
+            body: json!({"ok": false, "error": error}),
+        }
+    }
+}
+
 /// An app's failure. `User` errors are shown to the person as they are; others as a short note.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -224,6 +273,29 @@ pub trait App: Send + Sync + 'static {
     /// Does the work, in a transaction: state changes and the Slack messages they cause are
     /// committed together.
     async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError>;
+
+    /// The app's own tables: schema changes per dialect, applied by the engine at server start
+    /// (each once, recorded in `app_migrations`). Name tables after the app (`machines_…`).
+    fn migrations(&self) -> Vec<AppMigration> {
+        Vec::new()
+    }
+
+    /// Answers a request to one of its [`Declaration::sync_routes`], in a transaction of its
+    /// own: what it writes through `ctx` (tables, Slack calls, audit) commits before the reply
+    /// is sent, or — on an error, or a reply of 400 and above — not at all. The actor is
+    /// `system:api` until [`Ctx::set_actor`] says who it is.
+    async fn serve(
+        &self,
+        _ctx: &mut Ctx<'_>,
+        _request: &HttpRequest,
+    ) -> Result<HttpReply, AppError> {
+        Ok(HttpReply::error(404, "not_found"))
+    }
+
+    /// Lines for `/metrics` (Prometheus' text format), read from the store at each scrape.
+    async fn metrics(&self, _store: &Store) -> String {
+        String::new()
+    }
 }
 
 /// What a handler works with: the store transaction its batch shares (started when first
@@ -306,6 +378,22 @@ impl<'b> Ctx<'b> {
 
     pub fn now_ms(&self) -> i64 {
         self.now_ms
+    }
+
+    /// Who is acting, for the audit records written from now on (a device authenticated by
+    /// its token on a sync route, say).
+    pub fn set_actor(&mut self, kind: ActorKind, id: &str) {
+        self.actor = (kind, id.to_string());
+    }
+
+    /// Marks the Slack calls and audit records queued so far as this input's, then forgets
+    /// them: for the engine's sync routes.
+    pub(crate) fn take(&mut self) -> (Vec<NewOutboxItem>, Vec<AuditRecord>, bool) {
+        (
+            std::mem::take(&mut self.outbox),
+            std::mem::take(&mut self.audit),
+            self.savepoint,
+        )
     }
 
     /// The store, for reads outside the transaction (they see only what is committed). Read

@@ -271,6 +271,27 @@ impl AppSection {
     }
 }
 
+/// Checks an app's section beyond its shape (names that collide, references that do not
+/// resolve): each problem as `(key under the section, reason)`.
+pub trait ValidateSection {
+    fn validate(&self) -> Vec<(String, String)>;
+}
+
+impl AppSection {
+    /// Like [`AppSection::of`], and [`ValidateSection::validate`] on what was read.
+    pub fn validated<T: DeserializeOwned + Default + ValidateSection>(name: &'static str) -> Self {
+        Self {
+            name,
+            check: |value, key, issues| {
+                let section = read_table::<T>(value, key, issues);
+                for (inner, reason) in section.validate() {
+                    issues.add(Stage::Shape, &format!("{key}.{inner}"), reason);
+                }
+            },
+        }
+    }
+}
+
 impl fmt::Debug for AppSection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppSection")
@@ -590,6 +611,25 @@ impl Config {
         let section = read_table::<T>(value, &format!("apps.{app}"), &mut issues);
         match issues.into_errors().into_iter().next() {
             Some(e) => Err(e),
+            None => Ok(section),
+        }
+    }
+}
+
+impl Config {
+    /// [`Config::app_section`], then [`ValidateSection::validate`]: the first problem is the
+    /// error.
+    pub fn app_section_validated<T: DeserializeOwned + Default + ValidateSection>(
+        &self,
+        app: &str,
+    ) -> Result<T, ConfigError> {
+        let section: T = self.app_section(app)?;
+        match section.validate().into_iter().next() {
+            Some((key, reason)) => Err(ConfigError {
+                file: self.source.clone(),
+                key: format!("apps.{app}.{key}"),
+                reason,
+            }),
             None => Ok(section),
         }
     }

@@ -31,10 +31,17 @@ pub mod receive;
 pub mod sender;
 pub mod server;
 pub mod slack;
+pub mod sync_routes;
 
-pub use app::{App, AppError, Ctx, Declaration, Input, MentionCommand, MessageEvent, SlashCommand};
-pub use config::{AppSection, CheckOptions, Config, ConfigError};
+pub use app::{
+    App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input, MentionCommand,
+    MessageEvent, SlashCommand,
+};
+pub use config::{AppSection, CheckOptions, Config, ConfigError, Secret, ValidateSection};
 pub use server::{Server, StartOptions};
+pub use switchyard_store::{
+    ActorKind, AuditRecord, Backend, Outcome, Store, StoreError, Via, sqlx,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -90,6 +90,11 @@ impl Registry {
         self.apps[i].as_ref()
     }
 
+    /// The app called `name`, if it is enabled.
+    pub(crate) fn app_named(&self, name: &str) -> Option<Arc<dyn App>> {
+        self.find(|d| d.name == name).map(|i| self.apps[i].clone())
+    }
+
     /// The permission name `[access]` checks for app `i`'s `input` (`None`: unchecked).
     pub(crate) fn permission(&self, i: usize, input: &Input) -> Option<String> {
         let default = crate::access::default_name(&self.declarations[i], input);

@@ -122,6 +122,8 @@ struct Status {
     sockets: receive::socket::OpenConnections,
     outbox_pending: Arc<AtomicI64>,
     draining: Arc<AtomicBool>,
+    /// The apps as started, for their own `/metrics` lines.
+    apps: Vec<Arc<dyn App>>,
 }
 
 impl Server {
@@ -131,6 +133,14 @@ impl Server {
         options: StartOptions,
     ) -> Result<Self, EngineError> {
         let store = Store::connect(&config.store.url).await?;
+        for app in &apps {
+            let name = app.declaration().name;
+            let ran = store.apply_app_migrations(name, &app.migrations()).await?;
+            if ran > 0 {
+                tracing::info!(app = name, migrations = ran, "applied the app's migrations");
+            }
+        }
+        let started_apps = apps.clone();
         let slack = SlackApi::new(&config.slack);
         let bot = identify(&slack).await?;
         tracing::info!(bot_user_id = %bot.user_id, "connected to Slack");
@@ -186,6 +196,7 @@ impl Server {
             sockets,
             outbox_pending: Arc::new(AtomicI64::new(0)),
             draining: draining.clone(),
+            apps: started_apps.clone(),
         };
 
         let mut router = Router::new()
@@ -196,6 +207,7 @@ impl Server {
             .route("/readyz", get(readyz).with_state(status.clone()))
             .route("/metrics", get(metrics).with_state(status.clone()))
             .merge(receive::routes::routes(engine.clone()))
+            .merge(crate::sync_routes::routes(engine.clone(), &started_apps))
             .merge(crate::api::routes(store.clone()))
             .merge(crate::api::access_routes(store.clone(), access));
         if let Some(secret) = &config.slack.signing_secret
@@ -388,12 +400,16 @@ async fn metrics(State(status): State<Status>) -> Response {
         outbox_pending: status.outbox_pending.load(Ordering::Relaxed),
         socket_connections: status.sockets.get(),
     };
+    let mut text = crate::metrics::render(&gauges);
+    for app in &status.apps {
+        text.push_str(&app.metrics(&status.store).await);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&gauges),
+        text,
     )
         .into_response()
 }

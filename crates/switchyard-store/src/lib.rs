@@ -59,6 +59,8 @@ use std::time::Duration;
 
 /// sqlx, as the store uses it: apps reach their own tables through [`Tx::conn`] with it.
 pub use sqlx;
+mod app_migrations;
+pub use app_migrations::AppMigration;
 mod access;
 mod audit;
 mod health;

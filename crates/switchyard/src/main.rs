@@ -60,6 +60,9 @@ enum Command {
     Manifest(ManifestArgs),
     /// API tokens for other systems: create (shown once), list, revoke.
     Token(TokenArgs),
+    /// The machines app's machines and users: list them, add or replace one, remove one added
+    /// here (the store's copy; the config's entries are changed in the config).
+    Machines(MachinesArgs),
     /// Read the audit log: who did what, through which surface, and how it ended.
     Audit(AuditArgs),
     /// Check that this installation can work: Slack token and scopes, channels, transport,
@@ -143,6 +146,31 @@ struct StoreConfigArg {
         default_value = "switchyard.toml"
     )]
     config: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct MachinesArgs {
+    /// The config file: its `[store]` and `[apps.machines]`.
+    #[arg(long, env = "SWITCHYARD_CONFIG", default_value = "switchyard.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: MachinesCommand,
+}
+
+#[derive(Subcommand)]
+enum MachinesCommand {
+    /// The machines and users in force (config and store), as JSON; device tokens redacted.
+    List,
+    /// Adds or replaces a machine or user: `put machine "Band Saw" '{"authorizations_or":["wood"]}'`.
+    Put {
+        /// `machine` or `user`.
+        kind: String,
+        name: String,
+        /// The entry as JSON, with the config's keys (no `token`).
+        json: String,
+    },
+    /// Removes a machine or user added with `put` (or the API).
+    Remove { kind: String, name: String },
 }
 
 #[derive(clap::Args)]
@@ -298,6 +326,7 @@ async fn main() -> Result<ExitCode> {
         Command::Config(ConfigCommand::Show(args)) => show_config(&args),
         Command::Manifest(args) => print_manifest(&args),
         Command::Token(args) => token(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Machines(args) => machines(args).await,
         Command::Audit(args) => audit(args).await.map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor(&args).await,
         Command::Reload(args) => reload(&args),
@@ -438,6 +467,48 @@ async fn open_store(arg: &StoreConfigArg) -> Result<Store> {
 
 fn time_or_dash(ms: Option<i64>) -> String {
     ms.map_or_else(|| "-".to_string(), format_ms)
+}
+
+async fn machines(args: MachinesArgs) -> Result<ExitCode> {
+    use switchyard_apps::machines::{MachinesConfig, catalog};
+    let config = match load_checked(&args.config, true) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{}", config_errors(&errors));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let base: MachinesConfig = config.app_section_validated("machines")?;
+    let store = Store::connect(&config.store.url).await?;
+    store
+        .apply_app_migrations("machines", &switchyard_apps::machines::migrations())
+        .await?;
+    let (kind, name, spec) = match args.command {
+        MachinesCommand::List => {
+            let cat = catalog::Catalog::load(&base, store.reader()).await?;
+            println!("{}", serde_json::to_string_pretty(&cat)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        MachinesCommand::Put { kind, name, json } => {
+            let spec: serde_json::Value =
+                serde_json::from_str(&json).context("the entry is not JSON")?;
+            (kind, name, Some(spec))
+        }
+        MachinesCommand::Remove { kind, name } => (kind, name, None),
+    };
+    let Some(kind) = catalog::Kind::parse(&kind) else {
+        bail!("{kind:?}: say `machine` or `user`");
+    };
+    match catalog::edit_from_cli(&store, &base, kind, &name, spec, now_ms()).await? {
+        Ok(()) => {
+            println!("Done: {} {name:?}.", kind.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            eprintln!("{reason}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn token(args: TokenArgs) -> Result<()> {
@@ -873,50 +944,153 @@ async fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> Result<()> {
     Ok(())
 }
 
-/// The sandbox with its built-in workspace, and Switchyard on SQLite in Socket Mode against it.
-async fn demo(args: DemoArgs) -> Result<()> {
-    let sandbox = Sandbox::start(SandboxConfig {
-        port: args.port,
-        ..SandboxConfig::default()
-    })
-    .await?;
-    let data = std::env::temp_dir().join(format!("switchyard-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+/// The demo's workspace: the sandbox's default one plus the machines' channels.
+const DEMO_SEED: &str = include_str!("demo_seed.toml");
+/// The demo's `[apps.machines]`.
+const DEMO_MACHINES: &str = include_str!("demo_machines.toml");
+/// The simulated devices' shared token (a demo value, in `demo_machines.toml`).
+const DEMO_DEVICE_TOKEN: &str = "demo-device-token";
+
+fn demo_config(bot_token: &str, app_token: &str, api_url: &str, db: &Path) -> Result<Config> {
     let text = format!(
-        "[slack]\nbot_token = \"{}\"\napp_token = \"{}\"\napi_url = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://{}\"\n",
-        sandbox.bot_token(),
-        sandbox.app_token(),
-        sandbox.api_url(),
-        data.join("switchyard.db").display(),
+        "[slack]\nbot_token = \"{bot_token}\"\napp_token = \"{app_token}\"\napi_url = \"{api_url}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://{}\"\n{DEMO_MACHINES}",
+        db.display(),
     );
     // The demo reads nothing from the environment: it always talks to its own sandbox.
-    let config = Config::parse(
+    Ok(Config::parse(
         &text,
         "demo config",
         &std::collections::BTreeMap::<String, String>::new(),
+    )?)
+}
+
+/// The sandbox with the demo's workspace, Switchyard on SQLite in Socket Mode against it, the
+/// machines app with two simulated devices checking in.
+async fn demo(args: DemoArgs) -> Result<()> {
+    let seed = Seed::parse_toml(DEMO_SEED, "demo_seed.toml")?;
+    let data = std::env::temp_dir().join(format!("switchyard-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let db = data.join("switchyard.db");
+    // The sandbox's app is ours: its manifest (slash commands, events) from the apps' declarations.
+    let draft = demo_config(
+        &seed.app.bot_token,
+        &seed.app.app_token,
+        "http://127.0.0.1:1/api/",
+        &db,
+    )?;
+    let declarations: Vec<_> = switchyard_apps::builtin(&draft)?
+        .iter()
+        .map(|a| a.declaration())
+        .collect();
+    let manifest = Manifest::from_value(switchyard_engine::manifest::manifest(
+        &draft,
+        &declarations,
+        None,
+    ))
+    .context("the demo's manifest")?;
+    let sandbox = Sandbox::start(SandboxConfig {
+        port: args.port,
+        seed,
+        manifest: Some(manifest),
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let config = demo_config(
+        sandbox.bot_token(),
+        sandbox.app_token(),
+        &sandbox.api_url(),
+        &db,
     )?;
     let apps = switchyard_apps::builtin(&config)?;
     let server = Server::start(config, apps, StartOptions::default()).await?;
+    let devices = tokio::spawn(simulated_devices(server.addr()));
     let url = sandbox.url();
     let bot = sandbox.bot_user_id();
+    let sy = format!("http://{}", server.addr());
     println!(
         "Switchyard demo: a local Slack workspace on {url}, Switchyard connected over Socket Mode."
     );
-    println!("  Say something to the bot, as alice in #general:");
     println!(
-        "    curl -s -XPOST {url}/_sandbox/messages -H 'content-type: application/json' \\\n      -d '{{\"user\":\"alice\",\"channel\":\"general\",\"text\":\"<@{bot}> ping\"}}'"
+        "  Channels: #control (machines control, private: alice, bob), #oops (notices), #general."
     );
-    println!("  Read #general (the reply is in the thread):");
-    println!("    curl -s {url}/_sandbox/channels/general/messages");
     println!(
-        "  Switchyard's HTTP endpoints: http://{}/healthz",
-        server.addr()
+        "  Devices: Laser Cutter (idle) and Lathe (Bob's fob in the reader) check in every 3 s."
     );
+    println!();
+    println!("  Ask for the machines' status, as alice in #general:");
+    println!(
+        "    curl -s -XPOST {url}/_sandbox/messages -H 'content-type: application/json' \\\n      -d '{{\"user\":\"alice\",\"channel\":\"general\",\"text\":\"<@{bot}> status\"}}'"
+    );
+    println!("  Read the answer (in the message's thread; `ts` is in the reply above):");
+    println!("    curl -s {url}/_sandbox/channels/general/threads/<ts>");
+    println!("  Oops the laser cutter from Slack, as alice in #control:");
+    println!(
+        "    curl -s -XPOST {url}/_sandbox/messages -H 'content-type: application/json' \\\n      -d '{{\"user\":\"alice\",\"channel\":\"control\",\"text\":\"<@{bot}> oops laser\"}}'"
+    );
+    println!(
+        "  Press the lathe's oops button (what its device sends; its low uptime reads as a reboot too):"
+    );
+    println!(
+        "    curl -s -XPOST {sy}/api/machine/update -H 'authorization: Bearer {DEMO_DEVICE_TOKEN}' \\\n      -H 'content-type: application/json' -d '{{\"machine_name\":\"Lathe\",\"oops\":true,\"rfid_value\":\"0002\",\"uptime\":1}}'"
+    );
+    println!("  Clear it, as bob in #control:");
+    println!(
+        "    curl -s -XPOST {url}/_sandbox/commands -H 'content-type: application/json' \\\n      -d '{{\"user\":\"bob\",\"channel\":\"control\",\"command\":\"/oops-clear\",\"text\":\"lathe\"}}'"
+    );
+    println!("  See the notices:");
+    println!("    curl -s {url}/_sandbox/channels/control/messages");
+    println!("    curl -s {url}/_sandbox/channels/oops/messages");
+    println!("  Switchyard: {sy}/healthz, {sy}/metrics");
     println!("Press Ctrl-C to stop.");
     shutdown_signal().await;
+    devices.abort();
     server.shutdown().await;
     sandbox.shutdown().await;
     let _ = std::fs::remove_dir_all(&data);
+    Ok(())
+}
+
+/// Two devices checking in every 3 s, as the product's do: the laser cutter idle, the lathe
+/// with Bob's fob in its reader.
+async fn simulated_devices(addr: std::net::SocketAddr) {
+    let started = std::time::Instant::now();
+    let mut every = tokio::time::interval(Duration::from_secs(3));
+    loop {
+        every.tick().await;
+        let uptime = started.elapsed().as_secs_f64() + 60.0;
+        for (machine, fob) in [("Laser Cutter", ""), ("Lathe", "0002")] {
+            let body = serde_json::json!({
+                "machine_name": machine, "oops": false, "rfid_value": fob, "uptime": uptime,
+                "wifi_signal_db": -55.0, "wifi_signal_percent": 75.0,
+                "internal_temperature_c": 41.5,
+            });
+            if let Err(e) = post_update(addr, &body.to_string()).await {
+                tracing::warn!(machine, error = %e, "simulated device: update failed");
+            }
+        }
+    }
+}
+
+/// One `POST /api/machine/update` over plain HTTP/1.1 (the demo needs no HTTP client crate).
+async fn post_update(addr: std::net::SocketAddr, body: &str) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!(
+        "POST /api/machine/update HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {DEMO_DEVICE_TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await?;
+    if !reply.starts_with(b"HTTP/1.1 200") {
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&reply)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        ));
+    }
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 #[tokio::test]
-async fn the_demo_answers_a_ping() {
+async fn the_demo_answers_a_ping_and_shows_the_machines() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -83,7 +83,55 @@ async fn the_demo_answers_a_ping() {
         .json()
         .await
         .unwrap();
+    assert_eq!(thread["messages"][1]["text"], "pong", "{thread}");
+
+    // `status`, as the banner says: the demo's machines, the lathe in use by the simulated
+    // device's fob (its first check-in is at start; ask again until it has been seen).
+    let mut last = Value::Null;
+    for _ in 0..20 {
+        let posted: Value = http
+            .post(format!("{base}/messages"))
+            .json(
+                &json!({"user": "alice", "channel": "general", "text": format!("<@{bot}> status")}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ts = posted["ts"].as_str().unwrap();
+        last = http
+            .get(format!(
+                "{base}/channels/general/threads/{ts}?wait_for=2&timeout_ms=10000"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if last["messages"][1]["blocks"]
+            .to_string()
+            .contains("In use by Bob Builder")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(thread["messages"][1]["text"], "pong", "{thread}");
+    let reply = &last["messages"][1];
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("4 machines"),
+        "{last}"
+    );
+    let blocks = reply["blocks"].to_string();
+    assert!(blocks.contains("*Laser Cutter*"), "{blocks}");
+    assert!(blocks.contains("In use by Bob Builder"), "{blocks}");
+    assert!(banner.contains("status"), "{banner}");
+    assert!(banner.contains("/api/machine/update"), "{banner}");
 }
