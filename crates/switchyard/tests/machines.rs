@@ -692,7 +692,7 @@ async fn machines_on_postgresql() {
             .await;
         assert_eq!(reply["relay"], false, "{reply}");
         env.mention("alice", CONTROL, "oops welder").await;
-        env.messages(OOPS, 5).await;
+        env.messages(OOPS, 7).await;
         env.restart().await;
         let (text, sections) = env.status("general").await;
         assert!(text.starts_with("4 machines: 1 oopsed"), "{text}");
@@ -771,6 +771,27 @@ async fn http_flow(env: &Env) {
     assert!(
         oops[3].contains("*Laser Cutter* is back in service"),
         "{oops:?}"
+    );
+    // The rest of the mention commands over HTTP too: `list`, and `clear` (done, then nothing
+    // left to clear).
+    let ts = env.mention("carol", "general", "list").await;
+    let listed = &env.replies("general", &ts, 1).await[0];
+    assert!(
+        listed["text"].as_str().unwrap().starts_with("4 machines"),
+        "{listed}"
+    );
+    env.mention("alice", CONTROL, "oops welder").await;
+    env.messages(OOPS, 5).await;
+    env.mention("alice", CONTROL, "clear welder").await;
+    let oops = env.messages(OOPS, 6).await;
+    assert!(oops[5].contains("is back in service"), "{oops:?}");
+    let ts = env.mention("alice", CONTROL, "clear welder").await;
+    assert!(
+        env.replies(CONTROL, &ts, 1).await[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to clear"),
+        "clearing a machine with nothing to clear gets a reply"
     );
     catalog_flow(env).await;
 }
