@@ -225,26 +225,15 @@ elsewhere = "ignore"
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}/_sandbox{path}", self.sandbox.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.sandbox.control().get(path).await.expect("control API")
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        self.http
-            .post(format!("{}/_sandbox{path}", self.sandbox.url()))
-            .json(&body)
-            .send()
+        self.sandbox
+            .control()
+            .post(path, &body)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .expect("control API")
     }
 
     async fn mention(&self, user: &str, channel: &str, text: &str) {

@@ -213,26 +213,15 @@ impl Setup {
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}/_sandbox{path}", self.sandbox.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.sandbox.control().get(path).await.expect("control API")
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        self.http
-            .post(format!("{}/_sandbox{path}", self.sandbox.url()))
-            .json(&body)
-            .send()
+        self.sandbox
+            .control()
+            .post(path, &body)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .expect("control API")
     }
 
     async fn mention(&self, text: &str) -> String {

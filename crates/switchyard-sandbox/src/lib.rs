@@ -14,6 +14,7 @@
 //! ```
 
 pub mod blocks;
+mod client;
 mod control;
 mod delivery;
 mod events;
@@ -40,6 +41,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use client::{ControlClient, ControlError};
 pub use delivery::DeliverySettings;
 pub use faults::{FaultKind, FaultRule, Target};
 pub use manifest::{Manifest, ManifestError};
@@ -191,6 +193,11 @@ impl Sandbox {
     pub fn url(&self) -> &str {
         &self.inner.base_url
     }
+    /// A client of this sandbox's control API (`/_sandbox/…`).
+    pub fn control(&self) -> ControlClient {
+        ControlClient::new(self.url())
+    }
+
     /// `http://127.0.0.1:PORT/api/`, what Slack clients take as their API base URL.
     pub fn api_url(&self) -> String {
         format!("{}/api/", self.inner.base_url)

@@ -182,26 +182,15 @@ impl Env {
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}/_sandbox{path}", self.sandbox.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.sandbox.control().get(path).await.expect("control API")
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        self.http
-            .post(format!("{}/_sandbox{path}", self.sandbox.url()))
-            .json(&body)
-            .send()
+        self.sandbox
+            .control()
+            .post(path, &body)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .expect("control API")
     }
 
     /// `@bot <text>` as `user` in `channel`; the message's ts.

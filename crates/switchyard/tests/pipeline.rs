@@ -131,14 +131,7 @@ impl Setup {
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}/_sandbox{path}", self.sandbox.url()))
-            .send()
-            .await
-            .expect("control API")
-            .json()
-            .await
-            .expect("JSON")
+        self.sandbox.control().get(path).await.expect("control API")
     }
 
     /// Alice mentions the bot in #general; returns the message's ts.
