@@ -217,7 +217,7 @@ impl Sender {
         match result {
             Ok(response) => OutboxResult::Sent {
                 message_ref: message_ref(item, &response),
-                response: response.to_string(),
+                response: recorded_response(response),
             },
             Err(CallError::RateLimited { retry_after }) => {
                 self.pacer
@@ -269,6 +269,16 @@ impl Sender {
         }
         self.slack.call(&item.method, &args).await
     }
+}
+
+/// Slack's answer as the outbox keeps it: without the copy of the posted message that
+/// `chat.postMessage` and `chat.update` send back (the row has what was sent; `message_refs` has
+/// where it went), which is most of the bytes of every reply's row.
+fn recorded_response(mut response: Value) -> String {
+    if let Some(fields) = response.as_object_mut() {
+        fields.remove("message");
+    }
+    response.to_string()
 }
 
 /// Where a post with a `ref_key` went, for later edits of the same message.
@@ -333,6 +343,14 @@ mod tests {
         }
         assert!(pacer.reserve("chat.postMessage", "C1") > Duration::ZERO);
         assert_eq!(pacer.reserve("chat.postMessage", "C2"), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_recorded_response_leaves_out_the_message_copy() {
+        let recorded = recorded_response(json!({
+            "ok": true, "channel": "C1", "ts": "1.2", "message": {"text": "a long message"}
+        }));
+        assert_eq!(recorded, r#"{"channel":"C1","ok":true,"ts":"1.2"}"#);
     }
 
     #[test]
