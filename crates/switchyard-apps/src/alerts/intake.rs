@@ -275,17 +275,15 @@ fn parse_link(value: &Value, field: &str) -> Result<Link, BadField> {
     Ok(Link { title, url })
 }
 
-/// The same labels (or, without labels, the same title from the same source) are the same
-/// alert: a stable FNV-1a hash, so the key is short enough for message refs.
+/// The same labels from the same source (or, without labels, the same title) are the same
+/// alert — the title is left out otherwise because it often carries changing figures. A stable
+/// FNV-1a hash, so the key is short enough for message refs.
 pub fn derive_key(title: &str, source: &str, labels: &BTreeMap<String, String>) -> String {
     let text = if labels.is_empty() {
         format!("{source}\u{0}{title}")
     } else {
-        labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("\u{0}")
+        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{source}\u{0}{}", pairs.join("\u{0}"))
     };
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
