@@ -86,7 +86,8 @@ struct Env {
 }
 
 impl Env {
-    async fn start() -> Self {
+    /// With `extra` config (an `[access]` section) after `[apps.alerts]`.
+    async fn start(extra: &str) -> Self {
         let sandbox = Sandbox::start(SandboxConfig {
             seed: Seed::parse_toml(SEED, "alerts_seed.toml").unwrap(),
             rate_limits: RateLimitSettings {
@@ -99,7 +100,7 @@ impl Env {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n{ALERTS}",
+            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n{ALERTS}\n{extra}",
             sandbox.bot_token(),
             sandbox.signing_secret(),
             sandbox.api_url(),
@@ -212,7 +213,7 @@ fn blocks_text(message: &Value) -> String {
 
 #[tokio::test]
 async fn alerts_are_routed_posted_once_and_edited_in_place() {
-    let env = Env::start().await;
+    let env = Env::start("").await;
 
     // A critical db alert: rule "database" (continue) and rule "paging" (stops) match.
     let alert = json!({
@@ -364,7 +365,7 @@ async fn alerts_are_routed_posted_once_and_edited_in_place() {
 
 #[tokio::test]
 async fn alertmanager_payloads_and_bad_payloads() {
-    let env = Env::start().await;
+    let env = Env::start("").await;
     let payload = |status: &str| {
         json!({
             "version": "4",
@@ -499,6 +500,59 @@ async fn alertmanager_payloads_and_bad_payloads() {
         .await
         .unwrap();
     assert_eq!(refused.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn access_gates_the_buttons_by_their_permission_names() {
+    let env = Env::start(
+        "[access]\ndefault_role = \"responder\"\n[access.roles]\nresponder = [\"alerts.resolve\"]\n",
+    )
+    .await;
+    let (status, _) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"title": "Queue backlog", "severity": "medium", "dedup_key": "queue"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let m = env.messages_when("C0ALERTS", |m| m.len() == 1).await;
+    let ts = m[0]["ts"].as_str().unwrap().to_string();
+    let click = |action_id: &'static str| {
+        env.http
+            .post(format!("{}/_sandbox/actions", env.sandbox.url()))
+            .json(&json!({"user": "bob", "channel": "C0ALERTS", "ts": ts, "action_id": action_id}))
+            .send()
+    };
+    assert!(click("alerts_ack").await.unwrap().status().is_success());
+    // Refused (audited as alerts.ack), and the message still offers Acknowledge.
+    let mut refused = false;
+    for _ in 0..400 {
+        refused = env
+            .server
+            .store()
+            .audit_query(&AuditFilter {
+                action_prefix: Some("alerts.ack".into()),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.record.outcome == switchyard_store::Outcome::Refused);
+        if refused {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(refused, "the click on Acknowledge was refused and audited");
+    assert!(
+        blocks_text(&env.messages_when("C0ALERTS", |m| m.len() == 1).await[0])
+            .contains("alerts_ack")
+    );
+    assert!(click("alerts_resolve").await.unwrap().status().is_success());
+    env.messages_when("C0ALERTS", |m| {
+        m.len() == 1 && blocks_text(&m[0]).contains(":white_check_mark: Resolved by <@")
+    })
+    .await;
 }
 
 #[test]
