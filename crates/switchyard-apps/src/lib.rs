@@ -32,7 +32,12 @@ pub fn builtin(config: &Config) -> Result<Vec<Arc<dyn App>>, ConfigError> {
     }
     let alerts: alerts::AlertsConfig = config.app_section_validated("alerts")?;
     if alerts.enabled {
-        apps.push(Arc::new(alerts::Alerts::new(alerts)));
+        let app = alerts::Alerts::new(alerts).map_err(|e| ConfigError {
+            file: config.source.clone(),
+            key: "apps.alerts.template".into(),
+            reason: e.to_string(),
+        })?;
+        apps.push(Arc::new(app));
     }
     Ok(apps)
 }

@@ -319,7 +319,21 @@ async fn alerts_are_routed_posted_once_and_edited_in_place() {
     assert_eq!(lines[2], ":white_check_mark: Resolved via prometheus.");
     // A second resolution changes nothing.
     let (_, reply) = env.send("/api/v1/alerts", resolved).await;
-    assert_eq!(reply["alerts"][0]["result"], "ignored");
+    assert_eq!(reply["alerts"][0]["result"], "unchanged");
+    // The resolution of an alert never seen is ignored.
+    let (_, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"title": "t", "severity": "low", "status": "resolved", "dedup_key": "never"}),
+        )
+        .await;
+    assert_eq!(
+        (
+            &reply["alerts"][0]["result"],
+            &reply["alerts"][0]["channels"]
+        ),
+        (&json!("ignored"), &json!([]))
+    );
 
     // The audit has the firing, the repeat, the click and the resolution.
     let audit = env
@@ -402,6 +416,9 @@ async fn alertmanager_payloads_and_bad_payloads() {
     ] {
         assert!(text.contains(part), "{part} in {text}");
     }
+    // The group sent again (another alert joined it, say): the same episode, nothing new.
+    let (_, reply) = env.send("/api/v1/alertmanager", payload("firing")).await;
+    assert_eq!(reply["alerts"][0]["result"], "unchanged", "{reply}");
     let (status, _) = env.send("/api/v1/alertmanager", payload("resolved")).await;
     assert_eq!(status, 200);
     let m = env

@@ -79,15 +79,34 @@ fn status_words(state: &MessageState) -> String {
     }
 }
 
+/// The message template, parsed once, with our filters (`slack`, `bullet`).
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+const TEMPLATE_NAME: &str = "alert";
+
+impl Templates {
+    /// The built-in template, or `custom` (checked by check-config; one that does not parse
+    /// here is refused the same way).
+    pub fn new(custom: Option<&str>) -> Result<Self, RenderError> {
+        let mut env = Environment::new();
+        env.add_filter("slack", |s: String| escape(&s));
+        env.add_filter("bullet", |s: String| format!("• {s}"));
+        env.add_template_owned(
+            TEMPLATE_NAME,
+            custom.unwrap_or(BUILTIN_TEMPLATE).to_string(),
+        )?;
+        Ok(Self { env })
+    }
+}
+
 /// The whole message (`text` and `blocks`) for `alert` in its `state`.
 pub fn render(
-    template: Option<&str>,
+    templates: &Templates,
     alert: &Alert,
     state: &MessageState,
 ) -> Result<Value, RenderError> {
-    let mut env = Environment::new();
-    env.add_filter("slack", |s: String| escape(&s));
-    env.add_filter("bullet", |s: String| format!("• {s}"));
     let mut buttons = Vec::new();
     if let Some(link) = alert.links.first() {
         buttons.push(json!({"text": link.title, "url": link.url}));
@@ -106,28 +125,28 @@ pub fn render(
         alert.severity.emoji()
     };
     let time_s = state.at_ms.div_euclid(1000);
-    let rendered = env.render_str(
-        template.unwrap_or(BUILTIN_TEMPLATE),
-        context! {
-            emoji,
-            title => alert.title,
-            severity => alert.severity.as_str(),
-            source => alert.source,
-            status => state.status.as_str(),
-            status_words => status_words(state),
-            time_s,
-            time_utc => format!("{} UTC", super::intake_time_words(state.at_ms)),
-            description => alert.description,
-            affected_items => alert.affected_items,
-            analysis => alert.analysis,
-            labels => alert.labels,
-            links => alert.links,
-            mentions => state.mentions,
-            buttons,
-            key => alert.dedup_key,
-            occurrences => state.occurrences,
-        },
-    )?;
+    let rendered = templates
+        .env
+        .get_template(TEMPLATE_NAME)?
+        .render(context! {
+                emoji,
+                title => alert.title,
+                severity => alert.severity.as_str(),
+                source => alert.source,
+                status => state.status.as_str(),
+                status_words => status_words(state),
+                time_s,
+                time_utc => format!("{} UTC", super::intake_time_words(state.at_ms)),
+                description => alert.description,
+                affected_items => alert.affected_items,
+                analysis => alert.analysis,
+                labels => alert.labels,
+                links => alert.links,
+                mentions => state.mentions,
+                buttons,
+                key => alert.dedup_key,
+                occurrences => state.occurrences,
+        })?;
     let mut blocks: Value =
         serde_json::from_str(&rendered).map_err(|e| RenderError::NotBlocks(e.to_string()))?;
     if !blocks.is_array() {
@@ -258,7 +277,7 @@ mod tests {
             at_ms: 1_795_668_372_000,
             mentions: "<!here>".into(),
         };
-        let message = render(None, &alert(), &state).unwrap();
+        let message = render(&Templates::new(None).unwrap(), &alert(), &state).unwrap();
         let blocks = message["blocks"].as_array().unwrap();
         assert_eq!(
             blocks[0]["text"]["text"],

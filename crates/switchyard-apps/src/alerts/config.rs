@@ -70,7 +70,7 @@ impl ValidateSection for AlertsConfig {
             }
         }
         if let Some(template) = &self.template
-            && let Err(e) = minijinja::Environment::new().template_from_str(template)
+            && let Err(e) = super::blocks::Templates::new(Some(template))
         {
             problems.push(("template".into(), e.to_string()));
         }
@@ -120,8 +120,28 @@ pub fn compile(condition: &str) -> Result<cel::Program, String> {
     cel::Program::compile(&rewrite_condition(condition)).map_err(|e| e.to_string())
 }
 
+/// The rules' conditions, compiled once (at start and on reload). A condition that does not
+/// compile never matches (check-config reports it).
+pub struct CompiledRules(Vec<Option<cel::Program>>);
+
+impl CompiledRules {
+    pub fn new(config: &AlertsConfig) -> Self {
+        Self(
+            config
+                .rules
+                .iter()
+                .map(|rule| compile(&rule.condition).ok())
+                .collect(),
+        )
+    }
+}
+
 /// Where an alert goes and whom its message mentions there, per channel in order.
-pub fn route(config: &AlertsConfig, alert: &Alert) -> Vec<(String, Vec<String>)> {
+pub fn route(
+    config: &AlertsConfig,
+    compiled: &CompiledRules,
+    alert: &Alert,
+) -> Vec<(String, Vec<String>)> {
     let mut targets: Vec<(String, Vec<String>)> = Vec::new();
     let mut add = |channel: &str, mentions: &[String]| {
         let at = match targets.iter().position(|(c, _)| c == channel) {
@@ -138,8 +158,8 @@ pub fn route(config: &AlertsConfig, alert: &Alert) -> Vec<(String, Vec<String>)>
         }
     };
     let mut matched = false;
-    for rule in &config.rules {
-        if !matches(&rule.condition, alert) {
+    for (rule, program) in config.rules.iter().zip(&compiled.0) {
+        if !program.as_ref().is_some_and(|p| matches(p, alert)) {
             continue;
         }
         matched = true;
@@ -160,11 +180,8 @@ pub fn route(config: &AlertsConfig, alert: &Alert) -> Vec<(String, Vec<String>)>
     targets
 }
 
-/// A condition that does not compile or fails to evaluate (a missing label, say) is false.
-fn matches(condition: &str, alert: &Alert) -> bool {
-    let Ok(program) = compile(condition) else {
-        return false;
-    };
+/// A condition that fails to evaluate (a missing label, say) or is not a boolean is false.
+fn matches(program: &cel::Program, alert: &Alert) -> bool {
     let mut context = cel::Context::default();
     let vars: [(&str, &str); 5] = [
         ("severity", alert.severity.as_str()),

@@ -70,21 +70,27 @@ pub fn intake_time_words(ms: i64) -> String {
 
 pub struct Alerts {
     config: AlertsConfig,
+    rules: config::CompiledRules,
+    templates: blocks::Templates,
 }
 
 /// What became of one alert of a request.
-enum Outcome1 {
+enum Received {
     Posted,
     Updated,
-    /// A resolution of an alert never seen (or already resolved): nothing to change.
+    /// Nothing new: already in that state, or the same firing episode sent again
+    /// (Alertmanager re-sends a group's firing alerts whenever the group changes).
+    Unchanged,
+    /// The resolution of an alert never seen.
     Ignored,
 }
 
-impl Outcome1 {
+impl Received {
     fn as_str(&self) -> &'static str {
         match self {
             Self::Posted => "posted",
             Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
             Self::Ignored => "ignored",
         }
     }
@@ -95,13 +101,18 @@ fn render_err(e: blocks::RenderError) -> AppError {
 }
 
 impl Alerts {
-    pub fn new(config: AlertsConfig) -> Self {
-        Self { config }
+    /// Fails only on a custom template that does not parse (check-config reports it first).
+    pub fn new(config: AlertsConfig) -> Result<Self, blocks::RenderError> {
+        Ok(Self {
+            rules: config::CompiledRules::new(&config),
+            templates: blocks::Templates::new(config.template.as_deref())?,
+            config,
+        })
     }
 
     fn message(&self, row: &AlertRow, mentions: &str) -> Result<Value, blocks::RenderError> {
         blocks::render(
-            self.config.template.as_deref(),
+            &self.templates,
             &row.alert,
             &blocks::MessageState {
                 status: row.status,
@@ -133,9 +144,9 @@ impl Alerts {
         let object = format!("alert:{key}");
         let existing = state::load(ctx.db().await?, &key, lock).await?;
         let (outcome, channels) = match existing {
-            None if alert.status == Status::Resolved => (Outcome1::Ignored, Vec::new()),
+            None if alert.status == Status::Resolved => (Received::Ignored, Vec::new()),
             None => {
-                let targets = config::route(&self.config, &alert);
+                let targets = config::route(&self.config, &self.rules, &alert);
                 let row = AlertRow {
                     status: alert.status,
                     channels: targets
@@ -173,7 +184,7 @@ impl Alerts {
                         }
                     ),
                 );
-                (Outcome1::Posted, channels)
+                (Received::Posted, channels)
             }
             Some(mut row) => {
                 let line = match (row.status, alert.status) {
@@ -184,6 +195,12 @@ impl Alerts {
                         row.acked_by = None;
                         row.resolved_by = None;
                         Some(":fire: Firing again.".to_string())
+                    }
+                    (_, Status::Firing)
+                        if alert.started_at_ms.is_some()
+                            && alert.started_at_ms == row.alert.started_at_ms =>
+                    {
+                        None
                     }
                     (_, Status::Firing) => {
                         row.occurrences += 1;
@@ -208,7 +225,7 @@ impl Alerts {
                 };
                 let channels: Vec<String> = row.channels.iter().map(|(c, _)| c.clone()).collect();
                 match line {
-                    None => (Outcome1::Ignored, channels),
+                    None => (Received::Unchanged, channels),
                     Some(line) => {
                         row.alert = Alert {
                             started_at_ms: row.alert.started_at_ms,
@@ -222,7 +239,7 @@ impl Alerts {
                             Outcome::Ok,
                             &format!("{line} ({} message(s))", row.channels.len()),
                         );
-                        (Outcome1::Updated, channels)
+                        (Received::Updated, channels)
                     }
                 }
             }
