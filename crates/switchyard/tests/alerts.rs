@@ -520,6 +520,32 @@ async fn alertmanager_payloads_and_bad_payloads() {
 }
 
 #[tokio::test]
+async fn a_huge_alert_is_cut_to_slacks_limits_not_refused() {
+    let env = Env::start("").await;
+    let long = "é".repeat(5_000);
+    let (status, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!({
+                "title": long, "severity": "high", "source": long, "description": long,
+                "analysis": long, "dedup_key": "huge",
+                "affected_items": std::iter::once(long.clone()).chain((1..300).map(|i| format!("host-{i}"))).collect::<Vec<_>>(),
+                "links": [{"title": long, "url": "https://example.com/x"}]
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    // The sandbox checks Block Kit against Slack's limits: the post went through.
+    let m = env.messages_when("C0ALERTS", |m| m.len() == 1).await;
+    let header = m[0]["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(
+        header.chars().count() <= 150 && header.ends_with('…'),
+        "{header}"
+    );
+    assert!(blocks_text(&m[0]).contains("_and 295 more_"));
+}
+
+#[tokio::test]
 async fn access_gates_the_buttons_by_their_permission_names() {
     let env = Env::start(
         "[access]\ndefault_role = \"responder\"\n[access.roles]\nresponder = [\"alerts.resolve\"]\n",

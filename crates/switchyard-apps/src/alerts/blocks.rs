@@ -24,7 +24,7 @@ pub const BUILTIN_TEMPLATE: &str = r#"[
   {% if buttons %}{"type": "actions", "elements": [
     {% for b in buttons %}{"type": "button", "text": {"type": "plain_text", "text": {{ b.text | tojson }}}{% if b.url %}, "url": {{ b.url | tojson }}{% endif %}{% if b.action_id %}, "action_id": {{ b.action_id | tojson }}, "value": {{ key | tojson }}{% endif %}{% if b.style %}, "style": {{ b.style | tojson }}{% endif %}}{% if not loop.last %},{% endif %}{% endfor %}
   ]},{% endif %}
-  {"type": "context", "elements": [{"type": "mrkdwn", "text": {{ ("Alert `" ~ key ~ "`" ~ ((" · seen " ~ occurrences ~ " times") if occurrences > 1 else "")) | tojson }}}]}
+  {"type": "context", "elements": [{"type": "mrkdwn", "text": {{ ("Alert `" ~ (key | slack) ~ "`" ~ ((" · seen " ~ occurrences ~ " times") if occurrences > 1 else "")) | tojson }}}]}
 ]"#;
 
 /// Slack's escapes for text shown as mrkdwn.
@@ -138,7 +138,12 @@ pub fn render(
                 time_s,
                 time_utc => format!("{} UTC", super::intake_time_words(state.at_ms)),
                 description => alert.description,
-                affected_items => alert.affected_items,
+                // Each cut short, so five of them and "and N more" fit in one section.
+            affected_items => alert
+                .affected_items
+                .iter()
+                .map(|item| cut(item, MAX_ITEM))
+                .collect::<Vec<_>>(),
                 analysis => alert.analysis,
                 labels => alert.labels,
                 links => alert.links,
@@ -174,6 +179,8 @@ const MAX_FIELD: usize = 2_000;
 const MAX_HEADER: usize = 150;
 const MAX_BUTTON: usize = 75;
 const MAX_URL: usize = 3_000;
+/// An affected item's share of its section.
+const MAX_ITEM: usize = 300;
 
 /// At most `max` characters, cut on a character boundary with an ellipsis.
 pub fn cut(text: &str, max: usize) -> String {
