@@ -348,9 +348,9 @@ async fn alerts_are_routed_posted_once_and_edited_in_place() {
     let actions: Vec<&str> = audit.iter().map(|e| e.record.action.as_str()).collect();
     for action in [
         "alerts.fire",
-        "alerts.firing",
+        "alerts.repeat",
         "alerts.ack",
-        "alerts.resolved",
+        "alerts.resolve",
     ] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }

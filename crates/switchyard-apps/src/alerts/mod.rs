@@ -194,7 +194,7 @@ impl Alerts {
                         row.occurrences += 1;
                         row.acked_by = None;
                         row.resolved_by = None;
-                        Some(":fire: Firing again.".to_string())
+                        Some((":fire: Firing again.".to_string(), "alerts.reopen"))
                     }
                     (_, Status::Firing)
                         if alert.started_at_ms.is_some()
@@ -204,29 +204,35 @@ impl Alerts {
                     }
                     (_, Status::Firing) => {
                         row.occurrences += 1;
-                        Some(format!(":repeat: Fired again ({} times).", row.occurrences))
+                        Some((
+                            format!(":repeat: Fired again ({} times).", row.occurrences),
+                            "alerts.repeat",
+                        ))
                     }
                     (Status::Acknowledged, Status::Acknowledged) => None,
                     (Status::Resolved, Status::Acknowledged) => None,
                     (_, Status::Acknowledged) => {
                         row.status = Status::Acknowledged;
-                        Some(format!(
-                            ":eyes: Acknowledged via {}.",
-                            blocks::escape(&alert.source)
+                        Some((
+                            format!(":eyes: Acknowledged via {}.", blocks::escape(&alert.source)),
+                            "alerts.ack",
                         ))
                     }
                     (_, Status::Resolved) => {
                         row.status = Status::Resolved;
-                        Some(format!(
-                            ":white_check_mark: Resolved via {}.",
-                            blocks::escape(&alert.source)
+                        Some((
+                            format!(
+                                ":white_check_mark: Resolved via {}.",
+                                blocks::escape(&alert.source)
+                            ),
+                            "alerts.resolve",
                         ))
                     }
                 };
                 let channels: Vec<String> = row.channels.iter().map(|(c, _)| c.clone()).collect();
                 match line {
                     None => (Received::Unchanged, channels),
-                    Some(line) => {
+                    Some((line, action)) => {
                         row.alert = Alert {
                             started_at_ms: row.alert.started_at_ms,
                             ..alert
@@ -234,7 +240,7 @@ impl Alerts {
                         self.edit_all(ctx, &row, &line)?;
                         state::save(ctx.db().await?, &row, now).await?;
                         ctx.audit(
-                            &format!("alerts.{}", row.status.as_str()),
+                            action,
                             &object,
                             Outcome::Ok,
                             &format!("{line} ({} message(s))", row.channels.len()),
