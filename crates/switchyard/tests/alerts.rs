@@ -611,6 +611,7 @@ app_token = "xapp-1"
 
 [apps.alerts]
 enabled = true
+template = "{% if %}"
 
 [apps.alerts.severity_channels]
 urgent = "C1"
@@ -647,6 +648,7 @@ channels = ["C1"]
         "{stderr}"
     );
     assert!(!stderr.contains("rules[0]"), "{stderr}");
+    assert!(stderr.contains("apps.alerts.template"), "{stderr}");
     assert!(
         stderr.contains("apps.alerts.severity_channels.urgent"),
         "{stderr}"

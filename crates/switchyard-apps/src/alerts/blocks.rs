@@ -274,6 +274,36 @@ mod tests {
         }
     }
 
+    fn firing() -> MessageState<'static> {
+        MessageState {
+            status: Status::Firing,
+            occurrences: 1,
+            acked_by: None,
+            resolved_by: None,
+            at_ms: 0,
+            mentions: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_custom_template_renders_and_one_that_gives_no_blocks_is_an_error() {
+        let custom = Templates::new(Some(
+            r#"[{"type": "section", "text": {"type": "mrkdwn", "text": {{ (severity ~ ": " ~ (title | slack)) | tojson }}}}]"#,
+        ))
+        .unwrap();
+        let message = render(&custom, &alert(), &firing()).unwrap();
+        assert_eq!(
+            message["blocks"][0]["text"]["text"],
+            "critical: Disk full on db-1 &lt;prod&gt;"
+        );
+        let not_json = Templates::new(Some("{{ title }}")).unwrap();
+        assert!(matches!(
+            render(&not_json, &alert(), &firing()),
+            Err(RenderError::NotBlocks(_))
+        ));
+        assert!(Templates::new(Some("{% if %}")).is_err());
+    }
+
     #[test]
     fn the_builtin_template_gives_valid_limited_blocks() {
         let state = MessageState {
