@@ -1,6 +1,7 @@
 //! Switchyard's built-in apps. Each is one module: its declaration, its config section, its
 //! handlers. The engine wires them; [`builtin`] lists the ones a config enables.
 
+pub mod alerts;
 pub mod machines;
 pub mod ping;
 
@@ -14,6 +15,7 @@ pub fn config_sections() -> Vec<AppSection> {
     vec![
         AppSection::of::<ping::PingConfig>("ping"),
         AppSection::validated::<machines::MachinesConfig>("machines"),
+        AppSection::validated::<alerts::AlertsConfig>("alerts"),
     ]
 }
 
@@ -27,6 +29,15 @@ pub fn builtin(config: &Config) -> Result<Vec<Arc<dyn App>>, ConfigError> {
     let machines: machines::MachinesConfig = config.app_section_validated("machines")?;
     if machines.enabled {
         apps.push(Arc::new(machines::Machines::new(machines)));
+    }
+    let alerts: alerts::AlertsConfig = config.app_section_validated("alerts")?;
+    if alerts.enabled {
+        let app = alerts::Alerts::new(alerts).map_err(|e| ConfigError {
+            file: config.source.clone(),
+            key: "apps.alerts.template".into(),
+            reason: e.to_string(),
+        })?;
+        apps.push(Arc::new(app));
     }
     Ok(apps)
 }

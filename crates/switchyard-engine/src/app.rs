@@ -444,6 +444,14 @@ impl<'b> Ctx<'b> {
         self.call("chat.postMessage", channel, message, ref_key);
     }
 
+    /// Posts in the thread of the message posted with `ref_key` (the sender fills in its
+    /// `thread_ts`; queued on `channel`'s line, it goes after that post).
+    pub fn post_in_thread_of(&mut self, channel: &str, ref_key: &str, mut message: Value) {
+        message["channel"] = json!(channel);
+        message["thread_ref"] = json!(ref_key);
+        self.call("chat.postMessage", channel, message, None);
+    }
+
     /// Replies in the thread of a message.
     pub fn reply(&mut self, to: &MessageEvent, text: &str) {
         self.post(&to.channel, json!({"text": text}), Some(to.thread()), None);

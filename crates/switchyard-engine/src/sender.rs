@@ -249,6 +249,21 @@ impl Sender {
             let url = args["url"].as_str().unwrap_or("").to_string();
             return self.slack.post_url(&url, &args["body"]).await;
         }
+        // A reply in the thread of a message we posted (`Ctx::post_in_thread_of`): find its ts.
+        if let Some(key) = args
+            .as_object_mut()
+            .and_then(|a| a.remove("thread_ref"))
+            .and_then(|k| k.as_str().map(str::to_string))
+        {
+            let found = self
+                .store
+                .message_ref(&key)
+                .await
+                .map_err(|e| CallError::Transient(e.to_string()))?
+                .ok_or_else(|| CallError::Permanent(format!("no message was posted for {key}")))?;
+            args["channel"] = json!(found.channel);
+            args["thread_ts"] = json!(found.ts);
+        }
         // An edit of a message we posted: find where it went.
         if let Some(key) = item.ref_key.as_deref()
             && item.method != "chat.postMessage"

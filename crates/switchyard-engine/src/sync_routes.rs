@@ -30,6 +30,13 @@ pub fn routes(engine: Arc<Engine>, apps: &[Arc<dyn App>]) -> Router {
                 &path,
                 any(serve).with_state((engine.clone(), declaration.name)),
             );
+            // A prefix without a trailing slash (`/api/v1/alerts`) is also a path itself.
+            if !prefix.ends_with('/') {
+                router = router.route(
+                    prefix,
+                    any(serve).with_state((engine.clone(), declaration.name)),
+                );
+            }
         }
     }
     router

@@ -1,0 +1,213 @@
+//! `[apps.alerts]`: routing rules (CEL conditions evaluated in order, with `continue`), the
+//! severity → channel map, the default channel and an optional message template.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use switchyard_engine::ValidateSection;
+
+use super::intake::Alert;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub enabled: bool,
+    /// Where an alert goes that no rule and no severity entry sends anywhere.
+    pub default_channel: Option<String>,
+    /// `critical = "C…"`: used when no rule matched.
+    pub severity_channels: BTreeMap<String, String>,
+    pub rules: Vec<RuleConfig>,
+    /// A minijinja template rendering the message's Block Kit blocks (a JSON array); the
+    /// built-in one when absent.
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    /// CEL over `severity`, `status`, `source`, `title`, `description`, `labels`; the product's
+    /// `AND`/`OR` are accepted too.
+    pub condition: String,
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// User ids (`U…`), user group ids (`S…`), `@here`, `@channel`.
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    /// Keep evaluating the rules after this one matched.
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+}
+
+pub const SEVERITIES: [&str; 4] = ["critical", "high", "medium", "low"];
+
+impl ValidateSection for AlertsConfig {
+    fn validate(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if !self.enabled {
+            return problems;
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            if let Err(e) = compile(&rule.condition) {
+                problems.push((
+                    format!("rules[{i}].condition"),
+                    format!("rule {:?}: {e}", rule.name),
+                ));
+            }
+            if rule.channels.is_empty() {
+                problems.push((
+                    format!("rules[{i}].channels"),
+                    format!("rule {:?}: at least one channel id is required", rule.name),
+                ));
+            }
+        }
+        for severity in self.severity_channels.keys() {
+            if !SEVERITIES.contains(&severity.as_str()) {
+                problems.push((
+                    format!("severity_channels.{severity}"),
+                    format!("not a severity (one of {})", SEVERITIES.join(", ")),
+                ));
+            }
+        }
+        if let Some(template) = &self.template
+            && let Err(e) = super::blocks::Templates::new(Some(template))
+        {
+            problems.push(("template".into(), e.to_string()));
+        }
+        problems
+    }
+}
+
+/// The product writes `AND`/`OR`; CEL has `&&`/`||`. Rewritten outside quoted strings only.
+pub fn rewrite_condition(condition: &str) -> String {
+    let mut out = String::with_capacity(condition.len());
+    let mut quote: Option<char> = None;
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        match word.as_str() {
+            "AND" => out.push_str("&&"),
+            "OR" => out.push_str("||"),
+            "NOT" => out.push('!'),
+            _ => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in condition.chars() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                flush(&mut word, &mut out);
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c.is_alphanumeric() || c == '_' => word.push(c),
+            None => {
+                flush(&mut word, &mut out);
+                out.push(c);
+            }
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+pub fn compile(condition: &str) -> Result<cel::Program, String> {
+    cel::Program::compile(&rewrite_condition(condition)).map_err(|e| e.to_string())
+}
+
+/// The rules' conditions, compiled once (at start and on reload). A condition that does not
+/// compile never matches (check-config reports it).
+pub struct CompiledRules(Vec<Option<cel::Program>>);
+
+impl CompiledRules {
+    pub fn new(config: &AlertsConfig) -> Self {
+        Self(
+            config
+                .rules
+                .iter()
+                .map(|rule| compile(&rule.condition).ok())
+                .collect(),
+        )
+    }
+}
+
+/// Where an alert goes and whom its message mentions there, per channel in order.
+pub fn route(
+    config: &AlertsConfig,
+    compiled: &CompiledRules,
+    alert: &Alert,
+) -> Vec<(String, Vec<String>)> {
+    let mut targets: Vec<(String, Vec<String>)> = Vec::new();
+    let mut add = |channel: &str, mentions: &[String]| {
+        let at = match targets.iter().position(|(c, _)| c == channel) {
+            Some(at) => at,
+            None => {
+                targets.push((channel.to_string(), Vec::new()));
+                targets.len() - 1
+            }
+        };
+        for m in mentions {
+            if !targets[at].1.contains(m) {
+                targets[at].1.push(m.clone());
+            }
+        }
+    };
+    let mut matched = false;
+    for (rule, program) in config.rules.iter().zip(&compiled.0) {
+        if !program.as_ref().is_some_and(|p| matches(p, alert)) {
+            continue;
+        }
+        matched = true;
+        for channel in &rule.channels {
+            add(channel, &rule.mentions);
+        }
+        if !rule.continue_matching {
+            break;
+        }
+    }
+    if !matched {
+        if let Some(channel) = config.severity_channels.get(alert.severity.as_str()) {
+            add(channel, &[]);
+        } else if let Some(channel) = &config.default_channel {
+            add(channel, &[]);
+        }
+    }
+    targets
+}
+
+/// A condition that fails to evaluate (a missing label, say) or is not a boolean is false.
+fn matches(program: &cel::Program, alert: &Alert) -> bool {
+    let mut context = cel::Context::default();
+    let vars: [(&str, &str); 5] = [
+        ("severity", alert.severity.as_str()),
+        ("status", alert.status.as_str()),
+        ("source", &alert.source),
+        ("title", &alert.title),
+        ("description", &alert.description),
+    ];
+    for (name, value) in vars {
+        context.add_variable_from_value(name, value.to_string());
+    }
+    if context.add_variable("labels", &alert.labels).is_err() {
+        return false;
+    }
+    matches!(program.execute(&context), Ok(cel::Value::Bool(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn and_or_are_rewritten_outside_strings() {
+        assert_eq!(
+            rewrite_condition("severity == 'critical' AND labels.team == 'A AND B' OR x"),
+            "severity == 'critical' && labels.team == 'A AND B' || x"
+        );
+    }
+}

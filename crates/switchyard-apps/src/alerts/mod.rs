@@ -1,0 +1,428 @@
+//! Alerts (the product of seed 004, first part): monitoring systems post alerts, Switchyard
+//! routes each to channels and keeps one message per alert and channel up to date.
+//!
+//! - Intake: `POST /api/v1/alerts` (our JSON: one alert, an array, or `{"alerts": [...]}`) and
+//!   `POST /api/v1/alertmanager` (Alertmanager's webhook, version 4), with an API token granting
+//!   `alerts:write`. Answered synchronously (`App::serve`): a bad payload gets 400 naming the
+//!   field and nothing of the request is stored; otherwise every alert's state, messages and
+//!   audit records commit together before the 200.
+//! - Routing: `[apps.alerts]` rules in order (CEL conditions, `continue`), then the severity
+//!   map, then the default channel.
+//! - One alert, one message per channel: the first firing posts (ref `alerts:<key>:<channel>`);
+//!   a repeat, an acknowledgement or a resolution edits every message in place and adds a
+//!   line to its thread. Buttons `alerts_ack` / `alerts_resolve` are `alerts.ack` /
+//!   `alerts.resolve` for `[access]`.
+//! - State: the `alerts_alerts` table (`App::migrations`).
+
+pub mod blocks;
+pub mod config;
+pub mod intake;
+pub mod state;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use switchyard_engine::{
+    ActorKind, App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input,
+    Outcome,
+};
+
+pub use config::AlertsConfig;
+use intake::{Alert, BadField, Status};
+use state::AlertRow;
+
+pub const ACK_ACTION: &str = "alerts_ack";
+pub const RESOLVE_ACTION: &str = "alerts_resolve";
+const ALERTS_PATH: &str = "/api/v1/alerts";
+const ALERTMANAGER_PATH: &str = "/api/v1/alertmanager";
+const SCOPE: &str = "alerts:write";
+
+/// The app's table, for the engine and the CLI.
+pub fn migrations() -> Vec<AppMigration> {
+    state::MIGRATIONS.to_vec()
+}
+
+/// The message ref of an alert's message in a channel.
+fn ref_key(key: &str, channel: &str) -> String {
+    format!("alerts:{key}:{channel}")
+}
+
+/// `2026-11-26 04:46` (UTC): the fallback of the message's `<!date^…>` token.
+pub fn intake_time_words(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        of_day / 3600,
+        of_day % 3600 / 60
+    )
+}
+
+pub struct Alerts {
+    config: AlertsConfig,
+    rules: config::CompiledRules,
+    templates: blocks::Templates,
+}
+
+/// What became of one alert of a request.
+enum Received {
+    Posted,
+    Updated,
+    /// Nothing new: already in that state, or the same firing episode sent again
+    /// (Alertmanager re-sends a group's firing alerts whenever the group changes).
+    Unchanged,
+    /// The resolution of an alert never seen.
+    Ignored,
+}
+
+impl Received {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Self::Posted => "posted",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+fn render_err(e: blocks::RenderError) -> AppError {
+    AppError::Internal(e.to_string())
+}
+
+impl Alerts {
+    /// Fails only on a custom template that does not parse (check-config reports it first).
+    pub fn new(config: AlertsConfig) -> Result<Self, blocks::RenderError> {
+        Ok(Self {
+            rules: config::CompiledRules::new(&config),
+            templates: blocks::Templates::new(config.template.as_deref())?,
+            config,
+        })
+    }
+
+    fn message(&self, row: &AlertRow, mentions: &str) -> Result<Value, blocks::RenderError> {
+        blocks::render(
+            &self.templates,
+            &row.alert,
+            &blocks::MessageState {
+                status: row.status,
+                occurrences: row.occurrences,
+                acked_by: row.acked_by.as_deref(),
+                resolved_by: row.resolved_by.as_deref(),
+                at_ms: row.first_ms,
+                mentions: mentions.to_string(),
+            },
+        )
+    }
+
+    /// Edits every message of the alert and adds `line` to each one's thread.
+    fn edit_all(&self, ctx: &mut Ctx<'_>, row: &AlertRow, line: &str) -> Result<(), AppError> {
+        for (channel, mentions) in &row.channels {
+            let key = ref_key(&row.alert.dedup_key, channel);
+            let message = self.message(row, mentions).map_err(render_err)?;
+            ctx.update(channel, &key, message);
+            ctx.post_in_thread_of(channel, &key, json!({ "text": line }));
+        }
+        Ok(())
+    }
+
+    /// One alert from the API: stored, and posted or its messages edited.
+    async fn receive(&self, ctx: &mut Ctx<'_>, alert: Alert) -> Result<Value, AppError> {
+        let now = ctx.now_ms();
+        let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
+        let key = alert.dedup_key.clone();
+        let object = format!("alert:{key}");
+        let existing = state::load(ctx.db().await?, &key, lock).await?;
+        let (outcome, channels) = match existing {
+            None if alert.status == Status::Resolved => (Received::Ignored, Vec::new()),
+            None => {
+                let targets = config::route(&self.config, &self.rules, &alert);
+                let row = AlertRow {
+                    status: alert.status,
+                    channels: targets
+                        .into_iter()
+                        .map(|(channel, mentions)| {
+                            let words: Vec<String> =
+                                mentions.iter().map(|m| blocks::mention_syntax(m)).collect();
+                            (channel, words.join(" "))
+                        })
+                        .collect(),
+                    occurrences: 1,
+                    first_ms: alert.started_at_ms.unwrap_or(now),
+                    acked_by: None,
+                    resolved_by: None,
+                    alert,
+                };
+                for (channel, mentions) in &row.channels {
+                    let message = self.message(&row, mentions).map_err(render_err)?;
+                    ctx.post(channel, message, None, Some(&ref_key(&key, channel)));
+                }
+                state::save(ctx.db().await?, &row, now).await?;
+                let channels: Vec<String> = row.channels.iter().map(|(c, _)| c.clone()).collect();
+                ctx.audit(
+                    "alerts.fire",
+                    &object,
+                    Outcome::Ok,
+                    &format!(
+                        "{} {:?} to {}",
+                        row.alert.severity.as_str(),
+                        row.alert.title,
+                        if channels.is_empty() {
+                            "no channel (no rule, severity entry or default matched)".into()
+                        } else {
+                            channels.join(", ")
+                        }
+                    ),
+                );
+                (Received::Posted, channels)
+            }
+            Some(mut row) => {
+                let line = match (row.status, alert.status) {
+                    (Status::Resolved, Status::Resolved) => None,
+                    (Status::Resolved, Status::Firing) => {
+                        row.status = Status::Firing;
+                        row.occurrences += 1;
+                        row.acked_by = None;
+                        row.resolved_by = None;
+                        Some((":fire: Firing again.".to_string(), "alerts.reopen"))
+                    }
+                    (_, Status::Firing)
+                        if alert.started_at_ms.is_some()
+                            && alert.started_at_ms == row.alert.started_at_ms =>
+                    {
+                        None
+                    }
+                    (_, Status::Firing) => {
+                        row.occurrences += 1;
+                        Some((
+                            format!(":repeat: Fired again ({} times).", row.occurrences),
+                            "alerts.repeat",
+                        ))
+                    }
+                    (Status::Acknowledged, Status::Acknowledged) => None,
+                    (Status::Resolved, Status::Acknowledged) => None,
+                    (_, Status::Acknowledged) => {
+                        row.status = Status::Acknowledged;
+                        Some((
+                            format!(":eyes: Acknowledged via {}.", blocks::escape(&alert.source)),
+                            "alerts.ack",
+                        ))
+                    }
+                    (_, Status::Resolved) => {
+                        row.status = Status::Resolved;
+                        Some((
+                            format!(
+                                ":white_check_mark: Resolved via {}.",
+                                blocks::escape(&alert.source)
+                            ),
+                            "alerts.resolve",
+                        ))
+                    }
+                };
+                let channels: Vec<String> = row.channels.iter().map(|(c, _)| c.clone()).collect();
+                match line {
+                    None => (Received::Unchanged, channels),
+                    Some((line, action)) => {
+                        row.alert = Alert {
+                            started_at_ms: row.alert.started_at_ms,
+                            ..alert
+                        };
+                        self.edit_all(ctx, &row, &line)?;
+                        state::save(ctx.db().await?, &row, now).await?;
+                        ctx.audit(
+                            action,
+                            &object,
+                            Outcome::Ok,
+                            &format!("{line} ({} message(s))", row.channels.len()),
+                        );
+                        (Received::Updated, channels)
+                    }
+                }
+            }
+        };
+        Ok(json!({"dedup_key": key, "result": outcome.as_str(), "channels": channels}))
+    }
+
+    /// Acknowledge or Resolve, clicked in Slack.
+    async fn button(
+        &self,
+        ctx: &mut Ctx<'_>,
+        action_id: &str,
+        key: &str,
+        user: &str,
+        channel: Option<&str>,
+    ) -> Result<(), AppError> {
+        let (target, verb, permission) = if action_id == ACK_ACTION {
+            (Status::Acknowledged, "acknowledged", "alerts.ack")
+        } else {
+            (Status::Resolved, "resolved", "alerts.resolve")
+        };
+        let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
+        let object = format!("alert:{key}");
+        let Some(mut row) = state::load(ctx.db().await?, key, lock).await? else {
+            ctx.audit(permission, &object, Outcome::Failed, "no such alert");
+            if let Some(channel) = channel {
+                ctx.ephemeral(channel, user, "I don't know that alert any more.");
+            }
+            return Ok(());
+        };
+        let already = row.status == Status::Resolved
+            || (row.status == Status::Acknowledged && target == Status::Acknowledged);
+        if already {
+            ctx.audit(
+                permission,
+                &object,
+                Outcome::Failed,
+                &format!("already {}", row.status.as_str()),
+            );
+            if let Some(channel) = channel {
+                ctx.ephemeral(
+                    channel,
+                    user,
+                    &format!("That alert is already {}.", row.status.as_str()),
+                );
+            }
+            return Ok(());
+        }
+        row.status = target;
+        if target == Status::Acknowledged {
+            row.acked_by = Some(user.to_string());
+        } else {
+            row.resolved_by = Some(user.to_string());
+        }
+        let emoji = if target == Status::Acknowledged {
+            ":eyes:"
+        } else {
+            ":white_check_mark:"
+        };
+        let mut verb_cap = verb.to_string();
+        verb_cap[..1].make_ascii_uppercase();
+        self.edit_all(ctx, &row, &format!("{emoji} {verb_cap} by <@{user}>."))?;
+        let now = ctx.now_ms();
+        state::save(ctx.db().await?, &row, now).await?;
+        ctx.audit(
+            permission,
+            &object,
+            Outcome::Ok,
+            &format!("{verb} ({} message(s))", row.channels.len()),
+        );
+        Ok(())
+    }
+}
+
+fn bad_request(e: &BadField) -> HttpReply {
+    HttpReply {
+        status: 400,
+        body: json!({"ok": false, "error": "invalid_payload", "field": e.field, "detail": e.reason}),
+    }
+}
+
+fn bearer(request: &HttpRequest) -> Option<&str> {
+    request
+        .header("authorization")
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
+
+#[async_trait]
+impl App for Alerts {
+    fn declaration(&self) -> Declaration {
+        let mut channels: Vec<String> = self
+            .config
+            .rules
+            .iter()
+            .flat_map(|r| r.channels.iter().cloned())
+            .chain(self.config.severity_channels.values().cloned())
+            .chain(self.config.default_channel.iter().cloned())
+            .collect();
+        channels.sort();
+        channels.dedup();
+        Declaration {
+            name: "alerts",
+            action_prefixes: vec!["alerts_"],
+            sync_routes: vec![ALERTS_PATH, ALERTMANAGER_PATH],
+            scopes: vec!["chat:write"],
+            channels,
+            ..Declaration::default()
+        }
+    }
+
+    fn migrations(&self) -> Vec<AppMigration> {
+        migrations()
+    }
+
+    async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError> {
+        if let Input::Action {
+            action_id,
+            value,
+            user,
+            channel,
+            ..
+        } = input
+            && (action_id == ACK_ACTION || action_id == RESOLVE_ACTION)
+        {
+            let key = value.as_deref().unwrap_or("");
+            return self
+                .button(ctx, action_id, key, user, channel.as_deref())
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn serve(&self, ctx: &mut Ctx<'_>, request: &HttpRequest) -> Result<HttpReply, AppError> {
+        let path = request.path.trim_end_matches('/');
+        if path != ALERTS_PATH && path != ALERTMANAGER_PATH {
+            return Ok(HttpReply::error(404, "not_found"));
+        }
+        if request.method != "POST" {
+            return Ok(HttpReply::error(405, "method_not_allowed"));
+        }
+        let Some(given) = bearer(request) else {
+            return Ok(HttpReply::error(401, "invalid_token"));
+        };
+        let Some(token) = ctx.store().token_verify(given, ctx.now_ms()).await? else {
+            return Ok(HttpReply::error(401, "invalid_token"));
+        };
+        if !token.allows(SCOPE) {
+            return Ok(HttpReply::error(403, "missing_scope: alerts:write"));
+        }
+        ctx.set_actor(ActorKind::Token, &token.id.to_string());
+        let parsed = if path == ALERTS_PATH {
+            intake::parse_alerts(&request.body)
+        } else {
+            intake::parse_alertmanager(&request.body)
+        };
+        let alerts = match parsed {
+            Ok(alerts) => alerts,
+            Err(e) => return Ok(bad_request(&e)),
+        };
+        let mut results = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            results.push(self.receive(ctx, alert).await?);
+        }
+        Ok(HttpReply::ok(json!({"ok": true, "alerts": results})))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn time_words() {
+        assert_eq!(
+            super::intake_time_words(1_795_668_372_000),
+            "2026-11-26 04:46"
+        );
+        assert_eq!(super::intake_time_words(0), "1970-01-01 00:00");
+    }
+}

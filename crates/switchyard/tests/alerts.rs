@@ -1,0 +1,656 @@
+//! The alerts app end to end against the sandbox: intake with an API token (our JSON and
+//! Alertmanager's), routing by CEL rules with `continue` and the severity map, the rendered
+//! message, one message per alert edited in place on repeat, acknowledge and resolve (with
+//! thread lines), the Acknowledge button, bad payloads, and check-config's rule errors.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_engine::{Config, Server, StartOptions};
+use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
+use switchyard_store::AuditFilter;
+
+const SEED: &str = r#"
+[team]
+id = "T0SANDBOX"
+name = "Sandbox"
+domain = "sandbox"
+
+[[users]]
+name = "alice"
+real_name = "Alice Admin"
+
+[[users]]
+name = "bob"
+real_name = "Bob Builder"
+
+[[channels]]
+id = "C0DB"
+name = "db-alerts"
+members = ["alice", "bob"]
+app_member = true
+
+[[channels]]
+id = "C0ONCALL"
+name = "oncall"
+members = ["alice", "bob"]
+app_member = true
+
+[[channels]]
+id = "C0CRIT"
+name = "critical"
+members = ["alice", "bob"]
+app_member = true
+
+[[channels]]
+id = "C0ALERTS"
+name = "alerts"
+members = ["alice", "bob"]
+app_member = true
+"#;
+
+const ALERTS: &str = r#"
+[apps.alerts]
+enabled = true
+default_channel = "C0ALERTS"
+
+[apps.alerts.severity_channels]
+critical = "C0CRIT"
+
+[[apps.alerts.rules]]
+name = "database"
+condition = "labels.team == 'db' AND severity != 'low'"
+channels = ["C0DB"]
+mentions = ["@here"]
+continue = true
+
+[[apps.alerts.rules]]
+name = "paging"
+condition = "severity == 'critical' && labels.team == 'db'"
+channels = ["C0ONCALL"]
+mentions = ["U0ONCALL"]
+
+[[apps.alerts.rules]]
+name = "other db alerts (a critical one stopped at paging)"
+condition = "labels.team == 'db'"
+channels = ["C0ALERTS"]
+"#;
+
+struct Env {
+    sandbox: Sandbox,
+    server: Server,
+    http: reqwest::Client,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// With `extra` config (an `[access]` section) after `[apps.alerts]`.
+    async fn start(extra: &str) -> Self {
+        let sandbox = Sandbox::start(SandboxConfig {
+            seed: Seed::parse_toml(SEED, "alerts_seed.toml").unwrap(),
+            rate_limits: RateLimitSettings {
+                enabled: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n{ALERTS}\n{extra}",
+            sandbox.bot_token(),
+            sandbox.signing_secret(),
+            sandbox.api_url(),
+            dir.path().join("a.db").display(),
+        );
+        let config =
+            Config::parse(&text, "alerts.toml", &BTreeMap::<String, String>::new()).unwrap();
+        let apps = switchyard_apps::builtin(&config).unwrap();
+        let server = Server::start(config.clone(), apps.clone(), StartOptions::default())
+            .await
+            .unwrap();
+        let declarations: Vec<_> = apps.iter().map(|a| a.declaration()).collect();
+        let base = format!("http://{}", server.addr());
+        let manifest =
+            switchyard_engine::manifest::manifest(&config, &declarations, Some(base.as_str()));
+        Manifest::from_value(manifest.clone()).expect("a manifest the sandbox takes");
+        let http = reqwest::Client::new();
+        let put = http
+            .put(format!("{}/_sandbox/app/manifest", sandbox.url()))
+            .body(manifest.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "{:?}", put.text().await);
+        let token = switchyard_engine::admin::create_token(
+            server.store(),
+            &switchyard_store::NewApiToken {
+                name: "monitoring".into(),
+                scopes: vec!["alerts:write".into()],
+                expires_at_ms: None,
+            },
+            &switchyard_engine::admin::Actor::cli(),
+            switchyard_engine::now_ms(),
+        )
+        .await
+        .unwrap()
+        .plaintext;
+        Self {
+            sandbox,
+            server,
+            http,
+            token,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, path: &str, body: Value) -> (u16, Value) {
+        let reply = self
+            .http
+            .post(format!("http://{}{path}", self.server.addr()))
+            .bearer_auth(&self.token)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        (reply.status().as_u16(), reply.json().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}/_sandbox{path}", self.sandbox.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The bot's top-level messages in `channel` once `check` holds for them.
+    async fn messages_when(&self, channel: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let mut messages = Vec::new();
+        for _ in 0..400 {
+            let v = self.get(&format!("/channels/{channel}/messages")).await;
+            messages = v["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["bot_id"].is_string())
+                .cloned()
+                .collect();
+            if check(&messages) {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("messages in {channel} never as expected: {messages:#?}");
+    }
+
+    /// The thread's replies once there are `n`.
+    async fn replies(&self, channel: &str, ts: &str, n: usize) -> Vec<String> {
+        let v = self
+            .get(&format!(
+                "/channels/{channel}/threads/{ts}?wait_for={}&timeout_ms=10000",
+                n + 1
+            ))
+            .await;
+        let messages = v["messages"].as_array().unwrap();
+        assert!(messages.len() > n, "{n} replies expected: {v}");
+        messages[1..]
+            .iter()
+            .map(|m| m["text"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+fn blocks_text(message: &Value) -> String {
+    message["blocks"].to_string()
+}
+
+#[tokio::test]
+async fn alerts_are_routed_posted_once_and_edited_in_place() {
+    let env = Env::start("").await;
+
+    // A critical db alert: rule "database" (continue) and rule "paging" (stops) match.
+    let alert = json!({
+        "title": "Replication lag on db-1",
+        "severity": "critical",
+        "source": "prometheus",
+        "description": "Lag is 120 s & growing",
+        "labels": {"team": "db", "instance": "db-1"},
+        "affected_items": ["db-1", "db-2", "db-3", "db-4", "db-5", "db-6", "db-7"],
+        "links": [{"title": "View details", "url": "https://grafana.example.com/d/1"}],
+        "analysis": "WAL shipping stalled",
+        "dedup_key": "db-lag"
+    });
+    let (status, reply) = env.send("/api/v1/alerts", alert.clone()).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["alerts"][0]["result"], "posted");
+    assert_eq!(reply["alerts"][0]["channels"], json!(["C0DB", "C0ONCALL"]));
+
+    let db = env.messages_when("C0DB", |m| m.len() == 1).await;
+    let text = blocks_text(&db[0]);
+    assert_eq!(
+        db[0]["blocks"][0]["text"]["text"],
+        ":red_circle: Replication lag on db-1"
+    );
+    for part in [
+        "*Severity*\\ncritical",
+        "*Source*\\nprometheus",
+        "<!date^",
+        ":fire: Firing",
+        "Lag is 120 s &amp; growing",
+        "• db-5",
+        "_and 2 more_",
+        "WAL shipping stalled",
+        "<!here>",
+        "https://grafana.example.com/d/1",
+        "alerts_ack",
+        "alerts_resolve",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    assert!(!text.contains("db-6"), "{text}");
+    let oncall = env.messages_when("C0ONCALL", |m| m.len() == 1).await;
+    assert!(blocks_text(&oncall[0]).contains("<@U0ONCALL>"));
+    let ts_db = db[0]["ts"].as_str().unwrap().to_string();
+    let ts_oncall = oncall[0]["ts"].as_str().unwrap().to_string();
+
+    // A repeat edits both messages and adds a thread line; no new message.
+    let (status, reply) = env.send("/api/v1/alerts", alert.clone()).await;
+    assert_eq!(
+        (status, &reply["alerts"][0]["result"]),
+        (200, &json!("updated"))
+    );
+    env.messages_when("C0DB", |m| {
+        m.len() == 1 && blocks_text(&m[0]).contains("seen 2 times")
+    })
+    .await;
+    assert_eq!(
+        env.replies("C0DB", &ts_db, 1).await,
+        [":repeat: Fired again (2 times)."]
+    );
+
+    // The Acknowledge button (bob, in the on-call channel) edits every message of the alert.
+    let click = env
+        .http
+        .post(format!("{}/_sandbox/actions", env.sandbox.url()))
+        .json(&json!({"user": "bob", "channel": "C0ONCALL", "ts": ts_oncall, "action_id": "alerts_ack"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(click.status().is_success(), "{:?}", click.text().await);
+    for channel in ["C0DB", "C0ONCALL"] {
+        let m = env
+            .messages_when(channel, |m| {
+                m.len() == 1 && blocks_text(&m[0]).contains(":eyes: Acknowledged by <@")
+            })
+            .await;
+        let text = blocks_text(&m[0]);
+        assert!(
+            !text.contains("alerts_ack"),
+            "no Acknowledge once acked: {text}"
+        );
+        assert!(text.contains("alerts_resolve"), "{text}");
+    }
+    let lines = env.replies("C0ONCALL", &ts_oncall, 2).await;
+    assert_eq!(lines[0], ":repeat: Fired again (2 times).");
+    assert!(
+        lines[1].starts_with(":eyes: Acknowledged by <@"),
+        "{lines:?}"
+    );
+
+    // Resolved through the API: edited in place, a thread line, no new message.
+    let mut resolved = alert.clone();
+    resolved["status"] = json!("resolved");
+    let (status, _) = env.send("/api/v1/alerts", resolved.clone()).await;
+    assert_eq!(status, 200);
+    let m = env
+        .messages_when("C0DB", |m| {
+            m.len() == 1 && blocks_text(&m[0]).contains(":white_check_mark: Resolved")
+        })
+        .await;
+    assert!(!blocks_text(&m[0]).contains("alerts_resolve"));
+    let lines = env.replies("C0DB", &ts_db, 3).await;
+    assert_eq!(lines[2], ":white_check_mark: Resolved via prometheus.");
+    // A second resolution changes nothing.
+    let (_, reply) = env.send("/api/v1/alerts", resolved).await;
+    assert_eq!(reply["alerts"][0]["result"], "unchanged");
+    // The resolution of an alert never seen is ignored.
+    let (_, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"title": "t", "severity": "low", "status": "resolved", "dedup_key": "never"}),
+        )
+        .await;
+    assert_eq!(
+        (
+            &reply["alerts"][0]["result"],
+            &reply["alerts"][0]["channels"]
+        ),
+        (&json!("ignored"), &json!([]))
+    );
+
+    // The audit has the firing, the repeat, the click and the resolution.
+    let audit = env
+        .server
+        .store()
+        .audit_query(&AuditFilter {
+            action_prefix: Some("alerts.".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.record.action.as_str()).collect();
+    for action in [
+        "alerts.fire",
+        "alerts.repeat",
+        "alerts.ack",
+        "alerts.resolve",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+
+    // Routing: a medium web alert matches no rule and has no severity entry: the default
+    // channel; a critical one goes by the severity map.
+    let (_, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"alerts": [
+                {"title": "Slow page", "severity": "medium", "labels": {"team": "web"}},
+                {"title": "Web down", "severity": "critical",
+                 "labels": {"team": "web", "alertname": "WebDown"}}
+            ]}),
+        )
+        .await;
+    assert_eq!(
+        reply["alerts"][0]["channels"],
+        json!(["C0ALERTS"]),
+        "{reply}"
+    );
+    assert_eq!(reply["alerts"][1]["channels"], json!(["C0CRIT"]), "{reply}");
+    env.messages_when("C0ALERTS", |m| m.len() == 1).await;
+    env.messages_when("C0CRIT", |m| m.len() == 1).await;
+}
+
+#[tokio::test]
+async fn alertmanager_payloads_and_bad_payloads() {
+    let env = Env::start("").await;
+    let payload = |status: &str| {
+        json!({
+            "version": "4",
+            "groupKey": "{}:{alertname=\"DiskFull\"}",
+            "status": status,
+            "receiver": "slack",
+            "groupLabels": {"alertname": "DiskFull"},
+            "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am:9093",
+            "alerts": [{
+                "status": status,
+                "labels": {"alertname": "DiskFull", "severity": "warning", "instance": "web-3"},
+                "annotations": {"summary": "Disk almost full on web-3", "description": "92% used"},
+                "startsAt": "2026-11-26T04:46:12Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph?g0.expr=disk",
+                "fingerprint": "c0ffee00c0ffee00"
+            }]
+        })
+    };
+    let (status, reply) = env.send("/api/v1/alertmanager", payload("firing")).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["alerts"][0]["channels"], json!(["C0ALERTS"]));
+    let m = env.messages_when("C0ALERTS", |m| m.len() == 1).await;
+    let text = blocks_text(&m[0]);
+    for part in [
+        "Disk almost full on web-3",
+        "*Severity*\\nmedium",
+        "alertmanager (slack)",
+        "<!date^1795668372^",
+        "92% used",
+        "• web-3",
+        "http://prometheus:9090/graph?g0.expr=disk",
+        "c0ffee00c0ffee00",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    // The group sent again (another alert joined it, say): the same episode, nothing new.
+    let (_, reply) = env.send("/api/v1/alertmanager", payload("firing")).await;
+    assert_eq!(reply["alerts"][0]["result"], "unchanged", "{reply}");
+    let (status, _) = env.send("/api/v1/alertmanager", payload("resolved")).await;
+    assert_eq!(status, 200);
+    let m = env
+        .messages_when("C0ALERTS", |m| {
+            m.len() == 1 && blocks_text(&m[0]).contains(":white_check_mark: Resolved")
+        })
+        .await;
+    let ts = m[0]["ts"].as_str().unwrap();
+    assert_eq!(
+        env.replies("C0ALERTS", ts, 1).await,
+        [":white_check_mark: Resolved via alertmanager (slack)."]
+    );
+
+    // Bad payloads: 400 naming the field, and nothing of the batch stored or posted.
+    let cases = [
+        (
+            "/api/v1/alerts",
+            json!([{"title": "ok", "severity": "low", "dedup_key": "half"},
+                   {"title": "bad", "severity": "urgent"}]),
+            "alerts[1].severity",
+        ),
+        ("/api/v1/alerts", json!({"severity": "low"}), "title"),
+        (
+            "/api/v1/alerts",
+            json!({"title": "t", "severity": "low", "labels": {"n": 1}}),
+            "labels.n",
+        ),
+        (
+            "/api/v1/alerts",
+            json!({"title": "t", "severity": "low", "links": ["ftp://x"]}),
+            "links[0]",
+        ),
+        (
+            "/api/v1/alertmanager",
+            json!({"version": "3", "groupKey": "g", "alerts": []}),
+            "version",
+        ),
+        (
+            "/api/v1/alertmanager",
+            json!({"version": "4", "groupKey": "g",
+                   "alerts": [{"status": "firing", "startsAt": "noon"}]}),
+            "alerts[0].startsAt",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let (status, reply) = env.send(path, body).await;
+        assert_eq!(status, 400, "{reply}");
+        assert_eq!(reply["field"], field, "{reply}");
+    }
+    let (status, _) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"title": "ok", "severity": "low", "dedup_key": "half"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"title": "ok", "severity": "low", "dedup_key": "half"}),
+        )
+        .await;
+    assert_eq!(
+        reply["alerts"][0]["result"], "updated",
+        "the refused batch stored nothing: this second send is the first repeat"
+    );
+
+    // No token, or a token without the scope.
+    let anonymous = env
+        .http
+        .post(format!("http://{}/api/v1/alerts", env.server.addr()))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let reader = switchyard_engine::admin::create_token(
+        env.server.store(),
+        &switchyard_store::NewApiToken {
+            name: "reader".into(),
+            scopes: vec!["audit:read".into()],
+            expires_at_ms: None,
+        },
+        &switchyard_engine::admin::Actor::cli(),
+        switchyard_engine::now_ms(),
+    )
+    .await
+    .unwrap()
+    .plaintext;
+    let refused = env
+        .http
+        .post(format!("http://{}/api/v1/alerts", env.server.addr()))
+        .bearer_auth(reader)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn a_huge_alert_is_cut_to_slacks_limits_not_refused() {
+    let env = Env::start("").await;
+    let long = "é".repeat(5_000);
+    let (status, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!({
+                "title": long, "severity": "high", "source": long, "description": long,
+                "analysis": long, "dedup_key": "huge",
+                "affected_items": std::iter::once(long.clone()).chain((1..300).map(|i| format!("host-{i}"))).collect::<Vec<_>>(),
+                "links": [{"title": long, "url": "https://example.com/x"}]
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    // The sandbox checks Block Kit against Slack's limits: the post went through.
+    let m = env.messages_when("C0ALERTS", |m| m.len() == 1).await;
+    let header = m[0]["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(
+        header.chars().count() <= 150 && header.ends_with('…'),
+        "{header}"
+    );
+    assert!(blocks_text(&m[0]).contains("_and 295 more_"));
+}
+
+#[tokio::test]
+async fn access_gates_the_buttons_by_their_permission_names() {
+    let env = Env::start(
+        "[access]\ndefault_role = \"responder\"\n[access.roles]\nresponder = [\"alerts.resolve\"]\n",
+    )
+    .await;
+    let (status, _) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"title": "Queue backlog", "severity": "medium", "dedup_key": "queue"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let m = env.messages_when("C0ALERTS", |m| m.len() == 1).await;
+    let ts = m[0]["ts"].as_str().unwrap().to_string();
+    let click = |action_id: &'static str| {
+        env.http
+            .post(format!("{}/_sandbox/actions", env.sandbox.url()))
+            .json(&json!({"user": "bob", "channel": "C0ALERTS", "ts": ts, "action_id": action_id}))
+            .send()
+    };
+    assert!(click("alerts_ack").await.unwrap().status().is_success());
+    // Refused (audited as alerts.ack), and the message still offers Acknowledge.
+    let mut refused = false;
+    for _ in 0..400 {
+        refused = env
+            .server
+            .store()
+            .audit_query(&AuditFilter {
+                action_prefix: Some("alerts.ack".into()),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.record.outcome == switchyard_store::Outcome::Refused);
+        if refused {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(refused, "the click on Acknowledge was refused and audited");
+    assert!(
+        blocks_text(&env.messages_when("C0ALERTS", |m| m.len() == 1).await[0])
+            .contains("alerts_ack")
+    );
+    assert!(click("alerts_resolve").await.unwrap().status().is_success());
+    env.messages_when("C0ALERTS", |m| {
+        m.len() == 1 && blocks_text(&m[0]).contains(":white_check_mark: Resolved by <@")
+    })
+    .await;
+}
+
+#[test]
+fn check_config_names_the_rule_whose_condition_does_not_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[slack]
+bot_token = "xoxb-1"
+app_token = "xapp-1"
+
+[apps.alerts]
+enabled = true
+template = "{% if %}"
+
+[apps.alerts.severity_channels]
+urgent = "C1"
+
+[[apps.alerts.rules]]
+name = "fine"
+condition = "severity == 'critical'"
+channels = ["C1"]
+
+[[apps.alerts.rules]]
+name = "broken db rule"
+condition = "severity == == 'critical' AND"
+channels = ["C1"]
+"#,
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .args(["check-config", "--config", &file]);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SLACK_") || name.starts_with("SWITCHYARD_") {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{file}: apps.alerts.rules[1].condition"))
+            && stderr.contains("broken db rule"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("rules[0]"), "{stderr}");
+    assert!(stderr.contains("apps.alerts.template"), "{stderr}");
+    assert!(
+        stderr.contains("apps.alerts.severity_channels.urgent"),
+        "{stderr}"
+    );
+}
