@@ -86,8 +86,13 @@ struct Env {
 }
 
 impl Env {
-    /// With `extra` config (an `[access]` section) after `[apps.alerts]`.
+    /// With `extra` config (an `[access]` section) after `[apps.alerts]`, on SQLite.
     async fn start(extra: &str) -> Self {
+        Self::start_on(extra, None).await
+    }
+
+    /// As [`Env::start`], on the given store (SQLite in a directory of its own without one).
+    async fn start_on(extra: &str, store_url: Option<String>) -> Self {
         let sandbox = Sandbox::start(SandboxConfig {
             seed: Seed::parse_toml(SEED, "alerts_seed.toml").unwrap(),
             rate_limits: RateLimitSettings {
@@ -99,12 +104,13 @@ impl Env {
         .await
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
+        let store_url = store_url
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("a.db").display()));
         let text = format!(
-            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n{ALERTS}\n{extra}",
+            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{store_url}\"\n[engine]\npoll_interval_ms = 100\n{ALERTS}\n{extra}",
             sandbox.bot_token(),
             sandbox.signing_secret(),
             sandbox.api_url(),
-            dir.path().join("a.db").display(),
         );
         let config =
             Config::parse(&text, "alerts.toml", &BTreeMap::<String, String>::new()).unwrap();
@@ -214,6 +220,46 @@ fn blocks_text(message: &Value) -> String {
 #[tokio::test]
 async fn alerts_are_routed_posted_once_and_edited_in_place() {
     let env = Env::start("").await;
+    routed_posted_once_and_edited_in_place(&env).await;
+}
+
+/// The routing and update-in-place flow on PostgreSQL (`SWITCHYARD_TEST_POSTGRES_URL`), in a
+/// schema of its own.
+#[tokio::test]
+async fn alerts_on_postgresql() {
+    let Some(admin) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: alerts on PostgreSQL — set SWITCHYARD_TEST_POSTGRES_URL"
+        );
+        return;
+    };
+    use switchyard_store::sqlx::{Connection, Executor, PgConnection};
+    let schema = format!("switchyard_alerts_test_{}", std::process::id());
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    conn.execute(format!("CREATE SCHEMA {schema}").as_str())
+        .await
+        .unwrap();
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+    let outcome = tokio::spawn(async move {
+        let env = Env::start_on("", Some(url)).await;
+        routed_posted_once_and_edited_in_place(&env).await;
+    })
+    .await;
+    conn.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+        .await
+        .unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn routed_posted_once_and_edited_in_place(env: &Env) {
 
     // A critical db alert: rule "database" (continue) and rule "paging" (stops) match.
     let alert = json!({
