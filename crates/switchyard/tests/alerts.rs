@@ -104,8 +104,8 @@ impl Env {
         .await
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let store_url = store_url
-            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("a.db").display()));
+        let store_url =
+            store_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("a.db").display()));
         let text = format!(
             "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{store_url}\"\n[engine]\npoll_interval_ms = 100\n{ALERTS}\n{extra}",
             sandbox.bot_token(),
@@ -260,7 +260,6 @@ async fn alerts_on_postgresql() {
 }
 
 async fn routed_posted_once_and_edited_in_place(env: &Env) {
-
     // A critical db alert: rule "database" (continue) and rule "paging" (stops) match.
     let alert = json!({
         "title": "Replication lag on db-1",
