@@ -396,7 +396,12 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
         num(parts.next()?)?,
         num(parts.next()?)?,
     );
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || rest.len() < 8 {
+    // RFC 3339 years have four digits: anything else is not a time (and could overflow below).
+    if !(0..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || rest.len() < 8
+    {
         return None;
     }
     let (hour, minute, second) = (
@@ -404,6 +409,9 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
         num(rest.get(3..5)?)?,
         num(rest.get(6..8)?)?,
     );
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
     let mut tail = rest.get(8..)?;
     let mut millis = 0;
     if let Some(fraction) = tail.strip_prefix('.') {
@@ -455,6 +463,9 @@ mod tests {
             Some(1_795_668_372_000)
         );
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
+        // Out of range: refused, not overflowed.
+        assert_eq!(parse_rfc3339_ms("99999999999999-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms("2026-11-26T25:00:00Z"), None);
     }
 
     #[test]
