@@ -21,6 +21,7 @@ pub mod state;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use switchyard_engine::admin::civil_from_days;
 use switchyard_engine::{
     ActorKind, App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input,
     Outcome,
@@ -51,16 +52,7 @@ pub fn intake_time_words(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let of_day = secs.rem_euclid(86_400);
-    // Civil date from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02}",
         of_day / 3600,

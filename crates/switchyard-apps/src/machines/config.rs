@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use switchyard_engine::admin::days_from_civil;
 use switchyard_engine::{Secret, ValidateSection};
 
 /// What to do with `oops`, `lock` and `clear` mentioned outside the control channel. Either way
@@ -193,14 +194,7 @@ pub fn parse_date_ms(date: &str) -> Option<i64> {
     if !(0..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+    Some(days_from_civil(y, m, d) * 86_400_000)
 }
 
 #[cfg(test)]
