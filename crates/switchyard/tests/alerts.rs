@@ -3,6 +3,8 @@
 //! message, one message per alert edited in place on repeat, acknowledge and resolve (with
 //! thread lines), the Acknowledge button, bad payloads, and check-config's rule errors.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -227,36 +229,11 @@ async fn alerts_are_routed_posted_once_and_edited_in_place() {
 /// schema of its own.
 #[tokio::test]
 async fn alerts_on_postgresql() {
-    let Some(admin) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: alerts on PostgreSQL — set SWITCHYARD_TEST_POSTGRES_URL"
-        );
-        return;
-    };
-    use switchyard_store::sqlx::{Connection, Executor, PgConnection};
-    let schema = format!("switchyard_alerts_test_{}", std::process::id());
-    let mut conn = PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!("CREATE SCHEMA {schema}").as_str())
-        .await
-        .unwrap();
-    let sep = if admin.contains('?') { '&' } else { '?' };
-    let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
-    let outcome = tokio::spawn(async move {
+    common::on_postgres_schema("alerts", |url| async move {
         let env = Env::start_on("", Some(url)).await;
         routed_posted_once_and_edited_in_place(&env).await;
     })
     .await;
-    conn.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
-        .await
-        .unwrap();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 async fn routed_posted_once_and_edited_in_place(env: &Env) {

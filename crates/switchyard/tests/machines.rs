@@ -3,6 +3,8 @@
 //! API and a device's oops button, `/oops-clear` and its picker, the device API, `/metrics`,
 //! and a restart with state intact.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -650,26 +652,7 @@ async fn machines_over_the_http_events_api() {
 /// schema of its own.
 #[tokio::test]
 async fn machines_on_postgresql() {
-    let Some(admin) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: machines on PostgreSQL — set SWITCHYARD_TEST_POSTGRES_URL"
-        );
-        return;
-    };
-    use switchyard_store::sqlx::{Connection, Executor, PgConnection};
-    let schema = format!("switchyard_machines_test_{}", std::process::id());
-    let mut conn = PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!("CREATE SCHEMA {schema}").as_str())
-        .await
-        .unwrap();
-    let sep = if admin.contains('?') { '&' } else { '?' };
-    let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
-    let outcome = tokio::spawn(async move {
+    common::on_postgres_schema("machines", |url| async move {
         let mut env = Env::start(false, "refuse", Some(url)).await;
         http_flow(&env).await;
         let (_, reply) = env
@@ -692,12 +675,6 @@ async fn machines_on_postgresql() {
         env.server.take().unwrap().shutdown().await;
     })
     .await;
-    conn.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
-        .await
-        .unwrap();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 async fn http_flow(env: &Env) {

@@ -49,3 +49,45 @@ pub async fn listening_url(child: &mut Child) -> String {
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .to_string()
 }
+
+/// Runs `body` with the URL of a PostgreSQL schema of its own (from
+/// `SWITCHYARD_TEST_POSTGRES_URL`), dropped afterwards even when the body panics. Without the
+/// variable it says `SKIPPED: {what} on PostgreSQL` and returns.
+pub async fn on_postgres_schema<F, Fut>(what: &str, body: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Some(admin) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        use std::io::Write;
+        // Straight to the process's stderr: `eprintln!` would be captured by libtest.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {what} on PostgreSQL — set SWITCHYARD_TEST_POSTGRES_URL"
+        );
+        return;
+    };
+    use switchyard_store::sqlx::{Connection, Executor, PgConnection};
+    let schema = format!(
+        "switchyard_{}_test_{}",
+        what.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+        std::process::id()
+    );
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    conn.execute(format!("CREATE SCHEMA {schema}").as_str())
+        .await
+        .unwrap();
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+    // In a task of its own, so a failing body still lets the schema be dropped.
+    let outcome = tokio::spawn(body(url)).await;
+    conn.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+        .await
+        .unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
