@@ -57,6 +57,10 @@ pub fn router() -> Router<Arc<Inner>> {
         .route("/faults/{id}", delete(remove_fault))
         .route("/rate_limits", get(get_rate_limits).put(set_rate_limits))
         .route("/delivery", get(get_delivery).put(set_delivery))
+        .route(
+            "/delivery/origins",
+            get(get_delivery_origins).put(set_delivery_origins),
+        )
         .route("/socket", get(socket_connections))
         .route("/socket/disconnect", post(socket_disconnect))
         .route("/socket/drop", post(socket_drop))
@@ -1156,14 +1160,20 @@ async fn deliveries(State(inner): State<Arc<Inner>>, Query(wait): Query<Wait>) -
 
 /// Counts only, cheap to poll: Web API calls per method (ok / failed), deliveries by outcome.
 async fn stats(State(inner): State<Arc<Inner>>) -> CtlResult {
+    let faults = inner.faults().fired().clone();
     let ws = inner.ws();
     let mut calls: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    // The limiter's own 429s (a client going faster than Slack allows), not injected ones.
+    let mut limited: std::collections::BTreeMap<&str, u64> = Default::default();
     for c in &ws.api_calls {
         let entry = calls.entry(c.method.as_str()).or_default();
         if c.ok {
             entry.0 += 1;
         } else {
             entry.1 += 1;
+        }
+        if c.error.as_deref() == Some("ratelimited") {
+            *limited.entry(c.method.as_str()).or_default() += 1;
         }
     }
     let mut outcomes: std::collections::BTreeMap<&str, u64> = Default::default();
@@ -1174,7 +1184,9 @@ async fn stats(State(inner): State<Arc<Inner>>) -> CtlResult {
         .into_iter()
         .map(|(m, (ok, failed))| (m.to_string(), json!({"ok": ok, "failed": failed})))
         .collect();
-    ok(json!({"api_calls": calls, "deliveries": outcomes}))
+    ok(
+        json!({"api_calls": calls, "deliveries": outcomes, "rate_limited": limited, "faults_fired": faults}),
+    )
 }
 
 async fn add_fault(State(inner): State<Arc<Inner>>, Body(rule): Body<FaultRule>) -> CtlResult {
@@ -1221,6 +1233,27 @@ async fn set_delivery(
     Body(settings): Body<DeliverySettings>,
 ) -> CtlResult {
     inner.delivery.set_settings(settings);
+    ok(json!({}))
+}
+
+async fn get_delivery_origins(State(inner): State<Arc<Inner>>) -> CtlResult {
+    ok(json!({"origins": inner.delivery.origins()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Origins {
+    origins: Vec<String>,
+}
+
+async fn set_delivery_origins(
+    State(inner): State<Arc<Inner>>,
+    Body(body): Body<Origins>,
+) -> CtlResult {
+    inner
+        .delivery
+        .set_origins(body.origins)
+        .map_err(CtlError::bad)?;
     ok(json!({}))
 }
 

@@ -49,6 +49,17 @@ pub struct FaultRule {
 }
 
 impl FaultRule {
+    /// `web_api.rate_limited`, `socket.drop`, …: how [`Faults::fired`] counts it.
+    fn fired_name(&self) -> String {
+        // Their serde names (snake_case), as rules are written.
+        let name = |v: serde_json::Value| v.as_str().unwrap_or("").to_string();
+        format!(
+            "{}.{}",
+            name(serde_json::to_value(self.target).unwrap_or_default()),
+            name(serde_json::to_value(self.fault).unwrap_or_default())
+        )
+    }
+
     /// Checks that the fault makes sense for the target.
     pub fn validate(&self) -> Result<(), String> {
         use FaultKind::*;
@@ -75,6 +86,8 @@ impl FaultRule {
 pub struct Faults {
     rules: Vec<FaultRule>,
     next_id: u64,
+    /// How often each `target.fault` fired (e.g. `web_api.rate_limited`), for `/_sandbox/stats`.
+    fired: std::collections::BTreeMap<String, u64>,
 }
 
 impl Faults {
@@ -87,6 +100,12 @@ impl Faults {
 
     pub fn list(&self) -> &[FaultRule] {
         &self.rules
+    }
+
+    /// How often each kind of fault fired since the sandbox started (clearing the rules keeps
+    /// the counts): `target.fault` → n.
+    pub fn fired(&self) -> &std::collections::BTreeMap<String, u64> {
+        &self.fired
     }
 
     pub fn clear(&mut self) {
@@ -107,6 +126,7 @@ impl Faults {
                 && r.kind.as_deref().is_none_or(|k| k == name)
         })?;
         let rule = self.rules[pos].clone();
+        *self.fired.entry(rule.fired_name()).or_default() += 1;
         if let Some(times) = &mut self.rules[pos].times {
             *times = times.saturating_sub(1);
             if *times == 0 {
@@ -139,5 +159,6 @@ mod tests {
         assert!(faults.take(Target::WebApi, "auth.test").is_some());
         assert!(faults.take(Target::WebApi, "auth.test").is_some());
         assert!(faults.take(Target::WebApi, "auth.test").is_none());
+        assert_eq!(faults.fired().get("web_api.reset"), Some(&2));
     }
 }

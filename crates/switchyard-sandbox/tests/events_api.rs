@@ -499,3 +499,59 @@ async fn manifest_put_switches_from_socket_mode_to_http() {
         "nothing more over the socket"
     );
 }
+
+/// `PUT /_sandbox/delivery/origins`: deliveries spread round robin over several apps (as a load
+/// balancer in front of replicas), the manifest's paths kept; a replica that refuses
+/// connections is passed over; a bad origin is a 400.
+#[tokio::test]
+async fn deliveries_spread_over_origins_round_robin() {
+    let (a, h) = http_pair(&["app_mention"]).await;
+    let b = FakeApp::start().await;
+    let set = h
+        .put("delivery/origins", json!({"origins": [a.url, b.url]}))
+        .await;
+    assert!(set.ok(), "{}", set.text);
+    let got = h.read("delivery/origins").await;
+    assert_eq!(got["origins"], json!([a.url, b.url]));
+    for i in 0..4 {
+        mention(&h, &format!("hi {i}")).await;
+    }
+    let on_a = a.wait_for(2, is_callback("app_mention")).await;
+    let on_b = b.wait_for(2, is_callback("app_mention")).await;
+    assert_eq!(on_a.len() + on_b.len(), 4, "each event once");
+    assert!(on_b.iter().all(|r| r.path == "/events"), "the path is kept");
+    // Each origin answered its own url_verification handshake.
+    assert!(b.requests().iter().any(|r| r.is_handshake()));
+    // Commands too.
+    for _ in 0..2 {
+        let reply = h
+            .act(
+                "commands",
+                json!({"user": "alice", "channel": "general", "command": "/switchyard", "text": ""}),
+            )
+            .await;
+        assert_eq!(reply["ack"]["status"], 200, "{reply}");
+    }
+    a.wait_for(1, |r| r.path == "/commands").await;
+    b.wait_for(1, |r| r.path == "/commands").await;
+
+    // One replica down: every delivery reaches the other, none waits for a retry.
+    a.stop().await;
+    for i in 0..3 {
+        mention(&h, &format!("after {i}")).await;
+    }
+    b.wait_for(5, is_callback("app_mention")).await;
+    let retried = b
+        .requests()
+        .iter()
+        .filter(|r| r.header("x-slack-retry-num").is_some())
+        .count();
+    assert_eq!(retried, 0, "passed over, not retried");
+
+    let bad = h
+        .put("delivery/origins", json!({"origins": ["not a url"]}))
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let cleared = h.put("delivery/origins", json!({"origins": []})).await;
+    assert!(cleared.ok());
+}

@@ -55,6 +55,12 @@ async fn rate_limited_times_then_clean() {
     h.bot_post("general", "through").await;
     let msgs = h.messages("general").await;
     assert_eq!(msgs.len(), 1, "the limited calls did nothing: {msgs:?}");
+    // Stats count the faults that fired, and keep injected 429s out of the limiter's own.
+    let stats = h.read("stats").await;
+    assert_eq!(stats["faults_fired"]["web_api.rate_limited"], 2, "{stats}");
+    assert_eq!(stats["rate_limited"], json!({}), "{stats}");
+    let calls = h.read("api_calls?method=chat.postMessage").await;
+    assert_eq!(calls["calls"][0]["error"], "fault_ratelimited", "{calls}");
 }
 
 #[tokio::test]

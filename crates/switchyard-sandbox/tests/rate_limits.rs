@@ -60,6 +60,11 @@ async fn post_message_burst_on_one_channel_is_limited() {
             .any(|c| c["status"] == 429 && c["error"] == "ratelimited"),
         "{calls:?}"
     );
+    let stats = h.read("stats").await;
+    assert!(
+        stats["rate_limited"]["chat.postMessage"].as_u64() >= Some(1),
+        "the limiter's refusals counted: {stats}"
+    );
     let posted = h.messages("general").await.len();
     let ok_calls = calls
         .iter()

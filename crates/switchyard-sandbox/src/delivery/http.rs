@@ -123,17 +123,37 @@ pub async fn post_event(
     if fault == Some(FaultKind::Drop) {
         return failed("http_timeout", None, false);
     }
-    if let Err(reason) = verify_url(inner, url).await {
-        return failed(reason, None, false);
+    let mut tried = failed("connection_failed", None, false);
+    for url in inner.delivery.candidates(url) {
+        if let Err(reason) = verify_url(inner, &url).await {
+            tried = failed(reason, None, false);
+        } else {
+            tried = post_signed(
+                inner,
+                &url,
+                "application/json",
+                body.to_string().into_bytes(),
+                Some((retry_num, retry_reason.unwrap_or(""))),
+            )
+            .await;
+        }
+        if !refused(&tried) {
+            break;
+        }
     }
-    post_signed(
-        inner,
-        url,
-        "application/json",
-        body.to_string().into_bytes(),
-        Some((retry_num, retry_reason.unwrap_or(""))),
+    tried
+}
+
+/// A connection that could not be made: the next origin may take the delivery.
+fn refused(tried: &Tried) -> bool {
+    matches!(
+        tried,
+        Tried::Failed {
+            reason: "connection_failed",
+            status: None,
+            ..
+        }
     )
-    .await
 }
 
 /// Commands and interactions: a form, no retries.
@@ -153,9 +173,15 @@ pub async fn post_form(
         .unwrap_or_default()
         .into_bytes();
     let content_type = "application/x-www-form-urlencoded";
-    let tried = post_signed(inner, url, content_type, body.clone(), None).await;
-    if fault == Some(FaultKind::Duplicate) {
-        let _ = post_signed(inner, url, content_type, body, None).await;
+    let mut tried = failed("connection_failed", None, false);
+    for url in inner.delivery.candidates(url) {
+        tried = post_signed(inner, &url, content_type, body.clone(), None).await;
+        if fault == Some(FaultKind::Duplicate) {
+            let _ = post_signed(inner, &url, content_type, body.clone(), None).await;
+        }
+        if !refused(&tried) {
+            break;
+        }
     }
     tried
 }

@@ -133,6 +133,11 @@ pub struct Delivery {
     /// Held during a `url_verification` handshake.
     handshake: tokio::sync::Mutex<()>,
     next_record: AtomicU64,
+    /// Origins (`http://host:port`) that HTTP deliveries are spread over, round robin, in place
+    /// of the request URLs' own, as a load balancer in front of several replicas would; empty:
+    /// the manifest's URLs as they are.
+    origins: Mutex<Vec<String>>,
+    next_origin: AtomicU64,
 }
 
 impl Delivery {
@@ -147,6 +152,8 @@ impl Delivery {
             verified_urls: Mutex::default(),
             handshake: tokio::sync::Mutex::new(()),
             next_record: AtomicU64::new(0),
+            origins: Mutex::default(),
+            next_origin: AtomicU64::new(0),
         }
     }
 
@@ -156,6 +163,47 @@ impl Delivery {
 
     pub fn set_settings(&self, settings: DeliverySettings) {
         *lock(&self.settings) = settings;
+    }
+
+    pub fn origins(&self) -> Vec<String> {
+        lock(&self.origins).clone()
+    }
+
+    /// Sets the origins HTTP deliveries are spread over (see [`Delivery::candidates`]).
+    pub fn set_origins(&self, origins: Vec<String>) -> Result<(), String> {
+        for origin in &origins {
+            let url = reqwest::Url::parse(origin).map_err(|e| format!("{origin}: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(format!("{origin}: not an http(s) origin"));
+            }
+        }
+        *lock(&self.origins) = origins
+            .into_iter()
+            .map(|o| o.trim_end_matches('/').to_string())
+            .collect();
+        Ok(())
+    }
+
+    /// The URLs to try for one HTTP delivery, in order: `url` itself without origins; with
+    /// them, `url`'s path and query on each origin, starting with the next one in turn (round
+    /// robin). A load balancer passes a refused connection on to the next backend, so the
+    /// deliverer tries the next candidate when one refuses to connect.
+    pub fn candidates(&self, url: &str) -> Vec<String> {
+        let origins = lock(&self.origins).clone();
+        if origins.is_empty() {
+            return vec![url.to_string()];
+        }
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            return vec![url.to_string()];
+        };
+        let rest = match parsed.query() {
+            Some(query) => format!("{}?{query}", parsed.path()),
+            None => parsed.path().to_string(),
+        };
+        let start = self.next_origin.fetch_add(1, Ordering::Relaxed) as usize;
+        (0..origins.len())
+            .map(|i| format!("{}{rest}", origins[(start + i) % origins.len()]))
+            .collect()
     }
 
     fn new_record(

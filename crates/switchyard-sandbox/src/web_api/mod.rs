@@ -380,7 +380,8 @@ pub async fn handle(
         match rule.fault {
             FaultKind::RateLimited => {
                 let secs = rule.retry_after.unwrap_or(1);
-                return rate_limited(&inner, &method_name, &args, secs);
+                // Logged apart from the limiter's own refusals, which say a client went too fast.
+                return rate_limited(&inner, &method_name, &args, secs, "fault_ratelimited");
             }
             FaultKind::ServerError => {
                 let status = StatusCode::from_u16(rule.status.unwrap_or(500))
@@ -465,6 +466,7 @@ pub async fn handle(
             &method_name,
             &args,
             ratelimit::retry_after_secs(wait),
+            "ratelimited",
         );
     }
 
@@ -525,8 +527,10 @@ fn authenticate(
     Ok(caller)
 }
 
-fn rate_limited(inner: &Inner, method: &str, args: &Args, secs: u64) -> Response {
-    record(inner, method, args, false, Some("ratelimited"), 429);
+/// A 429 as Slack sends it; `logged` is the error the call log records (`ratelimited`, or
+/// `fault_ratelimited` for an injected one).
+fn rate_limited(inner: &Inner, method: &str, args: &Args, secs: u64, logged: &str) -> Response {
+    record(inner, method, args, false, Some(logged), 429);
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,
         axum::Json(json!({"ok": false, "error": "ratelimited"})),
