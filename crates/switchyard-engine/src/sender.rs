@@ -25,8 +25,19 @@ const MAX_IN_FLIGHT: usize = 128;
 const MAX_OUTCOMES: usize = 512;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// Slack's limits as (per minute, burst).
+/// The share of Slack's rate the pacer uses: the time a call takes to reach Slack varies (a
+/// busy machine, a slow network), so calls spaced exactly at Slack's rate sometimes arrive
+/// closer together than it allows; a tenth of headroom absorbs that (found by the chaos soak).
+const HEADROOM: f64 = 0.9;
+
+/// The limits paced to, as (per minute, burst): Slack's, with [`HEADROOM`].
 fn limit_for(method: &str) -> (f64, f64) {
+    let (per_minute, burst) = slack_limit(method);
+    (per_minute * HEADROOM, burst)
+}
+
+/// Slack's limits as (per minute, burst).
+fn slack_limit(method: &str) -> (f64, f64) {
     match method {
         "chat.postMessage" => (60.0, 3.0),
         "chat.update" | "chat.delete" | "reactions.add" | "conversations.history" => (50.0, 12.0),
@@ -38,6 +49,11 @@ fn limit_for(method: &str) -> (f64, f64) {
         _ => (60.0, 3.0),
     }
 }
+
+/// The methods paced per ordering key (see [`bucket_key`]), all at the same limit.
+const PER_KEY_METHODS: &[&str] = &["chat.postMessage", "response_url", "webhook"];
+/// How far back the recent sends are read: longer than a burst takes to refill.
+const PACED_HISTORY_MS: i64 = 4_000;
 
 /// Posts are limited per channel (and response URLs per URL); everything else per method.
 fn bucket_key(method: &str, key: &str) -> String {
@@ -75,6 +91,26 @@ impl Pacer {
         }
     }
 
+    /// After a call was answered: Slack counts a call when it handles it, which may be long
+    /// after it was sent (a slow reply), so its token is taken again as of now — given back
+    /// and taken, with the refill up to now capped at the burst before the taking. Only for
+    /// the per-key methods, whose key has one call in flight at a time.
+    fn answered(&self, method: &str, key: &str) {
+        if !PER_KEY_METHODS.contains(&method) {
+            return;
+        }
+        let (per_minute, burst) = limit_for(method);
+        let rate = per_minute / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if let Some((tokens, last)) = buckets.get_mut(&bucket_key(method, key)) {
+            let before =
+                (*tokens + 1.0 + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+            *tokens = before - 1.0;
+            *last = now;
+        }
+    }
+
     /// Gives back the token [`Pacer::reserve`] took, for a call that was not made.
     fn release(&self, method: &str, key: &str) {
         let (_, burst) = limit_for(method);
@@ -82,6 +118,30 @@ impl Pacer {
         if let Some((tokens, _)) = buckets.get_mut(&bucket_key(method, key)) {
             *tokens = (*tokens + 1.0).min(burst);
         }
+    }
+
+    /// What the outbox says was sent for this bucket since `since_ms` (Unix ms, oldest first;
+    /// by this process or any other): the bucket holds no more tokens than those sends left
+    /// it, so a restarted process, or one of several replicas, does not spend a burst Slack
+    /// has already seen. Slack's bucket may have been empty when the window began, so the
+    /// replay starts from empty: what it gives is the least Slack can have left.
+    fn observe(&self, method: &str, key: &str, since_ms: i64, sent_at_ms: &[i64], now_ms: i64) {
+        let (per_minute, burst) = limit_for(method);
+        let rate_per_ms = per_minute / 60_000.0;
+        let (mut tokens, mut last) = (0.0, since_ms);
+        for &at in sent_at_ms {
+            tokens = (tokens + (at - last).max(0) as f64 * rate_per_ms).min(burst) - 1.0;
+            last = at;
+        }
+        let replayed = (tokens + (now_ms - last).max(0) as f64 * rate_per_ms).min(burst);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (tokens, at) = buckets
+            .entry(bucket_key(method, key))
+            .or_insert((burst, now));
+        let mine = (*tokens + now.duration_since(*at).as_secs_f64() * per_minute / 60.0).min(burst);
+        *tokens = mine.min(replayed);
+        *at = now;
     }
 
     /// After a 429: nothing more for this bucket until `retry_after` has passed.
@@ -134,9 +194,38 @@ impl Sender {
         (sender, finished)
     }
 
+    /// Paces by the recent sends the outbox records: all of them at start (a restarted
+    /// process's buckets start where the last one left Slack's), and on PostgreSQL, where
+    /// replicas share the outbox, those of the keys just claimed.
+    async fn observe_sends(&self, keys: Option<&[String]>) {
+        let now = now_ms();
+        let since = now - PACED_HISTORY_MS;
+        let sends = match self
+            .store
+            .outbox_recent_sends(PER_KEY_METHODS, keys, since)
+            .await
+        {
+            Ok(sends) => sends,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the recent sends; pacing by this process's own");
+                return;
+            }
+        };
+        let mut by_key: HashMap<&str, Vec<i64>> = HashMap::new();
+        for (key, at) in &sends {
+            by_key.entry(key.as_str()).or_default().push(*at);
+        }
+        for (key, times) in by_key {
+            // The method only picks the limit, the same for all three.
+            self.pacer
+                .observe("chat.postMessage", key, since, &times, now);
+        }
+    }
+
     /// Sends until `stop` fires; `ready` wakes it when something was queued or a call's
     /// outcome was recorded (which may let the next call of its key go).
     pub async fn run(self: Arc<Self>, ready: Arc<Notify>, poll: Duration, stop: CancellationToken) {
+        self.observe_sends(None).await;
         loop {
             let (claimed, asked) = self.claim().await;
             if claimed > 0 && claimed == asked && self.slots.available_permits() > 0 {
@@ -183,6 +272,18 @@ impl Sender {
             }
         };
         let claimed = items.len();
+        if self.store.backend() == switchyard_store::Backend::Postgres {
+            let mut keys: Vec<String> = items
+                .iter()
+                .filter(|i| PER_KEY_METHODS.contains(&i.method.as_str()))
+                .map(|i| i.ordering_key.clone())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            if !keys.is_empty() {
+                self.observe_sends(Some(&keys)).await;
+            }
+        }
         for (item, permit) in items.into_iter().zip(permits) {
             let sender = self.clone();
             tokio::spawn(async move {
@@ -213,6 +314,7 @@ impl Sender {
             tokio::time::sleep(wait).await;
         }
         let result = self.call(item).await;
+        self.pacer.answered(&item.method, &item.ordering_key);
         crate::metrics::call_outcome(&item.method, &result);
         match result {
             Ok(response) => OutboxResult::Sent {
@@ -358,6 +460,46 @@ mod tests {
         }
         assert!(pacer.reserve("chat.postMessage", "C1") > Duration::ZERO);
         assert_eq!(pacer.reserve("chat.postMessage", "C2"), Duration::ZERO);
+    }
+
+    #[test]
+    fn recent_sends_seen_in_the_outbox_use_up_the_burst() {
+        let pacer = Pacer::default();
+        let now = 1_000_000;
+        let since = now - PACED_HISTORY_MS;
+        // Three posts in the last half second, by a process that is gone: no burst left.
+        let recent = [now - 500, now - 300, now - 100];
+        pacer.observe("chat.postMessage", "C1", since, &recent, now);
+        assert!(pacer.reserve("chat.postMessage", "C1") > Duration::ZERO);
+        // Nothing sent for the whole window: the burst is there.
+        pacer.observe("chat.postMessage", "C2", since, &[], now);
+        for _ in 0..3 {
+            assert_eq!(pacer.reserve("chat.postMessage", "C2"), Duration::ZERO);
+        }
+        // Sends spread over the window leave less than the burst (Slack's bucket may have been
+        // empty when the window began).
+        let spread = [since + 2000, since + 3000];
+        pacer.observe("chat.postMessage", "C3", since, &spread, now);
+        assert_eq!(pacer.reserve("chat.postMessage", "C3"), Duration::ZERO);
+        assert!(pacer.reserve("chat.postMessage", "C3") > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_slow_call_counts_when_it_was_answered() {
+        let pacer = Pacer::default();
+        assert_eq!(pacer.reserve("chat.postMessage", "C1"), Duration::ZERO);
+        // That call took two seconds (the bucket last touched when it was sent). Counted when
+        // it was sent, the bucket would be full again; Slack counted it when it answered, so
+        // two more posts may go at once, not three.
+        {
+            let mut buckets = pacer.buckets.lock().unwrap();
+            let bucket = buckets.get_mut("chat.postMessage:C1").unwrap();
+            bucket.1 -= Duration::from_secs(2);
+        }
+        pacer.answered("chat.postMessage", "C1");
+        assert_eq!(pacer.reserve("chat.postMessage", "C1"), Duration::ZERO);
+        assert_eq!(pacer.reserve("chat.postMessage", "C1"), Duration::ZERO);
+        assert!(pacer.reserve("chat.postMessage", "C1") > Duration::ZERO);
     }
 
     #[test]

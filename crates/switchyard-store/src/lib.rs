@@ -1033,6 +1033,56 @@ impl Store {
             .map_err(query_err("outbox list"))
     }
 
+    /// When calls of `methods` were sent since `since_ms` (Unix ms): `(ordering_key, sent_at)`,
+    /// oldest first; only for `keys` when given. What any process sent, so a sender that just
+    /// started, or one beside other replicas, paces by what Slack has already seen. Reads only
+    /// the newest few thousand rows (by id), so it stays cheap on a long outbox.
+    pub async fn outbox_recent_sends(
+        &self,
+        methods: &[&str],
+        keys: Option<&[String]>,
+        since_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        const OP: &str = "outbox recent sends";
+        if methods.is_empty() || keys.is_some_and(|k| k.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let mut sql = String::from(
+            "SELECT ordering_key, sent_at FROM outbox WHERE state = 'sent' AND sent_at >= $1 \
+             AND id > (SELECT COALESCE(MAX(id), 0) - 5000 FROM outbox) AND method IN (",
+        );
+        let mut n = 1;
+        for i in 0..methods.len() {
+            n += 1;
+            let _ = write!(sql, "{}${n}", if i > 0 { "," } else { "" });
+        }
+        sql.push(')');
+        if let Some(keys) = keys {
+            sql.push_str(" AND ordering_key IN (");
+            for i in 0..keys.len() {
+                n += 1;
+                let _ = write!(sql, "{}${n}", if i > 0 { "," } else { "" });
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ORDER BY sent_at");
+        let mut query = sqlx::query(&sql).bind(since_ms);
+        for m in methods {
+            query = query.bind(*m);
+        }
+        for k in keys.unwrap_or_default() {
+            query = query.bind(k.as_str());
+        }
+        let rows = query
+            .fetch_all(&self.read_pool)
+            .await
+            .map_err(query_err(OP))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("ordering_key")?, r.try_get("sent_at")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(query_err(OP))
+    }
+
     /// How many outbox items are pending, sent and failed.
     pub async fn outbox_counts(&self) -> Result<StateCounts, StoreError> {
         self.counts("outbox", "sent", "outbox counts").await

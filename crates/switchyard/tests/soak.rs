@@ -1,0 +1,1320 @@
+//! The chaos soak (docs/reliability.md, "Chaos soak"): the real `switchyard serve` against the
+//! sandbox with Slack's limits on, random faults switched on (429s with `Retry-After`, 5xx, slow
+//! replies, resets, Socket Mode drops and `disconnect`s, duplicate and dropped deliveries) and
+//! the process SIGKILLed and restarted at random moments, under mixed traffic: alerts through
+//! the API, their Acknowledge buttons, mention commands (`ping`, `status`, `oops`, `clear`),
+//! `/oops-clear` with a name and through its picker, and device check-ins. Then the invariants:
+//! every alert in Slack once, every command answered once, every click applied once, every
+//! change audited, the outbox empty, per-channel order kept, no channel pushed past Slack's
+//! limit. It prints the counts and fails on any loss or unexplained duplicate.
+//!
+//! Short by default (CI); `SOAK_SECONDS=600` (or `scripts/soak --minutes 10`) for a long run;
+//! `SOAK_SEED` to pick the random seed. On PostgreSQL (`SWITCHYARD_TEST_POSTGRES_URL`), two
+//! replicas share one schema behind the sandbox and one of them is killed again and again.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use switchyard_engine::Config;
+use switchyard_sandbox::{
+    ControlClient, DeliverySettings, Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed,
+};
+use switchyard_store::Store;
+use switchyard_store::sqlx::Row;
+
+const CONTROL: &str = "C0CONTROL";
+const OOPS: &str = "C0OOPS";
+const ALERT_CHANNELS: [&str; 3] = ["C0CRIT", "C0HIGH", "C0ALERTS"];
+const PING_CHANNELS: [&str; 3] = ["C0PING1", "C0PING2", "C0PING3"];
+const DEVICE_TOKEN: &str = "soak-device-token";
+/// Machines that people oops and clear, one flow (and one person) each.
+const FLOW_MACHINES: [&str; 4] = ["Laser", "Lathe", "Mill", "Router"];
+/// Machines whose devices check in.
+const DEVICE_MACHINES: [&str; 2] = ["Drill", "Saw"];
+/// The longest a step waits for its effect in Slack before it counts as lost.
+const EFFECT_WAIT: Duration = Duration::from_secs(90);
+
+fn seed_toml() -> String {
+    let mut text =
+        String::from("[team]\nid = \"T0SANDBOX\"\nname = \"Sandbox\"\ndomain = \"sandbox\"\n");
+    for i in 0..FLOW_MACHINES.len() + 1 {
+        text.push_str(&format!(
+            "\n[[users]]\nname = \"user{i}\"\nreal_name = \"User {i}\"\n"
+        ));
+    }
+    let channels = [CONTROL, OOPS]
+        .into_iter()
+        .chain(ALERT_CHANNELS)
+        .chain(PING_CHANNELS);
+    for id in channels {
+        text.push_str(&format!(
+            "\n[[channels]]\nid = \"{id}\"\nname = \"{}\"\nmembers = [\"*\"]\napp_member = true\n",
+            id.to_ascii_lowercase()
+        ));
+    }
+    text
+}
+
+fn apps_toml() -> String {
+    let mut text = format!(
+        "[apps.machines]\nenabled = true\ncontrol_channel = \"{CONTROL}\"\noops_channel = \"{OOPS}\"\n\
+         device_token = \"{DEVICE_TOKEN}\"\noutside_control_channel = \"refuse\"\n"
+    );
+    for name in FLOW_MACHINES.iter().chain(&DEVICE_MACHINES) {
+        text.push_str(&format!(
+            "\n[[apps.machines.machines]]\nname = \"{name}\"\nauthorizations_or = [\"shop\"]\n"
+        ));
+    }
+    for (i, _) in DEVICE_MACHINES.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[apps.machines.users]]\nname = \"Member {i}\"\nfob_codes = [\"{}\"]\nauthorizations = [\"shop\"]\n",
+            1000 + i
+        ));
+    }
+    text.push_str(&format!(
+        "\n[apps.alerts]\nenabled = true\ndefault_channel = \"{}\"\n\n[apps.alerts.severity_channels]\ncritical = \"{}\"\nhigh = \"{}\"\n",
+        ALERT_CHANNELS[2], ALERT_CHANNELS[0], ALERT_CHANNELS[1]
+    ));
+    text
+}
+
+/// What a run is: how many replicas on which store, over which transport.
+#[derive(Clone)]
+struct Plan {
+    name: &'static str,
+    socket_mode: bool,
+    replicas: usize,
+    /// PostgreSQL URL (a schema of the run's own); none: SQLite in a temp dir.
+    postgres: Option<String>,
+}
+
+fn soak_duration() -> Duration {
+    let secs = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(20);
+    Duration::from_secs(secs)
+}
+
+fn soak_seed() -> u64 {
+    std::env::var("SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random())
+}
+
+/// The counts the run prints.
+#[derive(Default)]
+struct Counts {
+    alerts: AtomicU64,
+    alert_retries: AtomicU64,
+    acks: AtomicU64,
+    ack_retries: AtomicU64,
+    pings: AtomicU64,
+    statuses: AtomicU64,
+    oopses: AtomicU64,
+    clears_slash: AtomicU64,
+    clears_picker: AtomicU64,
+    clears_mention: AtomicU64,
+    command_retries: AtomicU64,
+    checkins: AtomicU64,
+    checkin_retries: AtomicU64,
+    kills: AtomicU64,
+    socket_disconnects: AtomicU64,
+    socket_drops: AtomicU64,
+    lost: Mutex<Vec<String>>,
+}
+
+impl Counts {
+    fn lost(&self, what: String) {
+        eprintln!("LOST: {what}");
+        self.lost.lock().unwrap().push(what);
+    }
+}
+
+fn inc(n: &AtomicU64) {
+    n.fetch_add(1, Ordering::Relaxed);
+}
+
+fn get(n: &AtomicU64) -> u64 {
+    n.load(Ordering::Relaxed)
+}
+
+/// One `switchyard serve` of the run: its config file, its process when running, its URL.
+struct Replica {
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    url: Option<String>,
+}
+
+struct World {
+    plan: Plan,
+    sandbox: Sandbox,
+    ctl: ControlClient,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+    store_url: String,
+    replicas: Mutex<Vec<Replica>>,
+    counts: Counts,
+    /// The alerts API token.
+    token: Mutex<String>,
+    stop: AtomicBool,
+}
+
+impl World {
+    async fn new(plan: Plan) -> Arc<Self> {
+        let sandbox = Sandbox::start(SandboxConfig {
+            seed: Seed::parse_toml(&seed_toml(), "soak_seed.toml").unwrap(),
+            // Slack's limits, on.
+            rate_limits: RateLimitSettings::default(),
+            delivery: DeliverySettings {
+                // Slack's three retries, sooner: a restart takes well under a second.
+                retry_delays: vec![
+                    Duration::from_millis(500),
+                    Duration::from_secs(2),
+                    Duration::from_secs(5),
+                ],
+                ack_timeout: Duration::from_secs(3),
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store_url = plan
+            .postgres
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("soak.db").display()));
+        let transport = if plan.socket_mode {
+            format!("app_token = \"{}\"\n", sandbox.app_token())
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "[slack]\nbot_token = \"{}\"\n{transport}signing_secret = \"{}\"\napi_url = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"{store_url}\"\n\n[engine]\nlease_ms = 2000\npoll_interval_ms = 100\n\n{}",
+            sandbox.bot_token(),
+            sandbox.signing_secret(),
+            sandbox.api_url(),
+            apps_toml(),
+        );
+        // The app's manifest, as `switchyard manifest` makes it.
+        let config = Config::parse(&text, "soak.toml", &BTreeMap::<String, String>::new())
+            .expect("the soak's config");
+        let apps = switchyard_apps::builtin(&config).unwrap();
+        let declarations: Vec<_> = apps.iter().map(|a| a.declaration()).collect();
+        let manifest = switchyard_engine::manifest::manifest(
+            &config,
+            &declarations,
+            (!plan.socket_mode).then_some("http://127.0.0.1:1"),
+        );
+        Manifest::from_value(manifest.clone()).expect("a manifest the sandbox takes");
+        let ctl = sandbox.control();
+        ctl.request(reqwest::Method::PUT, "/app/manifest", Some(&manifest))
+            .await
+            .unwrap();
+        let replicas = (0..plan.replicas)
+            .map(|i| {
+                let config = dir.path().join(format!("replica{i}.toml"));
+                std::fs::write(&config, &text).unwrap();
+                Replica {
+                    config,
+                    log: dir.path().join(format!("replica{i}.log")),
+                    child: None,
+                    url: None,
+                }
+            })
+            .collect();
+        let world = Arc::new(Self {
+            plan,
+            ctl,
+            sandbox,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            _dir: dir,
+            store_url,
+            replicas: Mutex::new(replicas),
+            counts: Counts::default(),
+            token: Mutex::new(String::new()),
+            stop: AtomicBool::new(false),
+        });
+        for i in 0..world.plan.replicas {
+            world.start(i).await;
+        }
+        let store = world.store().await;
+        let token = switchyard_engine::admin::create_token(
+            &store,
+            &switchyard_store::NewApiToken {
+                name: "soak".into(),
+                scopes: vec!["alerts:write".into()],
+                expires_at_ms: None,
+            },
+            &switchyard_engine::admin::Actor::cli(),
+            switchyard_engine::now_ms(),
+        )
+        .await
+        .unwrap()
+        .plaintext;
+        *world.token.lock().unwrap() = token;
+        world
+    }
+
+    async fn store(&self) -> Store {
+        Store::connect(&self.store_url)
+            .await
+            .expect("the soak's store")
+    }
+
+    /// Starts replica `i` and, over HTTP, points the sandbox's deliveries at the live ones.
+    async fn start(&self, i: usize) {
+        let (config, log) = {
+            let replicas = self.replicas.lock().unwrap();
+            (replicas[i].config.clone(), replicas[i].log.clone())
+        };
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("switchyard runs");
+        let url = common::listening_url(&mut child).await;
+        {
+            let mut replicas = self.replicas.lock().unwrap();
+            replicas[i].child = Some(child);
+            replicas[i].url = Some(url);
+        }
+        self.route_deliveries().await;
+    }
+
+    async fn route_deliveries(&self) {
+        if self.plan.socket_mode {
+            return;
+        }
+        let origins: Vec<String> = self
+            .replicas
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.url.clone())
+            .collect();
+        self.ctl
+            .put("/delivery/origins", &json!({ "origins": origins }))
+            .await
+            .unwrap();
+    }
+
+    /// SIGKILL (std's `Child::kill`).
+    fn kill(&self, i: usize) {
+        let mut replicas = self.replicas.lock().unwrap();
+        if let Some(mut child) = replicas[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            inc(&self.counts.kills);
+        }
+        // Its URL stays among the origins until it is back: a refused connection is passed on.
+    }
+
+    fn kill_all(&self) {
+        let mut replicas = self.replicas.lock().unwrap();
+        for r in replicas.iter_mut() {
+            if let Some(mut child) = r.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// A running replica's URL, at random.
+    fn live_url(&self, rng: &mut StdRng) -> Option<String> {
+        let replicas = self.replicas.lock().unwrap();
+        let live: Vec<&String> = replicas
+            .iter()
+            .filter(|r| r.child.is_some())
+            .filter_map(|r| r.url.as_ref())
+            .collect();
+        if live.is_empty() {
+            None
+        } else {
+            Some(live[rng.random_range(0..live.len())].clone())
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.ctl.post(path, &body).await.expect("control API")
+    }
+
+    async fn read(&self, path: &str) -> Value {
+        self.ctl.get(path).await.expect("control API")
+    }
+
+    /// The bot's top-level messages in a channel.
+    async fn channel_messages(&self, channel: &str) -> Vec<Value> {
+        self.read(&format!("/channels/{channel}/messages")).await["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m["bot_id"].is_string())
+            .collect()
+    }
+
+    /// A thread's replies (not its parent).
+    async fn thread(&self, channel: &str, ts: &str) -> Vec<Value> {
+        let v = self
+            .read(&format!("/channels/{channel}/threads/{ts}"))
+            .await;
+        v["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .skip(1)
+            .collect()
+    }
+
+    /// Waits (long-polling the sandbox) until `check` holds; false after `EFFECT_WAIT`.
+    async fn wait_until<F, Fut>(&self, check: F) -> bool
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + EFFECT_WAIT;
+        while Instant::now() < deadline {
+            if check().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// How many bot messages in `channel` contain `needle`.
+    async fn count_in(&self, channel: &str, needle: &str) -> usize {
+        self.channel_messages(channel)
+            .await
+            .iter()
+            .filter(|m| m["text"].as_str().is_some_and(|t| t.contains(needle)))
+            .count()
+    }
+
+    /// A command as a person types it; retried as a person would when Slack says it failed
+    /// (`operation_timeout`, `dispatch_failed`: the app was down). The trigger id of the try
+    /// that was acked.
+    async fn command(&self, user: &str, channel: &str, text: &str) -> Option<String> {
+        for attempt in 0..30 {
+            if attempt > 0 {
+                inc(&self.counts.command_retries);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let v = self
+                .post(
+                    "/commands",
+                    json!({"user": user, "channel": channel, "command": "/oops-clear", "text": text}),
+                )
+                .await;
+            if v["error"].is_null() && v["ok"] == true {
+                return v["trigger_id"].as_str().map(str::to_string);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// Alerts through the API, each retried with the same `Idempotency-Key` until a replica
+/// answers; a third of them acknowledged with the message's button once posted.
+async fn alerts_flow(world: Arc<World>, mut rng: StdRng, sent: Arc<Mutex<Vec<SentAlert>>>) {
+    let mut n = 0;
+    while !world.stopping() {
+        n += 1;
+        let (severity, channel) = match rng.random_range(0..3) {
+            0 => ("critical", ALERT_CHANNELS[0]),
+            1 => ("high", ALERT_CHANNELS[1]),
+            _ => ("low", ALERT_CHANNELS[2]),
+        };
+        let title = format!("Soak alert {n:05}");
+        let body = json!({"title": title, "severity": severity, "source": "soak",
+                          "dedup_key": format!("soak-{n}"), "description": "chaos soak"});
+        let idempotency_key = format!("soak-alert-{n}");
+        let mut answered = false;
+        for attempt in 0..100 {
+            if attempt > 0 {
+                inc(&world.counts.alert_retries);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let Some(url) = world.live_url(&mut rng) else {
+                continue;
+            };
+            let token = world.token.lock().unwrap().clone();
+            let reply = world
+                .http
+                .post(format!("{url}/api/v1/alerts"))
+                .bearer_auth(token)
+                .header("idempotency-key", &idempotency_key)
+                .body(body.to_string())
+                .send()
+                .await;
+            match reply {
+                Ok(r) if r.status().is_success() => {
+                    answered = true;
+                    break;
+                }
+                Ok(r) if r.status().is_client_error() => {
+                    panic!("alert refused: {} {:?}", r.status(), r.text().await)
+                }
+                _ => {}
+            }
+        }
+        if !answered {
+            world.counts.lost(format!("alert {title}: never accepted"));
+            continue;
+        }
+        inc(&world.counts.alerts);
+        let ack = rng.random_range(0..3) == 0;
+        sent.lock().unwrap().push(SentAlert {
+            title: title.clone(),
+            channel,
+            acked: ack,
+        });
+        if ack {
+            let world = world.clone();
+            tokio::spawn(async move { acknowledge(world, channel, title).await });
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..600))).await;
+    }
+}
+
+struct SentAlert {
+    title: String,
+    channel: &'static str,
+    acked: bool,
+}
+
+fn mentions(message: &Value, needle: &str) -> bool {
+    message.to_string().contains(needle)
+}
+
+/// Clicks an alert's Acknowledge once its message is in Slack; clicked again (as a person
+/// would) while Slack says the click failed.
+async fn acknowledge(world: Arc<World>, channel: &str, title: String) {
+    let mut ts = None;
+    let found = world
+        .wait_until(|| async {
+            world
+                .channel_messages(channel)
+                .await
+                .iter()
+                .any(|m| mentions(m, &title))
+        })
+        .await;
+    if found {
+        ts = world
+            .channel_messages(channel)
+            .await
+            .iter()
+            .find(|m| mentions(m, &title))
+            .and_then(|m| m["ts"].as_str().map(str::to_string));
+    }
+    let Some(ts) = ts else {
+        return; // The alert check reports it.
+    };
+    for attempt in 0..30 {
+        if attempt > 0 {
+            inc(&world.counts.ack_retries);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let v = world
+            .post(
+                "/actions",
+                json!({"user": "user0", "channel": channel, "ts": ts, "action_id": "alerts_ack"}),
+            )
+            .await;
+        // No Acknowledge button any more: an earlier click was applied (its ack was lost).
+        if (v["ok"] == true && v["error"].is_null()) || v["error"] == "element_not_found" {
+            inc(&world.counts.acks);
+            return;
+        }
+    }
+    world
+        .counts
+        .lost(format!("Acknowledge of {title}: never acked by Switchyard"));
+}
+
+/// `@switchyard ping` (and now and then `status`) in the ping channels; the replies are
+/// checked at the end.
+async fn mentions_flow(world: Arc<World>, mut rng: StdRng, asked: Arc<Mutex<Vec<Asked>>>) {
+    let bot = world.sandbox.bot_user_id().to_string();
+    while !world.stopping() {
+        let channel = PING_CHANNELS[rng.random_range(0..PING_CHANNELS.len())];
+        let word = if rng.random_range(0..8) == 0 {
+            "status"
+        } else {
+            "ping"
+        };
+        let v = world
+            .post(
+                "/messages",
+                json!({"user": "user0", "channel": channel, "text": format!("<@{bot}> {word}")}),
+            )
+            .await;
+        let ts = v["ts"].as_str().unwrap().to_string();
+        inc(if word == "ping" {
+            &world.counts.pings
+        } else {
+            &world.counts.statuses
+        });
+        asked.lock().unwrap().push(Asked { channel, ts, word });
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..900))).await;
+    }
+}
+
+struct Asked {
+    channel: &'static str,
+    ts: String,
+    word: &'static str,
+}
+
+/// One machine, one person: oops it by mention, then clear it — by `/oops-clear <name>`,
+/// through the picker, or by mention, in turn — each step waiting for its notice.
+async fn machine_flow(world: Arc<World>, index: usize, done: Arc<Mutex<HashMap<String, usize>>>) {
+    let machine = FLOW_MACHINES[index];
+    let user = format!("user{}", index + 1);
+    let user_id = world.read("/users").await["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == user.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bot = world.sandbox.bot_user_id().to_string();
+    let out = format!("*{machine}* is out of service");
+    let back = format!("*{machine}* is back in service");
+    let mut cycles = 0;
+    while !world.stopping() {
+        // oops, by mention.
+        world
+            .post(
+                "/messages",
+                json!({"user": user, "channel": CONTROL, "text": format!("<@{bot}> oops {machine}")}),
+            )
+            .await;
+        inc(&world.counts.oopses);
+        if !world
+            .wait_until(|| async { world.count_in(OOPS, &out).await > cycles })
+            .await
+        {
+            world
+                .counts
+                .lost(format!("oops {machine} (cycle {cycles}): no notice"));
+            break;
+        }
+        // clear, three ways.
+        match cycles % 3 {
+            0 => {
+                world.command(&user, CONTROL, machine).await;
+                inc(&world.counts.clears_slash);
+            }
+            1 => {
+                if !picker_clear(&world, &user, &user_id, machine).await {
+                    world.counts.lost(format!(
+                        "picker for {machine} (cycle {cycles}) never opened"
+                    ));
+                    break;
+                }
+                inc(&world.counts.clears_picker);
+            }
+            _ => {
+                world
+                    .post(
+                        "/messages",
+                        json!({"user": user, "channel": CONTROL, "text": format!("<@{bot}> clear {machine}")}),
+                    )
+                    .await;
+                inc(&world.counts.clears_mention);
+            }
+        }
+        if !world
+            .wait_until(|| async { world.count_in(OOPS, &back).await > cycles })
+            .await
+        {
+            world
+                .counts
+                .lost(format!("clear {machine} (cycle {cycles}): no notice"));
+            break;
+        }
+        cycles += 1;
+    }
+    done.lock().unwrap().insert(machine.to_string(), cycles);
+}
+
+/// `/oops-clear` without a name, then the machine picked in the modal and submitted. Opened
+/// again if the modal never came (its trigger expired while the app was down).
+async fn picker_clear(world: &World, user: &str, user_id: &str, machine: &str) -> bool {
+    for _ in 0..20 {
+        let Some(_) = world.command(user, CONTROL, "").await else {
+            return false;
+        };
+        let mut open = false;
+        for _ in 0..50 {
+            let views = world.read(&format!("/views?user={user_id}")).await;
+            if views["views"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v["type"] == "modal"))
+            {
+                open = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !open {
+            inc(&world.counts.command_retries);
+            continue;
+        }
+        for _ in 0..30 {
+            let v = world
+                .post(
+                    "/views/submit",
+                    json!({"user": user, "values": {"machine": {"machine": machine}}}),
+                )
+                .await;
+            if v["view_closed"] == true {
+                return true;
+            }
+            if v["ok"] != true {
+                // No modal open any more: it was submitted and closed.
+                return true;
+            }
+            inc(&world.counts.command_retries);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        return true;
+    }
+    false
+}
+
+/// Devices check in every second or so; a member's fob goes in and out, so each machine logs
+/// logins and logouts. A check-in whose answer was lost is sent again: the same state twice
+/// changes nothing.
+async fn devices_flow(world: Arc<World>, mut rng: StdRng, changes: Arc<AtomicU64>) {
+    let mut uptime = 100.0;
+    let mut fob_in = [false; DEVICE_MACHINES.len()];
+    while !world.stopping() {
+        let i = rng.random_range(0..DEVICE_MACHINES.len());
+        fob_in[i] = !fob_in[i];
+        uptime += 1.0;
+        let fob = if fob_in[i] {
+            format!("{}", 1000 + i)
+        } else {
+            String::new()
+        };
+        let body = json!({"machine_name": DEVICE_MACHINES[i], "oops": false, "rfid_value": fob,
+                          "uptime": uptime, "wifi_signal_db": -50.0, "wifi_signal_percent": 80.0,
+                          "internal_temperature_c": 40.0});
+        let mut answered = false;
+        for attempt in 0..100 {
+            if attempt > 0 {
+                inc(&world.counts.checkin_retries);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let Some(url) = world.live_url(&mut rng) else {
+                continue;
+            };
+            let reply = world
+                .http
+                .post(format!("{url}/api/machine/update"))
+                .bearer_auth(DEVICE_TOKEN)
+                .json(&body)
+                .send()
+                .await;
+            if let Ok(r) = reply
+                && r.status().is_success()
+            {
+                let v: Value = r.json().await.unwrap_or_default();
+                assert_eq!(v["relay"], json!(fob_in[i]), "{v}");
+                answered = true;
+                break;
+            }
+        }
+        if !answered {
+            world.counts.lost(format!(
+                "check-in of {}: never answered",
+                DEVICE_MACHINES[i]
+            ));
+            continue;
+        }
+        inc(&world.counts.checkins);
+        changes.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(700..1500))).await;
+    }
+}
+
+/// SIGKILLs and restarts at random moments: the only replica, or (with two) the first one
+/// again and again while the other carries on.
+async fn killer(world: Arc<World>, mut rng: StdRng) {
+    while !world.stopping() {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1500..4500))).await;
+        if world.stopping() {
+            break;
+        }
+        world.kill(0);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..1200))).await;
+        world.start(0).await;
+    }
+}
+
+/// Random faults, a few at a time, each good for a few calls or deliveries.
+async fn faults(world: Arc<World>, mut rng: StdRng) {
+    while !world.stopping() {
+        let web_method = [
+            "chat.postMessage",
+            "chat.update",
+            "chat.postEphemeral",
+            "views.open",
+        ][rng.random_range(0..4)];
+        let method = if rng.random_range(0..4) == 0 {
+            Value::Null
+        } else {
+            json!(web_method)
+        };
+        let times = rng.random_range(1..4);
+        let delivery_target = if world.plan.socket_mode {
+            "socket"
+        } else {
+            "events"
+        };
+        let status = [500, 502, 503][rng.random_range(0..3)];
+        let delay_ms = rng.random_range(200..2500);
+        let rule = match rng.random_range(0..9) {
+            0 => {
+                json!({"target": "web_api", "method": method, "fault": "rate_limited", "retry_after": 1, "times": times})
+            }
+            1 => {
+                json!({"target": "web_api", "method": method, "fault": "server_error", "status": status, "times": times})
+            }
+            2 => {
+                json!({"target": "web_api", "method": method, "fault": "slow", "delay_ms": delay_ms, "times": 1})
+            }
+            3 => json!({"target": "web_api", "method": method, "fault": "reset", "times": times}),
+            4 | 5 => json!({"target": delivery_target, "fault": "duplicate", "times": times}),
+            6 => json!({"target": delivery_target, "fault": "drop", "times": 1}),
+            7 if world.plan.socket_mode => {
+                let reason = ["refresh_requested", "warning"][rng.random_range(0..2)];
+                world
+                    .post("/socket/disconnect", json!({ "reason": reason }))
+                    .await;
+                inc(&world.counts.socket_disconnects);
+                Value::Null
+            }
+            8 if world.plan.socket_mode => {
+                world.post("/socket/drop", json!({})).await;
+                inc(&world.counts.socket_drops);
+                Value::Null
+            }
+            _ => {
+                json!({"target": delivery_target, "fault": "duplicate", "kind": "event", "times": times})
+            }
+        };
+        if !rule.is_null() {
+            let mut rule = rule;
+            if rule["method"].is_null() {
+                rule.as_object_mut().unwrap().remove("method");
+            }
+            world.post("/faults", rule).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
+    }
+}
+
+async fn soak(plan: Plan) {
+    let seed = soak_seed();
+    let duration = soak_duration();
+    eprintln!(
+        "soak {}: {} s, seed {seed} (SOAK_SEED={seed} to run it again)",
+        plan.name,
+        duration.as_secs()
+    );
+    let world = World::new(plan.clone()).await;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut next = || StdRng::seed_from_u64(rng.random());
+    let alerts = Arc::new(Mutex::new(Vec::new()));
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let machine_cycles = Arc::new(Mutex::new(HashMap::new()));
+    let device_changes = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut traffic = vec![
+        tokio::spawn(alerts_flow(world.clone(), next(), alerts.clone())),
+        tokio::spawn(mentions_flow(world.clone(), next(), asked.clone())),
+        tokio::spawn(devices_flow(world.clone(), next(), device_changes.clone())),
+    ];
+    for i in 0..FLOW_MACHINES.len() {
+        traffic.push(tokio::spawn(machine_flow(
+            world.clone(),
+            i,
+            machine_cycles.clone(),
+        )));
+    }
+    let chaos = vec![
+        tokio::spawn(killer(world.clone(), next())),
+        tokio::spawn(faults(world.clone(), next())),
+    ];
+    tokio::time::sleep(duration).await;
+    world.stop.store(true, Ordering::Relaxed);
+    for task in chaos {
+        task.await.unwrap();
+    }
+    // The chaos ends: every replica up, no fault left, then the traffic's last steps finish.
+    world
+        .ctl
+        .request(reqwest::Method::DELETE, "/faults", None)
+        .await
+        .unwrap();
+    for i in 0..world.plan.replicas {
+        if world.replicas.lock().unwrap()[i].child.is_none() {
+            world.start(i).await;
+        }
+    }
+    for task in traffic {
+        task.await.unwrap();
+    }
+    let store = world.store().await;
+    // Drained: nothing pending in the inbox or the outbox, and Slack done delivering.
+    let drained = world
+        .wait_until(|| async {
+            let inbox = store.inbox_counts().await.unwrap();
+            let outbox = store.outbox_counts().await.unwrap();
+            let stats = world.read("/stats").await;
+            inbox.pending == 0
+                && outbox.pending == 0
+                && stats["deliveries"]["pending"].as_u64().unwrap_or(0) == 0
+        })
+        .await;
+    let soaked = started.elapsed();
+    let mut failures: Vec<String> = world.counts.lost.lock().unwrap().clone();
+    let mut duplicates: Vec<String> = Vec::new();
+    if !drained {
+        failures.push("the inbox or outbox never drained".into());
+    }
+
+    // Every alert in Slack once; every acknowledged one acknowledged once.
+    let mut by_channel: HashMap<&str, Vec<Value>> = HashMap::new();
+    for channel in ALERT_CHANNELS {
+        by_channel.insert(channel, world.channel_messages(channel).await);
+    }
+    let alerts = std::mem::take(&mut *alerts.lock().unwrap());
+    let mut acked = 0;
+    for alert in &alerts {
+        let messages: Vec<&Value> = by_channel[alert.channel]
+            .iter()
+            .filter(|m| mentions(m, &alert.title))
+            .collect();
+        match messages.len() {
+            0 => failures.push(format!("{} not in {}", alert.title, alert.channel)),
+            1 => {}
+            n => duplicates.push(format!("{} posted {n} times", alert.title)),
+        }
+        let Some(message) = messages.first() else {
+            continue;
+        };
+        let thread = match message["ts"].as_str() {
+            Some(ts) if message["reply_count"].as_u64().unwrap_or(0) > 0 => {
+                world.thread(alert.channel, ts).await
+            }
+            _ => Vec::new(),
+        };
+        let lines = |needle: &str| {
+            thread
+                .iter()
+                .filter(|m| m["text"].as_str().is_some_and(|t| t.contains(needle)))
+                .count()
+        };
+        if lines("Fired again") > 0 {
+            duplicates.push(format!("{}: fired again (a retried request)", alert.title));
+        }
+        if alert.acked {
+            acked += 1;
+            match lines("Acknowledged by") {
+                0 => failures.push(format!("{}: Acknowledge never applied", alert.title)),
+                1 => {}
+                n => duplicates.push(format!("{}: acknowledged {n} times", alert.title)),
+            }
+        }
+    }
+
+    // Every mention answered once: one pong, one status.
+    let asked = std::mem::take(&mut *asked.lock().unwrap());
+    for a in &asked {
+        let replies = world.thread(a.channel, &a.ts).await;
+        let expected = if a.word == "ping" { "pong" } else { "machines" };
+        let answers = replies
+            .iter()
+            .filter(|m| m["text"].as_str().is_some_and(|t| t.contains(expected)))
+            .count();
+        match answers {
+            0 => failures.push(format!(
+                "{} in {} at {}: no answer",
+                a.word, a.channel, a.ts
+            )),
+            1 => {}
+            n => duplicates.push(format!(
+                "{} in {} at {}: {n} answers",
+                a.word, a.channel, a.ts
+            )),
+        }
+    }
+
+    // Machines: each oops and clear noticed once; no refusal (an oops or clear handled twice
+    // would be refused: "already oopsed", "nothing to clear").
+    let cycles = machine_cycles.lock().unwrap().clone();
+    let oops_channel = world.channel_messages(OOPS).await;
+    let control_channel = world.channel_messages(CONTROL).await;
+    for machine in FLOW_MACHINES {
+        let done = cycles.get(machine).copied().unwrap_or(0);
+        let count = |needle: String| {
+            oops_channel
+                .iter()
+                .filter(|m| m["text"].as_str().is_some_and(|t| t.contains(&needle)))
+                .count()
+        };
+        let outs = count(format!("*{machine}* is out of service"));
+        let backs = count(format!("*{machine}* is back in service"));
+        // The last cycle may have ended after its oops.
+        if outs < done || backs < done {
+            failures.push(format!(
+                "{machine}: {done} cycles, {outs} oops and {backs} clear notices"
+            ));
+        }
+        if outs > done + 1 || backs > done {
+            duplicates.push(format!(
+                "{machine}: {done} cycles, {outs} oops and {backs} clear notices"
+            ));
+        }
+    }
+    let mut refusals = 0;
+    for user in 1..=FLOW_MACHINES.len() {
+        let user_id = world.read("/users").await["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == format!("user{user}"))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let v = world
+            .read(&format!("/ephemerals?user={user_id}&channel={CONTROL}"))
+            .await;
+        for e in v["ephemerals"].as_array().cloned().unwrap_or_default() {
+            let text = e["message"]["text"].as_str().unwrap_or("").to_string();
+            refusals += 1;
+            duplicates.push(format!("user{user} was told: {text}"));
+        }
+    }
+    for m in &control_channel {
+        if m["reply_count"].as_u64().unwrap_or(0) > 0 {
+            // A thread reply in the control channel: a mention command refused.
+            duplicates.push(format!("a control-channel command answered: {}", m["text"]));
+        }
+    }
+    // Devices: one login or logout line per change.
+    let device_lines = control_channel
+        .iter()
+        .filter(|m| {
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("logged in to") || t.contains("logged out of"))
+        })
+        .count() as u64;
+    let changes = device_changes.load(Ordering::Relaxed);
+    if device_lines < changes {
+        failures.push(format!(
+            "{changes} fob changes, {device_lines} login/logout notices"
+        ));
+    } else if device_lines > changes {
+        duplicates.push(format!(
+            "{changes} fob changes, {device_lines} login/logout notices"
+        ));
+    }
+
+    // Every change audited.
+    let mut audit: HashMap<(String, String), u64> = HashMap::new();
+    for row in switchyard_store::sqlx::query(
+        "SELECT action, outcome, COUNT(*) AS n FROM audit GROUP BY action, outcome",
+    )
+    .fetch_all(store.reader())
+    .await
+    .unwrap()
+    {
+        audit.insert(
+            (row.get("action"), row.get("outcome")),
+            row.get::<i64, _>("n") as u64,
+        );
+    }
+    let audited = |action: &str| {
+        audit
+            .get(&(action.to_string(), "ok".to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    let total_cycles: usize = cycles.values().sum();
+    for (action, at_least, what) in [
+        ("alerts.fire", alerts.len() as u64, "alerts"),
+        ("alerts.ack", acked, "acknowledged alerts"),
+        ("machines.oops", total_cycles as u64, "oopses"),
+        ("machines.clear", total_cycles as u64, "clears"),
+    ] {
+        if audited(action) < at_least {
+            failures.push(format!(
+                "{what}: {at_least} made, {} audited as {action}",
+                audited(action)
+            ));
+        }
+    }
+    let device_audited = audited("machines.login") + audited("machines.logout");
+    if device_audited < changes {
+        failures.push(format!("{changes} fob changes, {device_audited} audited"));
+    }
+
+    // The outbox: nothing pending, nothing failed.
+    let outbox = store.outbox_counts().await.unwrap();
+    if outbox.pending > 0 || outbox.failed > 0 {
+        let failed: Vec<String> = store
+            .outbox_list(Some("failed"), 20)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| format!("{} {}: {:?}", i.method, i.ordering_key, i.error))
+            .collect();
+        failures.push(format!(
+            "outbox: {} pending, {} failed {failed:?}",
+            outbox.pending, outbox.failed
+        ));
+    }
+
+    // Per-channel order: the posts Slack accepted in each channel came in the outbox's order
+    // (a post sent twice — its outcome lost to a kill — shows as a repeat, counted apart).
+    let sent = store.outbox_list(Some("sent"), 100_000).await.unwrap();
+    let calls = world.read("/api_calls?method=chat.postMessage").await["calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut resent = 0;
+    for channel in [CONTROL, OOPS]
+        .into_iter()
+        .chain(ALERT_CHANNELS)
+        .chain(PING_CHANNELS)
+    {
+        let mut queued: Vec<String> = Vec::new();
+        for item in sent
+            .iter()
+            .filter(|i| i.method == "chat.postMessage" && i.ordering_key == channel)
+        {
+            let mut args: Value = serde_json::from_str(&item.payload).unwrap_or_default();
+            // A post in the thread of one of ours: the thread it went to.
+            if let Some(key) = args["thread_ref"].as_str()
+                && let Some(parent) = store.message_ref(key).await.unwrap()
+            {
+                args["thread_ts"] = json!(parent.ts);
+            }
+            queued.push(post_identity(&args));
+        }
+        let mut accepted: Vec<String> = calls
+            .iter()
+            .filter(|c| c["ok"] == true && c["args"]["channel"] == channel)
+            .map(|c| post_identity(&c["args"]))
+            .collect();
+        let before = accepted.len();
+        accepted.dedup();
+        resent += before - accepted.len();
+        if accepted != queued {
+            failures.push(format!(
+                "{channel}: Slack took {} posts, the outbox sent {}; first difference at {:?}",
+                accepted.len(),
+                queued.len(),
+                accepted
+                    .iter()
+                    .zip(&queued)
+                    .position(|(a, q)| a != q)
+                    .unwrap_or(accepted.len().min(queued.len()))
+            ));
+        }
+    }
+    if resent > 0 {
+        duplicates.push(format!(
+            "{resent} post(s) sent again after their outcome was lost"
+        ));
+    }
+
+    // No channel pushed past Slack's limit.
+    let stats = world.read("/stats").await;
+    let over_limit = stats["rate_limited"]["chat.postMessage"]
+        .as_u64()
+        .unwrap_or(0);
+    if over_limit > 0 {
+        let mut channels: BTreeMap<String, u64> = BTreeMap::new();
+        for c in calls.iter().filter(|c| c["error"] == "ratelimited") {
+            *channels
+                .entry(c["args"]["channel"].as_str().unwrap_or("?").to_string())
+                .or_default() += 1;
+        }
+        failures.push(format!(
+            "Slack refused {over_limit} post(s) for going over a channel's limit: {channels:?}"
+        ));
+    }
+    let _ = refusals;
+    // Events Slack gave up on (out of retries while no replica could take them): lost by
+    // Slack, not by us, but counted.
+    let expired = world.read("/deliveries").await["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|d| d["kind"] == "event" && d["outcome"] == "failed")
+        .count();
+    if expired > 0 {
+        failures.push(format!("{expired} event(s) never acked in Slack's retries"));
+    }
+
+    let c = &world.counts;
+    eprintln!(
+        "\n== soak {} ({} replica(s), {}, {}) — seed {seed}, {:.0} s ==\n\
+         sent: {} alerts ({} retried sends), {} acknowledges ({} re-clicks), {} pings, {} statuses, \
+         {} oopses, {} clears (slash {}, picker {}, mention {}; {} command re-tries), {} check-ins ({} retried)\n\
+         faults fired: {}; socket disconnects {}, socket drops {}\n\
+         kills: {}\n\
+         Slack deliveries given up (out of retries): {expired}\n\
+         lost: {}\n\
+         duplicated: {}\n",
+        world.plan.name,
+        world.plan.replicas,
+        if world.plan.socket_mode {
+            "Socket Mode"
+        } else {
+            "HTTP Events API"
+        },
+        if world.plan.postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        soaked.as_secs_f64(),
+        get(&c.alerts),
+        get(&c.alert_retries),
+        get(&c.acks),
+        get(&c.ack_retries),
+        get(&c.pings),
+        get(&c.statuses),
+        get(&c.oopses),
+        get(&c.clears_slash) + get(&c.clears_picker) + get(&c.clears_mention),
+        get(&c.clears_slash),
+        get(&c.clears_picker),
+        get(&c.clears_mention),
+        get(&c.command_retries),
+        get(&c.checkins),
+        get(&c.checkin_retries),
+        stats["faults_fired"],
+        get(&c.socket_disconnects),
+        get(&c.socket_drops),
+        get(&c.kills),
+        failures.len(),
+        duplicates.len(),
+    );
+    for f in &failures {
+        eprintln!("  LOST/BROKEN: {f}");
+    }
+    for d in &duplicates {
+        eprintln!("  DUPLICATE: {d}");
+    }
+    if !failures.is_empty() {
+        for i in 0..world.plan.replicas {
+            let log = world.replicas.lock().unwrap()[i].log.clone();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            eprintln!("-- replica {i}'s log, last lines --");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+    assert!(failures.is_empty(), "the soak lost or broke: {failures:#?}");
+}
+
+/// What identifies a post in its channel: its text, or its blocks, and its thread.
+fn post_identity(args: &Value) -> String {
+    let text = match &args["text"] {
+        Value::String(s) => s.clone(),
+        _ => args["blocks"].to_string(),
+    };
+    format!(
+        "{text} (thread {})",
+        args["thread_ts"].as_str().unwrap_or("-")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_sqlite_socket_mode() {
+    soak(Plan {
+        name: "sqlite-socket",
+        socket_mode: true,
+        replicas: 1,
+        postgres: None,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_postgres_two_replicas_http() {
+    common::on_postgres_schema("soak_http", |url| async move {
+        soak(Plan {
+            name: "postgres-http",
+            socket_mode: false,
+            replicas: 2,
+            postgres: Some(url),
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_postgres_two_replicas_socket_mode() {
+    common::on_postgres_schema("soak_socket", |url| async move {
+        soak(Plan {
+            name: "postgres-socket",
+            socket_mode: true,
+            replicas: 2,
+            postgres: Some(url),
+        })
+        .await;
+    })
+    .await;
+}
