@@ -19,6 +19,13 @@ pub fn config_sections() -> Vec<AppSection> {
     ]
 }
 
+/// The Create incident / Run playbook hooks that enabled apps claim (`alerts::hooks`): an
+/// incidents or automation app, when enabled, pushes its [`alerts::hooks::Claim`] here, and
+/// the alert message shows its button. None does yet.
+pub fn alert_hook_claims(_config: &Config) -> Result<Vec<alerts::hooks::Claim>, ConfigError> {
+    Ok(Vec::new())
+}
+
 /// The apps enabled in `config`, ready for the engine.
 pub fn builtin(config: &Config) -> Result<Vec<Arc<dyn App>>, ConfigError> {
     let mut apps: Vec<Arc<dyn App>> = Vec::new();
@@ -32,7 +39,8 @@ pub fn builtin(config: &Config) -> Result<Vec<Arc<dyn App>>, ConfigError> {
     }
     let alerts: alerts::AlertsConfig = config.app_section_validated("alerts")?;
     if alerts.enabled {
-        let app = alerts::Alerts::new(alerts).map_err(|e| ConfigError {
+        let claims = alert_hook_claims(config)?;
+        let app = alerts::Alerts::with_hook_claims(alerts, &claims).map_err(|e| ConfigError {
             file: config.source.clone(),
             key: "apps.alerts.template".into(),
             reason: e.to_string(),

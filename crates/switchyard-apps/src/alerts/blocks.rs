@@ -82,6 +82,8 @@ fn status_words(state: &MessageState) -> String {
 /// The message template, parsed once, with our filters (`slack`, `bullet`).
 pub struct Templates {
     env: Environment<'static>,
+    /// The Create incident / Run playbook buttons, when something fills them.
+    hooks: super::hooks::HookButtons,
 }
 
 const TEMPLATE_NAME: &str = "alert";
@@ -97,7 +99,29 @@ impl Templates {
             TEMPLATE_NAME,
             custom.unwrap_or(BUILTIN_TEMPLATE).to_string(),
         )?;
-        Ok(Self { env })
+        Ok(Self {
+            env,
+            hooks: Default::default(),
+        })
+    }
+
+    /// As [`Templates::new`], with the hooks' buttons: the config's links (their URL
+    /// templates parsed here) and the apps' claims.
+    pub fn with_hooks(
+        custom: Option<&str>,
+        config: &super::hooks::HooksConfig,
+        claims: &[super::hooks::Claim],
+    ) -> Result<Self, RenderError> {
+        let mut templates = Self::new(custom)?;
+        for hook in super::hooks::Hook::ALL {
+            if let Some(link) = config.link(hook) {
+                templates
+                    .env
+                    .add_template_owned(super::hooks::template_name(hook), link.url.clone())?;
+            }
+        }
+        templates.hooks = super::hooks::HookButtons::new(config, claims);
+        Ok(templates)
     }
 }
 
@@ -115,6 +139,7 @@ pub fn render(
         buttons.push(json!({"text": "Acknowledge", "action_id": super::ACK_ACTION}));
     }
     if state.status != Status::Resolved {
+        buttons.extend(templates.hooks.render(&templates.env, alert));
         buttons.push(
             json!({"text": "Resolve", "action_id": super::RESOLVE_ACTION, "style": "primary"}),
         );

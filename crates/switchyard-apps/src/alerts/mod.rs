@@ -16,6 +16,9 @@
 
 pub mod blocks;
 pub mod config;
+pub mod dry_run;
+pub mod grafana;
+pub mod hooks;
 pub mod intake;
 pub mod state;
 
@@ -35,6 +38,7 @@ pub const ACK_ACTION: &str = "alerts_ack";
 pub const RESOLVE_ACTION: &str = "alerts_resolve";
 const ALERTS_PATH: &str = "/api/v1/alerts";
 const ALERTMANAGER_PATH: &str = "/api/v1/alertmanager";
+const GRAFANA_PATH: &str = "/api/v1/grafana";
 const SCOPE: &str = "alerts:write";
 
 /// The app's table, for the engine and the CLI.
@@ -95,9 +99,21 @@ fn render_err(e: blocks::RenderError) -> AppError {
 impl Alerts {
     /// Fails only on a custom template that does not parse (check-config reports it first).
     pub fn new(config: AlertsConfig) -> Result<Self, blocks::RenderError> {
+        Self::with_hook_claims(config, &[])
+    }
+
+    /// With the Create incident / Run playbook hooks that other apps claim (`hooks`).
+    pub fn with_hook_claims(
+        config: AlertsConfig,
+        claims: &[hooks::Claim],
+    ) -> Result<Self, blocks::RenderError> {
         Ok(Self {
             rules: config::CompiledRules::new(&config),
-            templates: blocks::Templates::new(config.template.as_deref())?,
+            templates: blocks::Templates::with_hooks(
+                config.template.as_deref(),
+                &config.hooks,
+                claims,
+            )?,
             config,
         })
     }
@@ -343,7 +359,7 @@ impl App for Alerts {
         Declaration {
             name: "alerts",
             action_prefixes: vec!["alerts_"],
-            sync_routes: vec![ALERTS_PATH, ALERTMANAGER_PATH],
+            sync_routes: vec![ALERTS_PATH, ALERTMANAGER_PATH, GRAFANA_PATH],
             scopes: vec!["chat:write"],
             channels,
             ..Declaration::default()
@@ -374,7 +390,7 @@ impl App for Alerts {
 
     async fn serve(&self, ctx: &mut Ctx<'_>, request: &HttpRequest) -> Result<HttpReply, AppError> {
         let path = request.path.trim_end_matches('/');
-        if path != ALERTS_PATH && path != ALERTMANAGER_PATH {
+        if ![ALERTS_PATH, ALERTMANAGER_PATH, GRAFANA_PATH].contains(&path) {
             return Ok(HttpReply::error(404, "not_found"));
         }
         if request.method != "POST" {
@@ -390,10 +406,14 @@ impl App for Alerts {
             return Ok(HttpReply::error(403, "missing_scope: alerts:write"));
         }
         ctx.set_actor(ActorKind::Token, &token.id.to_string());
-        let parsed = if path == ALERTS_PATH {
-            intake::parse_alerts(&request.body)
-        } else {
-            intake::parse_alertmanager(&request.body)
+        let parsed = match path {
+            ALERTS_PATH => intake::parse_alerts(&request.body),
+            GRAFANA_PATH => grafana::parse_grafana(&request.body, &|label| {
+                self.config.severity_of_label(label)
+            }),
+            _ => intake::parse_alertmanager(&request.body).map(|alerts| {
+                self.config.rescale(alerts)
+            }),
         };
         let alerts = match parsed {
             Ok(alerts) => alerts,
