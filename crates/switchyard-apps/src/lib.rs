@@ -2,8 +2,10 @@
 //! handlers. The engine wires them; [`builtin`] lists the ones a config enables.
 
 pub mod alerts;
+mod api_token;
 pub mod machines;
 pub mod ping;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ pub fn config_sections() -> Vec<AppSection> {
         AppSection::of::<ping::PingConfig>("ping"),
         AppSection::validated::<machines::MachinesConfig>("machines"),
         AppSection::validated::<alerts::AlertsConfig>("alerts"),
+        AppSection::validated::<webhooks::WebhooksConfig>("webhooks"),
     ]
 }
 
@@ -46,6 +49,10 @@ pub fn builtin(config: &Config) -> Result<Vec<Arc<dyn App>>, ConfigError> {
             reason: e.to_string(),
         })?;
         apps.push(Arc::new(app));
+    }
+    let webhooks: webhooks::WebhooksConfig = config.app_section_validated("webhooks")?;
+    if webhooks.enabled {
+        apps.push(Arc::new(webhooks::Webhooks::new(webhooks)));
     }
     Ok(apps)
 }

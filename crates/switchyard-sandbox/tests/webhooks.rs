@@ -227,9 +227,11 @@ async fn legacy_overrides_of_channel_username_and_icon() {
     .await;
     assert_eq!(status, 200);
     let msgs = h.wait_list("channels/alerts/messages", "messages", 1).await;
-    assert_eq!(msgs[0]["icons"], json!({"image_48": "https://example.com/i.png"}));
+    assert_eq!(
+        msgs[0]["icons"],
+        json!({"image_48": "https://example.com/i.png"})
+    );
     assert!(msgs[0].get("username").is_none(), "{:?}", msgs[0]);
-    let (status, body, _) =
-        post_json(&h, &url, &json!({"text": "x", "channel": "#nowhere"})).await;
+    let (status, body, _) = post_json(&h, &url, &json!({"text": "x", "channel": "#nowhere"})).await;
     assert_eq!((status, body.as_str()), (404, "channel_not_found"));
 }

@@ -78,7 +78,10 @@ impl ValidateSection for AlertsConfig {
             if !SEVERITIES.contains(&severity.as_str()) {
                 problems.push((
                     format!("severity_labels.{label}"),
-                    format!("{severity:?} is not a severity (one of {})", SEVERITIES.join(", ")),
+                    format!(
+                        "{severity:?} is not a severity (one of {})",
+                        SEVERITIES.join(", ")
+                    ),
                 ));
             }
         }
@@ -107,7 +110,11 @@ impl AlertsConfig {
     pub fn rescale(&self, mut alerts: Vec<Alert>) -> Vec<Alert> {
         if !self.severity_labels.is_empty() {
             for alert in &mut alerts {
-                let label = alert.labels.get("severity").map(String::as_str).unwrap_or("");
+                let label = alert
+                    .labels
+                    .get("severity")
+                    .map(String::as_str)
+                    .unwrap_or("");
                 alert.severity = self.severity_of_label(label);
             }
         }

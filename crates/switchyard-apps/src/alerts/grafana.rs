@@ -261,7 +261,10 @@ mod tests {
         assert_eq!(field(r#"{"version": "4", "alerts": []}"#), "version");
         assert_eq!(field(r#"{"orgId": "one", "alerts": []}"#), "orgId");
         assert_eq!(field(r#"{"status": "firing"}"#), "alerts");
-        assert_eq!(field(r#"{"alerts": [{"status": "pending"}]}"#), "alerts[0].status");
+        assert_eq!(
+            field(r#"{"alerts": [{"status": "pending"}]}"#),
+            "alerts[0].status"
+        );
         assert_eq!(
             field(r#"{"alerts": [{"status": "firing", "labels": {"a": 1}}]}"#),
             "alerts[0].labels.a"

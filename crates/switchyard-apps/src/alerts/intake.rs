@@ -169,7 +169,10 @@ fn string_field(item: &Value, at: &str, name: &str, required: bool) -> Result<St
     }
 }
 
-pub(crate) fn labels_field(value: &Value, field: &str) -> Result<BTreeMap<String, String>, BadField> {
+pub(crate) fn labels_field(
+    value: &Value,
+    field: &str,
+) -> Result<BTreeMap<String, String>, BadField> {
     match value {
         Value::Null => Ok(BTreeMap::new()),
         Value::Object(map) => map

@@ -26,8 +26,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use switchyard_engine::admin::civil_from_days;
 use switchyard_engine::{
-    ActorKind, App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input,
-    Outcome,
+    App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input, Outcome,
 };
 
 pub use config::AlertsConfig;
@@ -335,14 +334,6 @@ fn bad_request(e: &BadField) -> HttpReply {
     }
 }
 
-fn bearer(request: &HttpRequest) -> Option<&str> {
-    request
-        .header("authorization")
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-}
-
 #[async_trait]
 impl App for Alerts {
     fn declaration(&self) -> Declaration {
@@ -396,24 +387,17 @@ impl App for Alerts {
         if request.method != "POST" {
             return Ok(HttpReply::error(405, "method_not_allowed"));
         }
-        let Some(given) = bearer(request) else {
-            return Ok(HttpReply::error(401, "invalid_token"));
-        };
-        let Some(token) = ctx.store().token_verify(given, ctx.now_ms()).await? else {
-            return Ok(HttpReply::error(401, "invalid_token"));
-        };
-        if !token.allows(SCOPE) {
-            return Ok(HttpReply::error(403, "missing_scope: alerts:write"));
+        if let Some(refused) = crate::api_token::check(ctx, request, SCOPE).await? {
+            return Ok(refused);
         }
-        ctx.set_actor(ActorKind::Token, &token.id.to_string());
         let parsed = match path {
             ALERTS_PATH => intake::parse_alerts(&request.body),
-            GRAFANA_PATH => grafana::parse_grafana(&request.body, &|label| {
-                self.config.severity_of_label(label)
-            }),
-            _ => intake::parse_alertmanager(&request.body).map(|alerts| {
-                self.config.rescale(alerts)
-            }),
+            GRAFANA_PATH => {
+                grafana::parse_grafana(&request.body, &|label| self.config.severity_of_label(label))
+            }
+            _ => {
+                intake::parse_alertmanager(&request.body).map(|alerts| self.config.rescale(alerts))
+            }
         };
         let alerts = match parsed {
             Ok(alerts) => alerts,
