@@ -170,6 +170,10 @@ pub struct Message {
     pub edited: Option<(String, String)>,
     pub reply_broadcast: bool,
     pub client_msg_id: Option<String>,
+    /// A bot's name and icon for this message (an incoming webhook's `username`,
+    /// `icon_emoji`/`icon_url`), shown as `username` and `icons`.
+    pub username: Option<String>,
+    pub icons: Option<Value>,
     /// Thread bookkeeping, kept on the parent.
     pub reply_count: usize,
     pub reply_users: Vec<String>,
@@ -200,7 +204,11 @@ impl Message {
         if let Some(app_id) = &self.app_id {
             m.insert("app_id".into(), json!(app_id));
         }
+        if let Some(username) = &self.username {
+            m.insert("username".into(), json!(username));
+        }
         for (key, value) in [
+            ("icons", &self.icons),
             ("blocks", &self.blocks),
             ("attachments", &self.attachments),
             ("metadata", &self.metadata),
