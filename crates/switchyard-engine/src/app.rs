@@ -497,10 +497,7 @@ impl<'b> Ctx<'b> {
         view: Value,
     ) -> Result<Value, AppError> {
         let args = json!({"trigger_id": trigger_id, "view": view});
-        let response = self
-            .slack
-            .call_within("views.open", &args, VIEW_TIMEOUT)
-            .await?;
+        let response = open_view_within_trigger(&self.slack, &args).await?;
         let now_ms = self.now_ms;
         self.db().await?;
         self.batch
@@ -525,3 +522,34 @@ impl<'b> Ctx<'b> {
 
 /// A `trigger_id` is good for 3 s: a `views.open` that takes longer has failed anyway.
 const VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(2_500);
+
+/// `views.open` while the trigger is good: a transient failure (a reset, a 5xx, a 429 short
+/// enough) is tried again until [`VIEW_TIMEOUT`] has passed, since the modal cannot wait in the
+/// outbox. `exchanged_trigger_id` means the trigger was used already — only this app receives
+/// it, so by an earlier attempt at this same input (one a kill cut short before it committed,
+/// or a batch retried input by input): the modal is open, and that is success (found by the
+/// chaos soak, where the person was told "that did not work" over an open modal).
+async fn open_view_within_trigger(slack: &SlackApi, args: &Value) -> Result<Value, CallError> {
+    let deadline = tokio::time::Instant::now() + VIEW_TIMEOUT;
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let error = match slack.call_within("views.open", args, left).await {
+            Ok(response) => return Ok(response),
+            Err(CallError::Permanent(e)) if e.ends_with("exchanged_trigger_id") => {
+                return Ok(json!({"ok": true, "already_open": true}));
+            }
+            Err(CallError::RateLimited { retry_after }) => {
+                (CallError::RateLimited { retry_after }, retry_after)
+            }
+            Err(e @ CallError::Transient(_)) => (e, pause),
+            Err(e) => return Err(e),
+        };
+        let (error, wait) = error;
+        if tokio::time::Instant::now() + wait >= deadline {
+            return Err(error);
+        }
+        tokio::time::sleep(wait).await;
+        pause *= 2;
+    }
+}

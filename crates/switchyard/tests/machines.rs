@@ -918,3 +918,35 @@ async fn status_with_200_machines_fits_slack() {
     );
     env.server.take().unwrap().shutdown().await;
 }
+
+/// A `views.open` that fails once (a connection reset) is tried again while the trigger is
+/// good: the picker opens, and nobody is told it did not work (found by the chaos soak).
+#[tokio::test]
+async fn the_picker_opens_through_a_failed_views_open() {
+    let mut env = Env::start(true, "ignore", None).await;
+    env.mention("alice", CONTROL, "oops laser").await;
+    env.messages(OOPS, 1).await;
+    env.post(
+        "/faults",
+        json!({"target": "web_api", "method": "views.open", "fault": "reset", "times": 1}),
+    )
+    .await;
+    env.command("alice", CONTROL, "").await;
+    let mut opened = false;
+    for _ in 0..200 {
+        let views = env.get("/views?user=alice").await;
+        if views["views"].as_array().is_some_and(|v| !v.is_empty()) {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(opened, "the picker opened");
+    let calls = env.get("/api_calls?method=views.open").await;
+    assert_eq!(calls["calls"].as_array().unwrap().len(), 2, "{calls}");
+    let told = env
+        .get(&format!("/ephemerals?user=alice&channel={CONTROL}"))
+        .await;
+    assert_eq!(told["ephemerals"], json!([]), "{told}");
+    env.server.take().unwrap().shutdown().await;
+}

@@ -8,7 +8,7 @@
 //! change audited, the outbox empty, per-channel order kept, no channel pushed past Slack's
 //! limit. It prints the counts and fails on any loss or unexplained duplicate.
 //!
-//! Short by default (CI); `SOAK_SECONDS=600` (or `scripts/soak --minutes 10`) for a long run;
+//! Short by default (15 s of traffic each, the three runs one after another: CI); `SOAK_SECONDS=600` (or `scripts/soak --minutes 10`) for a long run;
 //! `SOAK_SEED` to pick the random seed. On PostgreSQL (`SWITCHYARD_TEST_POSTGRES_URL`), two
 //! replicas share one schema behind the sandbox and one of them is killed again and again.
 
@@ -101,7 +101,7 @@ fn soak_duration() -> Duration {
     let secs = std::env::var("SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(20);
+        .unwrap_or(15);
     Duration::from_secs(secs)
 }
 
@@ -921,6 +921,8 @@ async fn soak(plan: Plan) {
     let soaked = started.elapsed();
     let mut failures: Vec<String> = world.counts.lost.lock().unwrap().clone();
     let mut duplicates: Vec<String> = Vec::new();
+    // What people saw that is neither a loss nor a duplicate.
+    let mut notes: Vec<String> = Vec::new();
     if !drained {
         failures.push("the inbox or outbox never drained".into());
     }
@@ -1035,8 +1037,14 @@ async fn soak(plan: Plan) {
             .await;
         for e in v["ephemerals"].as_array().cloned().unwrap_or_default() {
             let text = e["message"]["text"].as_str().unwrap_or("").to_string();
-            refusals += 1;
-            duplicates.push(format!("user{user} was told: {text}"));
+            if text.contains("views.open") {
+                // The picker could not open (an injected fault on views.open, or its trigger
+                // used by an attempt that a kill cut short); the person ran the command again.
+                notes.push(format!("user{user} was told: {text}"));
+            } else {
+                refusals += 1;
+                duplicates.push(format!("user{user} was told: {text}"));
+            }
         }
     }
     for m in &control_channel {
@@ -1254,6 +1262,9 @@ async fn soak(plan: Plan) {
     for d in &duplicates {
         eprintln!("  DUPLICATE: {d}");
     }
+    for n in &notes {
+        eprintln!("  NOTE: {n}");
+    }
     if !failures.is_empty() {
         for i in 0..world.plan.replicas {
             let log = world.replicas.lock().unwrap()[i].log.clone();
@@ -1280,8 +1291,12 @@ fn post_identity(args: &Value) -> String {
     )
 }
 
+/// One run at a time: each is a whole workload for a small machine.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_sqlite_socket_mode() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     soak(Plan {
         name: "sqlite-socket",
         socket_mode: true,
@@ -1293,6 +1308,7 @@ async fn soak_sqlite_socket_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_postgres_two_replicas_http() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     common::on_postgres_schema("soak_http", |url| async move {
         soak(Plan {
             name: "postgres-http",
@@ -1307,6 +1323,7 @@ async fn soak_postgres_two_replicas_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_postgres_two_replicas_socket_mode() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     common::on_postgres_schema("soak_socket", |url| async move {
         soak(Plan {
             name: "postgres-socket",
