@@ -796,3 +796,58 @@ fn alertsio_alerts_test_names_the_file_and_field_of_a_bad_payload() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn alertsio_a_rule_copies_alerts_to_an_incoming_webhook_on_fire_and_resolve() {
+    let env = Env::start(|url| {
+        ALERTS.replace(
+            "mentions = [\"@here\"]",
+            "mentions = [\"@here\"]\nwebhooks = [\"ops\"]",
+        ) + &format!(
+            "[apps.webhooks]\nenabled = true\n[apps.webhooks.incoming.ops]\nwebhook_url = \"{url}\"\nusername = \"Alerts\"\n"
+        )
+    })
+    .await;
+    let (status, reply) = env.send("/api/v1/grafana", grafana("firing")).await;
+    assert_eq!(status, 200, "{reply}");
+    // Only the team-blue alert's rule names the webhook.
+    let ops = env.messages_when("C0OPS", 1, |m| !m.is_empty()).await;
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0]["username"], "Alerts");
+    let text = blocks_text(&ops[0]);
+    assert!(
+        text.contains("This alert was triggered for zone us-1"),
+        "{text}"
+    );
+    assert_eq!(
+        button_ids(&ops[0]),
+        ["url:View panel", "url:Run playbook"],
+        "no Acknowledge/Resolve through a webhook"
+    );
+    // A repeat of the same episode is not copied; the resolution is.
+    env.send("/api/v1/grafana", grafana("firing")).await;
+    env.send("/api/v1/grafana", grafana("resolved")).await;
+    let ops = env.messages_when("C0OPS", 2, |m| m.len() == 2).await;
+    assert!(
+        blocks_text(&ops[1]).contains(":white_check_mark: Resolved"),
+        "{ops:?}"
+    );
+    // The channel's own message is still there, edited in place.
+    env.messages_when("C0BLUE", 1, |m| {
+        m.len() == 1 && blocks_text(&m[0]).contains(":white_check_mark: Resolved")
+    })
+    .await;
+
+    // A rule naming a webhook the config lacks is a config error naming the rule.
+    let text = format!(
+        "[slack]\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n{}",
+        ALERTS.replace(
+            "mentions = [\"@here\"]",
+            "mentions = [\"@here\"]\nwebhooks = [\"nowhere\"]"
+        )
+    );
+    let config = Config::parse(&text, "w.toml", &BTreeMap::<String, String>::new()).unwrap();
+    let e = switchyard_apps::builtin(&config).err().expect("refused");
+    assert_eq!(e.key, "apps.alerts.rules[0].webhooks", "{e}");
+    assert!(e.to_string().contains("team blue"), "{e}");
+}

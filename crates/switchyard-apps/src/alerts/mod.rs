@@ -21,6 +21,7 @@ pub mod grafana;
 pub mod hooks;
 pub mod intake;
 pub mod state;
+mod to_webhooks;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -32,6 +33,7 @@ use switchyard_engine::{
 pub use config::AlertsConfig;
 use intake::{Alert, BadField, Status};
 use state::AlertRow;
+pub use to_webhooks::unknown_names as unknown_webhooks;
 
 pub const ACK_ACTION: &str = "alerts_ack";
 pub const RESOLVE_ACTION: &str = "alerts_resolve";
@@ -67,6 +69,7 @@ pub struct Alerts {
     config: AlertsConfig,
     rules: config::CompiledRules,
     templates: blocks::Templates,
+    webhooks: to_webhooks::WebhookTargets,
 }
 
 /// What became of one alert of a request.
@@ -113,8 +116,15 @@ impl Alerts {
                 &config.hooks,
                 claims,
             )?,
+            webhooks: Default::default(),
             config,
         })
+    }
+
+    /// With the incoming webhooks its rules may name (`[apps.webhooks.incoming]`).
+    pub fn with_webhooks(mut self, webhooks: &crate::webhooks::WebhooksConfig) -> Self {
+        self.webhooks = to_webhooks::WebhookTargets::new(webhooks);
+        self
     }
 
     fn message(&self, row: &AlertRow, mentions: &str) -> Result<Value, blocks::RenderError> {
@@ -407,7 +417,14 @@ impl App for Alerts {
         };
         let mut results = Vec::with_capacity(alerts.len());
         for alert in alerts {
-            results.push(self.receive(ctx, alert).await?);
+            let copies = self.webhooks.for_alert(&self.config, &self.rules, &alert);
+            let copied = (!copies.is_empty()).then(|| alert.clone());
+            let result = self.receive(ctx, alert).await?;
+            if let Some(alert) = copied {
+                self.webhooks
+                    .send(ctx, &self.templates, &copies, &alert, &result)?;
+            }
+            results.push(result);
         }
         Ok(HttpReply::ok(json!({"ok": true, "alerts": results})))
     }
