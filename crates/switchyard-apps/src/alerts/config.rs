@@ -20,6 +20,8 @@ pub struct AlertsConfig {
     /// A minijinja template rendering the message's Block Kit blocks (a JSON array); the
     /// built-in one when absent.
     pub template: Option<String>,
+    /// Alertmanager's inhibition rules (see `inhibit`).
+    pub inhibit_rules: Vec<super::inhibit::InhibitRuleConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +71,7 @@ impl ValidateSection for AlertsConfig {
                 ));
             }
         }
+        super::inhibit::validate(&self.inhibit_rules, &mut problems);
         if let Some(template) = &self.template
             && let Err(e) = super::blocks::Templates::new(Some(template))
         {
