@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use switchyard_engine::admin::{format_ms, parse_duration_ms};
 use switchyard_engine::sqlx::{self, AnyConnection, Row};
 use switchyard_engine::{
-    ActorKind, AppError, AppMigration, Ctx, HttpReply, HttpRequest, MentionCommand, MessageEvent,
-    Outcome, StoreError,
+    AppError, AppMigration, Ctx, HttpReply, HttpRequest, MentionCommand, MessageEvent, Outcome,
+    StoreError,
 };
 
 use super::Alerts;
@@ -458,16 +458,10 @@ impl Alerts {
         request: &HttpRequest,
         path: &str,
     ) -> Result<HttpReply, AppError> {
-        let Some(given) = super::bearer(request) else {
-            return Ok(HttpReply::error(401, "invalid_token"));
+        let token_name = match crate::api_token::verify(ctx, request, SCOPE).await? {
+            Ok(name) => name,
+            Err(refused) => return Ok(refused),
         };
-        let Some(token) = ctx.store().token_verify(given, ctx.now_ms()).await? else {
-            return Ok(HttpReply::error(401, "invalid_token"));
-        };
-        if !token.allows(SCOPE) {
-            return Ok(HttpReply::error(403, "missing_scope: alerts:silence"));
-        }
-        ctx.set_actor(ActorKind::Token, &token.id.to_string());
         let now = ctx.now_ms();
         let id_text = path
             .strip_prefix(SILENCES_PATH)
@@ -502,7 +496,7 @@ impl Alerts {
                     Ok(_) => return Ok(bad_request("body", "must be a JSON object")),
                     Err(e) => return Ok(bad_request("body", &format!("not JSON: {e}"))),
                 };
-                let parsed = parse_new(&body, now, &token.name);
+                let parsed = parse_new(&body, now, &token_name);
                 let (matchers, starts, ends, by, comment) = match parsed {
                     Ok(p) => p,
                     Err((field, reason)) => return Ok(bad_request(&field, &reason)),
@@ -514,7 +508,7 @@ impl Alerts {
                     json!({"ok": true, "silence": silence.json(now)}),
                 ))
             }
-            ("DELETE", Some(id)) => match self.end_silence(ctx, id, &token.name).await? {
+            ("DELETE", Some(id)) => match self.end_silence(ctx, id, &token_name).await? {
                 Ended::Now(s) => Ok(HttpReply::ok(json!({"ok": true, "silence": s.json(now)}))),
                 Ended::Already(_) => Ok(HttpReply::error(409, "silence_already_expired")),
                 Ended::Unknown => Ok(HttpReply::error(404, "silence_not_found")),
