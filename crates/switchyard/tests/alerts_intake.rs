@@ -397,6 +397,27 @@ async fn alertsio_grafana_payloads_firing_resolved_and_bad() {
         .send_as(None, "/api/v1/grafana", &grafana("firing"))
         .await;
     assert_eq!(status, 401);
+
+    // Our own JSON takes the configured scale's names too, and only those.
+    let (status, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"title": "Checkout down", "severity": "p1", "dedup_key": "checkout"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["alerts"][0]["channels"], json!(["C0CRIT"]), "{reply}");
+    let (status, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"title": "t", "severity": "warning"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &reply["field"]),
+        (400, &json!("severity")),
+        "{reply}"
+    );
 }
 
 #[tokio::test]
@@ -649,6 +670,49 @@ fn alertsio_alerts_test_shows_rules_targets_and_the_message_for_each_payload_kin
     ] {
         assert!(out.contains(part), "{part} in {out}");
     }
+}
+
+#[test]
+fn alertsio_config_show_hides_webhook_urls_and_check_config_names_bad_webhooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchyard.toml");
+    let run = |text: &str, args: &[&str]| {
+        std::fs::write(&path, text).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .args(args)
+            .arg("--config")
+            .arg(&path);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("SLACK_") || name.starts_with("SWITCHYARD_") {
+                command.env_remove(name);
+            }
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let good = "[slack]\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n[apps.webhooks]\nenabled = true\n[apps.webhooks.incoming.ops]\nwebhook_url = \"https://hooks.slack.com/services/T1/B1/s3cr3t\"\nchannel = \"#ops\"\n";
+    let (ok, out) = run(good, &["config", "show"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("s3cr3t") && out.contains("#ops"), "{out}");
+    let bad = good.replace("https://hooks", "hooks") + "icon_emoji = \"robot\"\n";
+    let (ok, out) = run(&bad, &["check-config"]);
+    assert!(!ok);
+    assert!(
+        out.contains("apps.webhooks.incoming.ops.webhook_url")
+            && out.contains("apps.webhooks.incoming.ops.icon_emoji")
+            && !out.contains("s3cr3t"),
+        "{out}"
+    );
 }
 
 #[test]
