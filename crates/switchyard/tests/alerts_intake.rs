@@ -536,6 +536,35 @@ async fn alertsio_post_message_through_incoming_webhooks_with_defaults_and_overr
     assert_eq!(audit[0].record.object, "webhook:deploys");
     let ops = env.messages_when("C0OPS", 1, |m| !m.is_empty()).await;
     assert_eq!(ops.len(), 1, "{ops:?}");
+
+    // With Slack's limits on (a webhook's channel: 1/s, a burst of 3), a burst of posts is
+    // paced and retried through the outbox: every one arrives, in order.
+    env.sandbox
+        .control()
+        .put("/rate_limits", &json!({"enabled": true}))
+        .await
+        .unwrap();
+    for i in 1..=4 {
+        let (status, _) = env
+            .send(
+                "/api/v1/webhooks/ops",
+                json!({"text": format!("burst {i}")}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let ops = env.messages_when("C0OPS", 5, |m| m.len() == 5).await;
+    let texts: Vec<&str> = ops.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        [
+            "Backup finished",
+            "burst 1",
+            "burst 2",
+            "burst 3",
+            "burst 4"
+        ]
+    );
 }
 
 /// `switchyard alerts test` with `config` on `payload` (a file in a directory of its own).
