@@ -348,6 +348,34 @@ mod tests {
     }
 
     #[test]
+    fn a_claimed_hook_is_a_button_to_the_claiming_apps_action_with_the_alerts_key() {
+        let claims = [crate::alerts::hooks::Claim {
+            hook: crate::alerts::hooks::Hook::RunPlaybook,
+            action_id: "automation_run_for_alert".into(),
+            label: None,
+        }];
+        let templates = Templates::with_hooks(None, &Default::default(), &claims).unwrap();
+        let message = render(&templates, &alert(), &firing()).unwrap();
+        let actions = message["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "actions")
+            .unwrap()
+            .clone();
+        let hook = &actions["elements"][2];
+        assert_eq!(hook["action_id"], "automation_run_for_alert");
+        assert_eq!(hook["value"], "disk-db-1");
+        assert_eq!(hook["text"]["text"], "Run playbook");
+        let resolved = MessageState {
+            status: Status::Resolved,
+            ..firing()
+        };
+        let message = render(&templates, &alert(), &resolved).unwrap();
+        assert!(!message.to_string().contains("automation_run_for_alert"));
+    }
+
+    #[test]
     fn the_builtin_template_gives_valid_limited_blocks() {
         let state = MessageState {
             status: Status::Firing,

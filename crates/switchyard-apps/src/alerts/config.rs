@@ -102,11 +102,16 @@ impl AlertsConfig {
     /// A `severity` label's value on our scale: `severity_labels` first (any case), then the
     /// customary names (`warning` is medium, `page` high, `info` low; unknown ones medium).
     pub fn severity_of_label(&self, label: &str) -> Severity {
+        self.severity_listed(label)
+            .unwrap_or_else(|| Severity::from_alertmanager(label))
+    }
+
+    /// A name of `severity_labels` (any case) on our scale; `None` if it is not listed.
+    pub fn severity_listed(&self, label: &str) -> Option<Severity> {
         self.severity_labels
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(label))
             .and_then(|(_, v)| Severity::parse(v))
-            .unwrap_or_else(|| Severity::from_alertmanager(label))
     }
 
     /// Alertmanager's alerts with their severity from the `severity` label on our scale.

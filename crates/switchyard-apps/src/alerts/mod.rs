@@ -467,7 +467,9 @@ impl App for Alerts {
             return Ok(refused);
         }
         let parsed = match path {
-            ALERTS_PATH => intake::parse_alerts(&request.body),
+            ALERTS_PATH => intake::parse_alerts_scaled(&request.body, &|label| {
+                self.config.severity_listed(label)
+            }),
             GRAFANA_PATH => {
                 grafana::parse_grafana(&request.body, &|label| self.config.severity_of_label(label))
             }
