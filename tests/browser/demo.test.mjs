@@ -206,7 +206,7 @@ test("Block Kit, confirm dialogs, selects and ephemerals in the web client", asy
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
     await page.goto(`${base}?user=alice&channel=general`);
-    const message = page.locator(`[data-testid="message"][data-ts="${posted.ts}"]`);
+    const message = page.locator(`#messages [data-testid="message"][data-ts="${posted.ts}"]`);
     await message.locator(".block-header", { hasText: "Deploy request" }).waitFor();
     await message.locator(".section b", { hasText: "api-server" }).waitFor();
     await message.locator(".section i", { hasText: "production" }).waitFor();
@@ -246,9 +246,26 @@ test("Block Kit, confirm dialogs, selects and ephemerals in the web client", asy
     const picked = await delivered("pick_env");
     assert.equal(picked.payload.actions[0].selected_option.value, "production");
 
+    // A reaction from the hover bar; an edit by the app shows "(edited)"; a reply in the thread pane.
+    await message.hover();
+    await message.getByRole("button", { name: "✅" }).click();
+    await message.locator(".reaction.mine", { hasText: "1" }).waitFor();
+    await web("chat.update", { channel: posted.channel, ts: posted.ts, text: "Deploy request (approved)", blocks: [
+      { type: "section", text: { type: "mrkdwn", text: "*api-server* v2.3: approved :white_check_mark:" } },
+    ] });
+    await message.locator(".edited", { hasText: "(edited)" }).waitFor();
+    await message.hover();
+    await message.getByRole("button", { name: "💬" }).click();
+    const threadComposer = page.getByTestId("composer-thread");
+    await threadComposer.fill("Thanks, rolling out now");
+    await threadComposer.press("Enter");
+    await page.getByTestId("thread").getByText("Thanks, rolling out now").waitFor();
+    await message.getByTestId("thread-link").filter({ hasText: "1 reply" }).waitFor();
+    await page.screenshot({ path: path.join(shots, "10b-edited-reaction-thread.png") });
+
     // Bob does not see alice's ephemeral.
     await page.getByTestId("me").selectOption({ label: "Bob Builder (@bob)" });
-    await message.locator(".block-header", { hasText: "Deploy request" }).waitFor();
+    await message.locator(".edited").waitFor();
     assert.equal(await page.locator(".msg.ephemeral", { hasText: "Only you can see this hint." }).count(), 0);
     assert.deepEqual(errors, [], "the page threw");
   } catch (err) {

@@ -326,7 +326,8 @@ async fn alertsio_grafana_payloads_firing_resolved_and_bad() {
             "url:View panel",
             "alerts_ack",
             "url:Run playbook",
-            "alerts_resolve"
+            "alerts_resolve",
+            "alerts_silence"
         ]
     );
     // P1 on the configured scale is critical; without a panel the rule's link is the button.

@@ -20,6 +20,8 @@ pub struct AlertsConfig {
     /// A minijinja template rendering the message's Block Kit blocks (a JSON array); the
     /// built-in one when absent.
     pub template: Option<String>,
+    /// Alertmanager's inhibition rules (see `inhibit`).
+    pub inhibit_rules: Vec<super::inhibit::InhibitRuleConfig>,
     /// The scale of `severity` labels (Alertmanager's and Grafana's payloads) onto ours:
     /// `P1 = "critical"`, `warning = "medium"`. Unlisted values go by the customary names.
     pub severity_labels: BTreeMap<String, String>,
@@ -81,6 +83,7 @@ impl ValidateSection for AlertsConfig {
                 ));
             }
         }
+        super::inhibit::validate(&self.inhibit_rules, &mut problems);
         for (label, severity) in &self.severity_labels {
             if !SEVERITIES.contains(&severity.as_str()) {
                 problems.push((

@@ -67,7 +67,7 @@ impl WebhookTargets {
     }
 
     /// Posts the copy when `result` (the intake's answer for `alert`) is a first firing or a
-    /// resolution.
+    /// resolution; `webhooks_only` when the alert's rules name no channel.
     pub fn send(
         &self,
         ctx: &mut Ctx<'_>,
@@ -75,10 +75,15 @@ impl WebhookTargets {
         names: &[String],
         alert: &Alert,
         result: &Value,
+        webhooks_only: bool,
     ) -> Result<(), AppError> {
+        // A muted (silenced, inhibited) alert was stored without its messages: its resolution
+        // is not copied either. Its messages are the channels it is in; a rule with webhooks
+        // only has none to go by.
+        let in_channels = result["channels"].as_array().is_some_and(|c| !c.is_empty());
         let copy = match result["result"].as_str() {
             Some("posted") => true,
-            Some("updated") => alert.status == Status::Resolved,
+            Some("updated") => alert.status == Status::Resolved && (in_channels || webhooks_only),
             _ => false,
         };
         if !copy {
