@@ -49,6 +49,7 @@ equal = ["cluster"]
 struct Env {
     sandbox: Sandbox,
     server: Server,
+    config: Config,
     http: reqwest::Client,
     token: String,
     _dir: tempfile::TempDir,
@@ -98,10 +99,21 @@ impl Env {
         Self {
             sandbox,
             server,
+            config,
             http,
             token,
             _dir: dir,
         }
+    }
+
+    /// Stops the server and starts another on the same store (its API on a new port).
+    async fn restart(self) -> Self {
+        assert!(self.server.shutdown().await, "shut down in time");
+        let apps = switchyard_apps::builtin(&self.config).unwrap();
+        let server = Server::start(self.config.clone(), apps, StartOptions::default())
+            .await
+            .unwrap();
+        Self { server, ..self }
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -565,6 +577,16 @@ async fn silences_from_the_menu_and_the_mention() {
     assert!(has_title(&m, "Lag"), "{:?}", titles(&m));
     let again = env.mention("bob", "unsilence 2").await;
     assert!(env.replies(&again, 1).await[0].contains("had already ended"));
+
+    // The menu's silence ended early: its alert's message loses the note, its thread says so.
+    let ended = env.mention("alice", "unsilence 1").await;
+    env.replies(&ended, 1).await;
+    env.messages_when(|m| !m[0]["blocks"].to_string().contains(":mute: Silenced by"))
+        .await;
+    assert_eq!(
+        env.replies(&ts, 3).await[2],
+        ":loud_sound: Silence `#1` ended."
+    );
 }
 
 #[tokio::test]
@@ -701,4 +723,28 @@ equal = ["not a label"]
     }
     assert!(stderr.contains("broken rule"), "{stderr}");
     assert!(!stderr.contains("inhibit_rules[0]"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_silence_made_before_a_restart_lets_go_of_its_alerts_after_it() {
+    let env = Env::start("", None).await;
+    let (status, reply) = env
+        .silence(json!({"matchers": "alertname=Nightly", "duration": "1s"}))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let held = env
+        .alert(json!({"title": "Nightly backup late", "severity": "low",
+                      "dedup_key": "nightly", "labels": {"alertname": "Nightly"}}))
+        .await;
+    assert_eq!(held["result"], "silenced", "{held}");
+    let env = env.restart().await;
+    // Nothing of it is in memory: the new process's tick finds it ended and posts the alert.
+    let m = env.messages_when(|m| m.len() == 1).await;
+    assert!(has_title(&m, "Nightly backup late"), "{:?}", titles(&m));
+    let posted = env.audited("alerts.fire", Outcome::Ok).await;
+    assert!(
+        posted[0].record.detail.contains("ended; it was held"),
+        "{:?}",
+        posted[0].record
+    );
 }

@@ -377,6 +377,31 @@ impl Alerts {
         }))
     }
 
+    /// A silence of one alert (the Silence menu's) that ended: that alert's messages lose
+    /// their "Silenced by …" note and their threads say so. (A silence by other matchers
+    /// never added a note to a message it did not make.)
+    pub(super) async fn note_silence_ended(
+        &self,
+        ctx: &mut Ctx<'_>,
+        silence: &silences::Silence,
+    ) -> Result<(), AppError> {
+        let [only] = silence.matchers.as_slice() else {
+            return Ok(());
+        };
+        if only.name != "dedup_key" || only.op != super::matchers::Op::Equal {
+            return Ok(());
+        }
+        let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
+        let Some(row) = state::load(ctx.db().await?, &only.value, lock).await? else {
+            return Ok(());
+        };
+        if row.status == Status::Resolved || row.channels.is_empty() {
+            return Ok(());
+        }
+        let line = format!(":loud_sound: Silence `#{}` ended.", silence.id);
+        self.edit_all(ctx, &row, &line).await
+    }
+
     /// The tick: silences that ended since the last look let go of their alerts. Reads
     /// first, outside a transaction, so a quiet tick writes nothing.
     pub(super) async fn tick_silences(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
@@ -387,6 +412,9 @@ impl Alerts {
                 continue;
             }
             let posted = self.release_silenced(ctx, id).await?;
+            if let Some(silence) = silences::get(ctx.db().await?, id).await? {
+                self.note_silence_ended(ctx, &silence).await?;
+            }
             if posted > 0 {
                 ctx.audit(
                     "alerts.unmute",

@@ -572,6 +572,7 @@ impl Alerts {
         match end_now(ctx.db().await?, id, by, now).await? {
             Some(silence) => {
                 let released = self.release_silenced(ctx, id).await?;
+                self.note_silence_ended(ctx, &silence).await?;
                 ctx.audit(
                     "alerts.unsilence",
                     &object,
