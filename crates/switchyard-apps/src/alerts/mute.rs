@@ -402,9 +402,45 @@ impl Alerts {
         self.edit_all(ctx, &row, &line).await
     }
 
+    /// Alerts held by an inhibit rule the config no longer has (after a reload, or a restart
+    /// with another config): looked at again, so they are posted or held for what mutes them
+    /// now.
+    async fn release_orphans(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        let rows = sqlx::query("SELECT dedup_key, rule FROM alerts_muted WHERE rule IS NOT NULL")
+            .fetch_all(ctx.store().reader())
+            .await
+            .map_err(db_err)?;
+        let mut orphans = Vec::new();
+        for row in &rows {
+            let rule: String = row.try_get(1).map_err(db_err)?;
+            if !self.inhibit.has_rule(&rule) {
+                orphans.push(row.try_get::<String, _>(0).map_err(db_err)?);
+            }
+        }
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let count = orphans.len();
+        let posted = self
+            .recheck_all(ctx, orphans, "its inhibit rule is no longer configured")
+            .await?;
+        ctx.audit(
+            "alerts.unmute",
+            "inhibit_rules",
+            Outcome::Ok,
+            &format!(
+                "{count} alert(s) held by removed inhibit rules looked at again; {posted} posted"
+            ),
+        );
+        Ok(())
+    }
+
     /// The tick: silences that ended since the last look let go of their alerts. Reads
     /// first, outside a transaction, so a quiet tick writes nothing.
     pub(super) async fn tick_silences(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        if self.inhibit.first_look_at_orphans() {
+            self.release_orphans(ctx).await?;
+        }
         let now = ctx.now_ms();
         let ended = silences::ended_unreleased(ctx.store().reader(), now).await?;
         for id in ended {
