@@ -475,6 +475,10 @@ async fn api_flow(env: &Env) {
             "endsAt",
         ),
         (
+            json!({"matchers": "team=db", "duration": "999999999h"}),
+            "endsAt",
+        ),
+        (
             json!({"matchers": "team=db", "duration": "1h", "comment": 5}),
             "comment",
         ),
