@@ -49,6 +49,9 @@ equal = ["cluster"]
 struct Env {
     sandbox: Sandbox,
     server: Server,
+    config: Config,
+    /// The config file's text, for reloads.
+    text: String,
     http: reqwest::Client,
     token: String,
     _dir: tempfile::TempDir,
@@ -98,10 +101,32 @@ impl Env {
         Self {
             sandbox,
             server,
+            config,
+            text,
             http,
             token,
             _dir: dir,
         }
+    }
+
+    /// Stops the server and starts another on the same store (its API on a new port).
+    async fn restart(self) -> Self {
+        assert!(self.server.shutdown().await, "shut down in time");
+        let apps = switchyard_apps::builtin(&self.config).unwrap();
+        let server = Server::start(self.config.clone(), apps, StartOptions::default())
+            .await
+            .unwrap();
+        Self { server, ..self }
+    }
+
+    /// Reloads the apps from the config's text with `from` replaced by `to`.
+    fn reload_with(&self, from: &str, to: &str) {
+        assert!(self.text.contains(from), "{from} in the config");
+        let text = self.text.replace(from, to);
+        let config =
+            Config::parse(&text, "silences.toml", &BTreeMap::<String, String>::new()).unwrap();
+        self.server
+            .reload_apps(switchyard_apps::builtin(&config).unwrap());
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -323,6 +348,22 @@ async fn api_flow(env: &Env) {
         )
         .await;
     assert_eq!(shown["held_alerts"], json!(["held"]), "{shown}");
+    let metrics = env
+        .http
+        .get(format!("http://{}/metrics", env.server.addr()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "switchyard_alerts_silences_active 1",
+        "switchyard_alerts_held{reason=\"silenced\"} 1",
+        "switchyard_alerts_held{reason=\"inhibited\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     let muted = env.audited("alerts.mute", Outcome::Ok).await;
     assert!(
         muted[0].record.detail.contains(&format!("silence #{id}")),
@@ -450,6 +491,10 @@ async fn api_flow(env: &Env) {
             "endsAt",
         ),
         (
+            json!({"matchers": "team=db", "duration": "999999999h"}),
+            "endsAt",
+        ),
+        (
             json!({"matchers": "team=db", "duration": "1h", "comment": 5}),
             "comment",
         ),
@@ -565,6 +610,16 @@ async fn silences_from_the_menu_and_the_mention() {
     assert!(has_title(&m, "Lag"), "{:?}", titles(&m));
     let again = env.mention("bob", "unsilence 2").await;
     assert!(env.replies(&again, 1).await[0].contains("had already ended"));
+
+    // The menu's silence ended early: its alert's message loses the note, its thread says so.
+    let ended = env.mention("alice", "unsilence 1").await;
+    env.replies(&ended, 1).await;
+    env.messages_when(|m| !m[0]["blocks"].to_string().contains(":mute: Silenced by"))
+        .await;
+    assert_eq!(
+        env.replies(&ts, 3).await[2],
+        ":loud_sound: Silence `#1` ended."
+    );
 }
 
 #[tokio::test]
@@ -647,6 +702,27 @@ async fn a_critical_alert_inhibits_the_clusters_lesser_ones_until_it_resolves() 
     env.alert(resolved).await;
     let m = env.messages_when(|m| m.len() == 4).await;
     assert!(has_title(&m, "Slow queries on a"), "{:?}", titles(&m));
+
+    // Held by a rule that a reload takes away: posted once the reloaded app looks.
+    let critical_b = json!({"title": "Cluster b down", "severity": "critical",
+                            "dedup_key": "down-b", "labels": {"cluster": "b"}});
+    assert_eq!(env.alert(critical_b).await["result"], "posted");
+    let muted = env
+        .alert(json!({"title": "Slow queries on b", "severity": "low",
+                      "dedup_key": "slow-b2", "labels": {"cluster": "b"}}))
+        .await;
+    assert_eq!(muted["result"], "inhibited", "{muted}");
+    env.reload_with(
+        r#"[[apps.alerts.inhibit_rules]]
+name = "a critical alert mutes the cluster's lesser ones"
+source_matchers = ['severity="critical"']
+target_matchers = ['severity=~"medium|low"']
+equal = ["cluster"]
+"#,
+        "",
+    );
+    let m = env.messages_when(|m| m.len() == 6).await;
+    assert!(has_title(&m, "Slow queries on b"), "{:?}", titles(&m));
 }
 
 #[test]
@@ -701,4 +777,28 @@ equal = ["not a label"]
     }
     assert!(stderr.contains("broken rule"), "{stderr}");
     assert!(!stderr.contains("inhibit_rules[0]"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_silence_made_before_a_restart_lets_go_of_its_alerts_after_it() {
+    let env = Env::start("", None).await;
+    let (status, reply) = env
+        .silence(json!({"matchers": "alertname=Nightly", "duration": "1s"}))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let held = env
+        .alert(json!({"title": "Nightly backup late", "severity": "low",
+                      "dedup_key": "nightly", "labels": {"alertname": "Nightly"}}))
+        .await;
+    assert_eq!(held["result"], "silenced", "{held}");
+    let env = env.restart().await;
+    // Nothing of it is in memory: the new process's tick finds it ended and posts the alert.
+    let m = env.messages_when(|m| m.len() == 1).await;
+    assert!(has_title(&m, "Nightly backup late"), "{:?}", titles(&m));
+    let posted = env.audited("alerts.fire", Outcome::Ok).await;
+    assert!(
+        posted[0].record.detail.contains("ended; it was held"),
+        "{:?}",
+        posted[0].record
+    );
 }

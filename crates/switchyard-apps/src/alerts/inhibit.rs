@@ -9,6 +9,8 @@
 //! Alertmanager, an alert that matches both sides of a rule is not muted by another that also
 //! does (nor by itself).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde::Deserialize;
 use switchyard_engine::AppMigration;
 use switchyard_engine::sqlx::{self, AnyConnection, Row};
@@ -106,7 +108,12 @@ pub struct Rule {
 }
 
 /// The rules whose matchers compile (check-config reports the others, which never apply).
-pub struct Rules(pub Vec<Rule>);
+pub struct Rules {
+    list: Vec<Rule>,
+    /// Whether the alerts held by rules no longer configured were looked at (once per start
+    /// or reload).
+    orphans_looked_at: AtomicBool,
+}
 
 fn compile_all(list: &[String]) -> Option<Vec<Matcher>> {
     let mut out = Vec::new();
@@ -118,23 +125,34 @@ fn compile_all(list: &[String]) -> Option<Vec<Matcher>> {
 
 impl Rules {
     pub fn new(config: &[InhibitRuleConfig]) -> Self {
-        Self(
-            config
-                .iter()
-                .filter_map(|r| {
-                    Some(Rule {
-                        name: r.name.clone(),
-                        source: compile_all(&r.source_matchers)?,
-                        target: compile_all(&r.target_matchers)?,
-                        equal: r.equal.clone(),
-                    })
+        let list = config
+            .iter()
+            .filter_map(|r| {
+                Some(Rule {
+                    name: r.name.clone(),
+                    source: compile_all(&r.source_matchers)?,
+                    target: compile_all(&r.target_matchers)?,
+                    equal: r.equal.clone(),
                 })
-                .collect(),
-        )
+            })
+            .collect();
+        Self {
+            list,
+            orphans_looked_at: AtomicBool::new(false),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
+    }
+
+    pub fn has_rule(&self, name: &str) -> bool {
+        self.list.iter().any(|r| r.name == name)
+    }
+
+    /// `true` the first time only.
+    pub fn first_look_at_orphans(&self) -> bool {
+        !self.orphans_looked_at.swap(true, Ordering::Relaxed)
     }
 }
 
@@ -172,7 +190,7 @@ pub async fn track(
     if resolved {
         return Ok(());
     }
-    for rule in &rules.0 {
+    for rule in &rules.list {
         if !matchers::all_match(&rule.source, alert) {
             continue;
         }
@@ -197,7 +215,7 @@ pub async fn inhibited_by(
     rules: &Rules,
     alert: &Alert,
 ) -> Result<Option<(String, String)>, AppError> {
-    for rule in &rules.0 {
+    for rule in &rules.list {
         if !matchers::all_match(&rule.target, alert) {
             continue;
         }

@@ -422,6 +422,10 @@ impl App for Alerts {
         self.tick_silences(ctx).await
     }
 
+    async fn metrics(&self, store: &switchyard_engine::Store) -> String {
+        mute::metrics(store, switchyard_engine::now_ms()).await
+    }
+
     async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError> {
         match input {
             Input::Mention {

@@ -175,6 +175,37 @@ pub async fn held_by_silence(
     keys_where(conn, "silence_id", one_arg(silence_id)).await
 }
 
+/// `/metrics` lines: silences in force, and alerts held by a silence or an inhibit rule.
+pub async fn metrics(store: &switchyard_engine::Store, now_ms: i64) -> String {
+    let count = |sql: &'static str| async move {
+        let mut query = sqlx::query(sql);
+        if sql.contains("$1") {
+            query = query.bind(now_ms);
+        }
+        query
+            .fetch_one(store.reader())
+            .await
+            .ok()
+            .and_then(|row| row.try_get::<i64, _>(0).ok())
+    };
+    let (Some(silences), Some(silenced), Some(inhibited)) = (
+        count("SELECT COUNT(*) FROM alerts_silences WHERE starts_ms <= $1 AND ends_ms > $1").await,
+        count("SELECT COUNT(*) FROM alerts_muted WHERE silence_id IS NOT NULL").await,
+        count("SELECT COUNT(*) FROM alerts_muted WHERE rule IS NOT NULL").await,
+    ) else {
+        return String::new();
+    };
+    format!(
+        "# HELP switchyard_alerts_silences_active Silences in force\n\
+         # TYPE switchyard_alerts_silences_active gauge\n\
+         switchyard_alerts_silences_active {silences}\n\
+         # HELP switchyard_alerts_held Alerts stored but not posted, by why\n\
+         # TYPE switchyard_alerts_held gauge\n\
+         switchyard_alerts_held{{reason=\"silenced\"}} {silenced}\n\
+         switchyard_alerts_held{{reason=\"inhibited\"}} {inhibited}\n"
+    )
+}
+
 /// Adds "silenced by … until …" to a rendered message, above its last context line.
 pub fn add_note(message: &mut Value, note: Option<&str>) {
     let (Some(note), Some(blocks)) = (note, message["blocks"].as_array_mut()) else {
@@ -377,9 +408,70 @@ impl Alerts {
         }))
     }
 
+    /// A silence of one alert (the Silence menu's) that ended: that alert's messages lose
+    /// their "Silenced by …" note and their threads say so. (A silence by other matchers
+    /// never added a note to a message it did not make.)
+    pub(super) async fn note_silence_ended(
+        &self,
+        ctx: &mut Ctx<'_>,
+        silence: &silences::Silence,
+    ) -> Result<(), AppError> {
+        let [only] = silence.matchers.as_slice() else {
+            return Ok(());
+        };
+        if only.name != "dedup_key" || only.op != super::matchers::Op::Equal {
+            return Ok(());
+        }
+        let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
+        let Some(row) = state::load(ctx.db().await?, &only.value, lock).await? else {
+            return Ok(());
+        };
+        if row.status == Status::Resolved || row.channels.is_empty() {
+            return Ok(());
+        }
+        let line = format!(":loud_sound: Silence `#{}` ended.", silence.id);
+        self.edit_all(ctx, &row, &line).await
+    }
+
+    /// Alerts held by an inhibit rule the config no longer has (after a reload, or a restart
+    /// with another config): looked at again, so they are posted or held for what mutes them
+    /// now.
+    async fn release_orphans(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        let rows = sqlx::query("SELECT dedup_key, rule FROM alerts_muted WHERE rule IS NOT NULL")
+            .fetch_all(ctx.store().reader())
+            .await
+            .map_err(db_err)?;
+        let mut orphans = Vec::new();
+        for row in &rows {
+            let rule: String = row.try_get(1).map_err(db_err)?;
+            if !self.inhibit.has_rule(&rule) {
+                orphans.push(row.try_get::<String, _>(0).map_err(db_err)?);
+            }
+        }
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let count = orphans.len();
+        let posted = self
+            .recheck_all(ctx, orphans, "its inhibit rule is no longer configured")
+            .await?;
+        ctx.audit(
+            "alerts.unmute",
+            "inhibit_rules",
+            Outcome::Ok,
+            &format!(
+                "{count} alert(s) held by removed inhibit rules looked at again; {posted} posted"
+            ),
+        );
+        Ok(())
+    }
+
     /// The tick: silences that ended since the last look let go of their alerts. Reads
     /// first, outside a transaction, so a quiet tick writes nothing.
     pub(super) async fn tick_silences(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        if self.inhibit.first_look_at_orphans() {
+            self.release_orphans(ctx).await?;
+        }
         let now = ctx.now_ms();
         let ended = silences::ended_unreleased(ctx.store().reader(), now).await?;
         for id in ended {
@@ -387,6 +479,9 @@ impl Alerts {
                 continue;
             }
             let posted = self.release_silenced(ctx, id).await?;
+            if let Some(silence) = silences::get(ctx.db().await?, id).await? {
+                self.note_silence_ended(ctx, &silence).await?;
+            }
             if posted > 0 {
                 ctx.audit(
                     "alerts.unmute",

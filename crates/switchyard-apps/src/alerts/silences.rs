@@ -33,6 +33,8 @@ const LISTED_AFTER_END_MS: i64 = 5 * 86_400_000;
 const MAX_LISTED: i64 = 500;
 const MAX_COMMENT: usize = 1_000;
 const MAX_MATCHERS: usize = 32;
+/// 9999-12-31T23:59:59.999Z: times past it have no RFC 3339 form.
+const LAST_MS: i64 = 253_402_300_799_999;
 
 pub const MIGRATIONS: [AppMigration; 1] = [AppMigration {
     version: 100,
@@ -270,6 +272,9 @@ pub fn check_new(
     }
     if ends_ms <= now_ms {
         return Err(("endsAt".into(), "must be in the future".into()));
+    }
+    if ends_ms > LAST_MS {
+        return Err(("endsAt".into(), "must be before the year 10000".into()));
     }
     Ok(())
 }
@@ -572,6 +577,7 @@ impl Alerts {
         match end_now(ctx.db().await?, id, by, now).await? {
             Some(silence) => {
                 let released = self.release_silenced(ctx, id).await?;
+                self.note_silence_ended(ctx, &silence).await?;
                 ctx.audit(
                     "alerts.unsilence",
                     &object,
@@ -637,12 +643,16 @@ impl Alerts {
         let matcher = Matcher::new("dedup_key", Op::Equal, key)
             .map_err(|e| AppError::Internal(format!("a silence of alert {key}: {e}")))?;
         let now = ctx.now_ms();
+        let ends = now.saturating_add(ms);
+        if let Err((_, problem)) = check_new(std::slice::from_ref(&matcher), now, ends, now) {
+            return Err(AppError::User(format!("That silence {problem}.")));
+        }
         let silence = self
             .create_silence(
                 ctx,
                 vec![matcher],
                 now,
-                now + ms,
+                ends,
                 user,
                 &format!("from the alert's message in Slack ({duration})"),
             )
@@ -881,5 +891,9 @@ mod tests {
         let some = matchers::parse("team=db").unwrap();
         assert!(check_new(&some, 0, 10, 0).is_ok());
         assert_eq!(check_new(&some, 0, 10, 20).unwrap_err().0, "endsAt");
+        assert_eq!(
+            check_new(&some, 0, LAST_MS + 1, 0).unwrap_err().1,
+            "must be before the year 10000"
+        );
     }
 }
