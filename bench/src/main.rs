@@ -110,7 +110,6 @@ fn rss_mb(pid: u32) -> f64 {
 
 struct Contender {
     child: Child,
-    url: String,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
@@ -190,7 +189,6 @@ async fn start(name: &str, args: &Args, world: &World) -> Result<(Contender, f64
             return Ok((
                 Contender {
                     child,
-                    url,
                     addr: SocketAddr::from(([127, 0, 0, 1], port)),
                     _dir: dir,
                 },
