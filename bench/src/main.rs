@@ -208,7 +208,8 @@ async fn start(name: &str, args: &Args, world: &World) -> Result<(Contender, f64
 struct Deliveries {
     /// Keyed once; cloned per delivery.
     mac: Hmac<Sha256>,
-    /// `X-Slack-Request-Timestamp`, fixed for the whole test (well inside Slack's 300 s window).
+    /// `X-Slack-Request-Timestamp`, fixed for the whole test: tests are seconds long, well inside
+    /// the 300 s window the receivers allow (a `--seconds` near 300 would get 401s).
     timestamp: HeaderValue,
     /// The body up to the event id's digits.
     head: String,
