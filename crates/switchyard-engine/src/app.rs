@@ -70,6 +70,8 @@ pub struct Declaration {
     /// checks each exists and has the bot in it. An app built from its config section fills
     /// this from that section.
     pub channels: Vec<String>,
+    /// How often (ms) the engine calls [`App::tick`]; `None`: never.
+    pub tick_ms: Option<u64>,
 }
 
 /// A message someone posted (from `app_mention` or `message` events).
@@ -292,6 +294,14 @@ pub trait App: Send + Sync + 'static {
         Ok(HttpReply::error(404, "not_found"))
     }
 
+    /// Periodic work that falls due with time (see [`Declaration::tick_ms`]), in a
+    /// transaction of its own, as the system through `schedule`: what it writes through `ctx`
+    /// commits together, or on an error not at all. Every replica ticks, so take due rows
+    /// with locks (or conditional updates) that let only one replica do each piece of work.
+    async fn tick(&self, _ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        Ok(())
+    }
+
     /// Lines for `/metrics` (Prometheus' text format), read from the store at each scrape.
     async fn metrics(&self, _store: &Store) -> String {
         String::new()
@@ -460,6 +470,62 @@ impl<'b> Ctx<'b> {
     /// Changes the message posted with `ref_key` (the sender fills in its channel and `ts`).
     pub fn update(&mut self, channel: &str, ref_key: &str, message: Value) {
         self.call("chat.update", channel, message, Some(ref_key));
+    }
+
+    /// Edits the message posted with `ref_key`, keeping at most one edit of it waiting: if one
+    /// is still queued (by this handler, or in the outbox and not yet taken by the sender), it
+    /// gets this content instead of a second call being queued. For messages edited as they
+    /// grow (a storm's summary), where only the latest state matters.
+    pub async fn update_latest(
+        &mut self,
+        channel: &str,
+        ref_key: &str,
+        message: Value,
+    ) -> Result<(), StoreError> {
+        if !self.replace_queued("chat.update", ref_key, &message).await? {
+            self.update(channel, ref_key, message);
+        }
+        Ok(())
+    }
+
+    /// Gives the queued `method` call for `ref_key` (queued by this handler, or pending in the
+    /// outbox and not yet taken by the sender) the arguments `args` instead, keeping its place
+    /// in line. `false` when there is no such call: it went out already, or is going now.
+    pub async fn replace_queued(
+        &mut self,
+        method: &str,
+        ref_key: &str,
+        args: &Value,
+    ) -> Result<bool, StoreError> {
+        if let Some(item) = self
+            .outbox
+            .iter_mut()
+            .rev()
+            .find(|i| i.method == method && i.ref_key.as_deref() == Some(ref_key))
+        {
+            item.payload = args.to_string();
+            return Ok(true);
+        }
+        let now_ms = self.now_ms;
+        self.db().await?;
+        self.batch
+            .tx()
+            .await?
+            .outbox_replace_pending(method, ref_key, &args.to_string(), now_ms)
+            .await
+    }
+
+    /// How many Slack calls wait on `ordering_key` (a channel's line), this handler's
+    /// included: what the channel has yet to take at Slack's pace.
+    pub async fn queued(&mut self, ordering_key: &str) -> Result<i64, StoreError> {
+        let here = self
+            .outbox
+            .iter()
+            .filter(|i| i.ordering_key == ordering_key)
+            .count() as i64;
+        self.db().await?;
+        let stored = self.batch.tx().await?.outbox_pending_on(ordering_key).await?;
+        Ok(here + stored)
     }
 
     /// A message only `user` sees.

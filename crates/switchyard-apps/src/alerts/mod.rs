@@ -16,8 +16,10 @@
 
 pub mod blocks;
 pub mod config;
+pub mod groups;
 pub mod intake;
 pub mod state;
+pub mod storm;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -37,9 +39,13 @@ const ALERTS_PATH: &str = "/api/v1/alerts";
 const ALERTMANAGER_PATH: &str = "/api/v1/alertmanager";
 const SCOPE: &str = "alerts:write";
 
-/// The app's table, for the engine and the CLI.
+/// The app's tables, for the engine and the CLI.
 pub fn migrations() -> Vec<AppMigration> {
-    state::MIGRATIONS.to_vec()
+    state::MIGRATIONS
+        .iter()
+        .chain(groups::MIGRATIONS.iter())
+        .copied()
+        .collect()
 }
 
 /// The message ref of an alert's message in a channel.
@@ -64,6 +70,7 @@ pub struct Alerts {
     config: AlertsConfig,
     rules: config::CompiledRules,
     templates: blocks::Templates,
+    groupings: groups::Groupings,
 }
 
 /// What became of one alert of a request.
@@ -98,6 +105,7 @@ impl Alerts {
         Ok(Self {
             rules: config::CompiledRules::new(&config),
             templates: blocks::Templates::new(config.template.as_deref())?,
+            groupings: groups::Groupings::new(&config),
             config,
         })
     }
@@ -117,15 +125,17 @@ impl Alerts {
         )
     }
 
-    /// Edits every message of the alert and adds `line` to each one's thread.
-    fn edit_all(&self, ctx: &mut Ctx<'_>, row: &AlertRow, line: &str) -> Result<(), AppError> {
-        for (channel, mentions) in &row.channels {
-            let key = ref_key(&row.alert.dedup_key, channel);
-            let message = self.message(row, mentions).map_err(render_err)?;
-            ctx.update(channel, &key, message);
-            ctx.post_in_thread_of(channel, &key, json!({ "text": line }));
-        }
-        Ok(())
+    /// Edits every message of the alert and adds `line` to each one's thread (or to its
+    /// storm's thread, when folded; see `groups::edit_all`).
+    async fn edit_all(
+        &self,
+        ctx: &mut Ctx<'_>,
+        row: &AlertRow,
+        line: &str,
+        change: groups::Change,
+        previous: Status,
+    ) -> Result<(), AppError> {
+        groups::edit_all(self, ctx, row, line, change, previous).await
     }
 
     /// One alert from the API: stored, and posted or its messages edited.
@@ -138,16 +148,12 @@ impl Alerts {
         let (outcome, channels) = match existing {
             None if alert.status == Status::Resolved => (Received::Ignored, Vec::new()),
             None => {
-                let targets = config::route(&self.config, &self.rules, &alert);
+                let targets = groups::targets(self, &alert);
                 let row = AlertRow {
                     status: alert.status,
                     channels: targets
-                        .into_iter()
-                        .map(|(channel, mentions)| {
-                            let words: Vec<String> =
-                                mentions.iter().map(|m| blocks::mention_syntax(m)).collect();
-                            (channel, words.join(" "))
-                        })
+                        .iter()
+                        .map(|t| (t.channel.clone(), t.mentions.clone()))
                         .collect(),
                     occurrences: 1,
                     first_ms: alert.started_at_ms.unwrap_or(now),
@@ -155,10 +161,7 @@ impl Alerts {
                     resolved_by: None,
                     alert,
                 };
-                for (channel, mentions) in &row.channels {
-                    let message = self.message(&row, mentions).map_err(render_err)?;
-                    ctx.post(channel, message, None, Some(&ref_key(&key, channel)));
-                }
+                groups::deliver(self, ctx, &row, &targets).await?;
                 state::save(ctx.db().await?, &row, now).await?;
                 let channels: Vec<String> = row.channels.iter().map(|(c, _)| c.clone()).collect();
                 ctx.audit(
@@ -179,6 +182,13 @@ impl Alerts {
                 (Received::Posted, channels)
             }
             Some(mut row) => {
+                let previous = row.status;
+                let same_episode = alert.started_at_ms.is_some()
+                    && alert.started_at_ms == row.alert.started_at_ms;
+                let still_firing = previous != Status::Resolved
+                    && alert.status == Status::Firing
+                    && same_episode
+                    && groups::repeat_due(self, ctx, &row).await?;
                 let line = match (row.status, alert.status) {
                     (Status::Resolved, Status::Resolved) => None,
                     (Status::Resolved, Status::Firing) => {
@@ -188,12 +198,12 @@ impl Alerts {
                         row.resolved_by = None;
                         Some((":fire: Firing again.".to_string(), "alerts.reopen"))
                     }
-                    (_, Status::Firing)
-                        if alert.started_at_ms.is_some()
-                            && alert.started_at_ms == row.alert.started_at_ms =>
-                    {
-                        None
-                    }
+                    // The same episode sent again: a reminder once per repeat_interval.
+                    (_, Status::Firing) if same_episode && still_firing => Some((
+                        ":repeat: Still firing.".to_string(),
+                        "alerts.repeat",
+                    )),
+                    (_, Status::Firing) if same_episode => None,
                     (_, Status::Firing) => {
                         row.occurrences += 1;
                         Some((
@@ -229,7 +239,13 @@ impl Alerts {
                             started_at_ms: row.alert.started_at_ms,
                             ..alert
                         };
-                        self.edit_all(ctx, &row, &line)?;
+                        let change = match action {
+                            "alerts.reopen" => groups::Change::Reopen,
+                            "alerts.repeat" => groups::Change::Repeat,
+                            "alerts.ack" => groups::Change::Ack,
+                            _ => groups::Change::Resolve,
+                        };
+                        self.edit_all(ctx, &row, &line, change, previous).await?;
                         state::save(ctx.db().await?, &row, now).await?;
                         ctx.audit(
                             action,
@@ -286,6 +302,7 @@ impl Alerts {
             }
             return Ok(());
         }
+        let previous = row.status;
         row.status = target;
         if target == Status::Acknowledged {
             row.acked_by = Some(user.to_string());
@@ -299,7 +316,19 @@ impl Alerts {
         };
         let mut verb_cap = verb.to_string();
         verb_cap[..1].make_ascii_uppercase();
-        self.edit_all(ctx, &row, &format!("{emoji} {verb_cap} by <@{user}>."))?;
+        let change = if target == Status::Acknowledged {
+            groups::Change::Ack
+        } else {
+            groups::Change::Resolve
+        };
+        self.edit_all(
+            ctx,
+            &row,
+            &format!("{emoji} {verb_cap} by <@{user}>."),
+            change,
+            previous,
+        )
+        .await?;
         let now = ctx.now_ms();
         state::save(ctx.db().await?, &row, now).await?;
         ctx.audit(
@@ -346,6 +375,8 @@ impl App for Alerts {
             sync_routes: vec![ALERTS_PATH, ALERTMANAGER_PATH],
             scopes: vec!["chat:write"],
             channels,
+            // Due group flushes (`groups::flush_due`).
+            tick_ms: Some(250),
             ..Declaration::default()
         }
     }
@@ -370,6 +401,10 @@ impl App for Alerts {
                 .await;
         }
         Ok(())
+    }
+
+    async fn tick(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        groups::flush_due(self, ctx).await
     }
 
     async fn serve(&self, ctx: &mut Ctx<'_>, request: &HttpRequest) -> Result<HttpReply, AppError> {
