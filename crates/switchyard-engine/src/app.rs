@@ -482,7 +482,10 @@ impl<'b> Ctx<'b> {
         ref_key: &str,
         message: Value,
     ) -> Result<(), StoreError> {
-        if !self.replace_queued("chat.update", ref_key, &message).await? {
+        if !self
+            .replace_queued("chat.update", ref_key, &message)
+            .await?
+        {
             self.update(channel, ref_key, message);
         }
         Ok(())
@@ -524,7 +527,12 @@ impl<'b> Ctx<'b> {
             .filter(|i| i.ordering_key == ordering_key)
             .count() as i64;
         self.db().await?;
-        let stored = self.batch.tx().await?.outbox_pending_on(ordering_key).await?;
+        let stored = self
+            .batch
+            .tx()
+            .await?
+            .outbox_pending_on(ordering_key)
+            .await?;
         Ok(here + stored)
     }
 

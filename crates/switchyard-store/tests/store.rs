@@ -1045,7 +1045,10 @@ async fn a_pending_call_for_a_ref_takes_the_latest_content_until_a_sender_holds_
         );
         // Sent: nothing pending to replace.
         let again = store.outbox_claim("s", 20_001, 30_000, 10).await.unwrap();
-        store.outbox_sent(again[0].id, "s", "{}", 20_002).await.unwrap();
+        store
+            .outbox_sent(again[0].id, "s", "{}", 20_002)
+            .await
+            .unwrap();
         let mut tx = store.begin().await.unwrap();
         assert!(
             !tx.outbox_replace_pending("chat.update", "summary", "{}", 20_003)

@@ -625,8 +625,16 @@ pub async fn edit_all(
             Mode::Folded => {
                 if change != Change::Repeat || repeat_line {
                     let fold_ref = member.fold_ref.clone().unwrap_or_default();
-                    storm::fold_change(ctx, group.as_mut(), channel, &fold_ref, row, line, previous)
-                        .await?;
+                    storm::fold_change(
+                        ctx,
+                        group.as_mut(),
+                        channel,
+                        &fold_ref,
+                        row,
+                        line,
+                        previous,
+                    )
+                    .await?;
                     member.notified_ms = now;
                 }
             }

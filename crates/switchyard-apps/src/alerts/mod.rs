@@ -183,8 +183,8 @@ impl Alerts {
             }
             Some(mut row) => {
                 let previous = row.status;
-                let same_episode = alert.started_at_ms.is_some()
-                    && alert.started_at_ms == row.alert.started_at_ms;
+                let same_episode =
+                    alert.started_at_ms.is_some() && alert.started_at_ms == row.alert.started_at_ms;
                 let still_firing = previous != Status::Resolved
                     && alert.status == Status::Firing
                     && same_episode
@@ -199,10 +199,9 @@ impl Alerts {
                         Some((":fire: Firing again.".to_string(), "alerts.reopen"))
                     }
                     // The same episode sent again: a reminder once per repeat_interval.
-                    (_, Status::Firing) if same_episode && still_firing => Some((
-                        ":repeat: Still firing.".to_string(),
-                        "alerts.repeat",
-                    )),
+                    (_, Status::Firing) if same_episode && still_firing => {
+                        Some((":repeat: Still firing.".to_string(), "alerts.repeat"))
+                    }
                     (_, Status::Firing) if same_episode => None,
                     (_, Status::Firing) => {
                         row.occurrences += 1;

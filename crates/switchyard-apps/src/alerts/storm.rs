@@ -76,7 +76,10 @@ pub async fn should_fold(ctx: &mut Ctx<'_>, group: &Group) -> Result<bool, AppEr
 }
 
 fn summary_ref(group: &Group) -> String {
-    format!("alerts:storm:{}:{}:{}", group.key, group.channel, group.episodes)
+    format!(
+        "alerts:storm:{}:{}:{}",
+        group.key, group.channel, group.episodes
+    )
 }
 
 /// A line for the thread: what happened, the alert's title, source and key.
@@ -116,8 +119,7 @@ pub async fn fold_new(
         .by_severity
         .entry(row.alert.severity.as_str().to_string())
         .or_default() += 1;
-    let source = if fold.by_source.contains_key(&row.alert.source)
-        || fold.by_source.len() < SOURCES
+    let source = if fold.by_source.contains_key(&row.alert.source) || fold.by_source.len() < SOURCES
     {
         cut(&row.alert.source, 40)
     } else {
@@ -144,7 +146,13 @@ pub async fn fold_new(
         ctx.update_latest(&channel, &fold.summary_ref, summary)
             .await?;
     }
-    append(ctx, fold, &channel, line(row.alert.severity.emoji(), row, "")).await?;
+    append(
+        ctx,
+        fold,
+        &channel,
+        line(row.alert.severity.emoji(), row, ""),
+    )
+    .await?;
     Ok(fold.summary_ref.clone())
 }
 
