@@ -688,7 +688,7 @@ pub async fn flush_due(app: &Alerts, ctx: &mut Ctx<'_>) -> Result<(), AppError> 
         let Some(mut group) = load_group(ctx.db().await?, &key, &channel, lock).await? else {
             continue;
         };
-        if !group.flush_at.is_some_and(|at| at <= now) {
+        if group.flush_at.is_none_or(|at| at > now) {
             // Another replica flushed it first.
             continue;
         }
