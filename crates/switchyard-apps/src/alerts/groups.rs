@@ -560,6 +560,8 @@ pub enum Change {
     Resolve,
     /// Firing again after it was resolved.
     Reopen,
+    /// A note, its status unchanged (a silence made or ended).
+    Note,
 }
 
 /// The repeat interval in force for the alert in `channel` (its route's there).
@@ -598,12 +600,15 @@ pub async fn edit_all(
     let now = ctx.now_ms();
     let lock = lock(ctx);
     let dedup_key = row.alert.dedup_key.clone();
+    // A silence in force is noted on the alert's own messages.
+    let note = app.silence_note(ctx, &row.alert).await?;
     for (channel, mentions) in &row.channels {
         let member = load_member(ctx.db().await?, &dedup_key, channel).await?;
         let Some(mut member) = member else {
             // Posted before groups existed: its own message, as then.
             let key = ref_key(&dedup_key, channel);
-            let message = app.message(row, mentions).map_err(super::render_err)?;
+            let mut message = app.message(row, mentions).map_err(super::render_err)?;
+            super::mute::add_note(&mut message, note.as_deref());
             ctx.update(channel, &key, message);
             ctx.post_in_thread_of(channel, &key, json!({ "text": line }));
             continue;
@@ -613,7 +618,8 @@ pub async fn edit_all(
         match member.mode {
             Mode::Posted => {
                 let key = ref_key(&dedup_key, channel);
-                let message = app.message(row, mentions).map_err(super::render_err)?;
+                let mut message = app.message(row, mentions).map_err(super::render_err)?;
+                super::mute::add_note(&mut message, note.as_deref());
                 if change == Change::Repeat && !repeat_line {
                     ctx.update_latest(channel, &key, message).await?;
                 } else {

@@ -13,6 +13,8 @@
 //!   line to its thread. Buttons `alerts_ack` / `alerts_resolve` are `alerts.ack` /
 //!   `alerts.resolve` for `[access]`.
 //! - State: the `alerts_alerts` table (`App::migrations`).
+//! - Silences and inhibition ([`silences`], [`inhibit`]): a muted alert is stored, not posted
+//!   ([`mute`]), and posted once nothing mutes it (the app's tick sees silences end).
 
 pub mod blocks;
 pub mod config;
@@ -20,7 +22,11 @@ pub mod dry_run;
 pub mod grafana;
 pub mod groups;
 pub mod hooks;
+pub mod inhibit;
 pub mod intake;
+pub mod matchers;
+pub mod mute;
+pub mod silences;
 pub mod state;
 pub mod storm;
 
@@ -44,11 +50,12 @@ const SCOPE: &str = "alerts:write";
 
 /// The app's tables, for the engine and the CLI.
 pub fn migrations() -> Vec<AppMigration> {
-    state::MIGRATIONS
-        .iter()
-        .chain(groups::MIGRATIONS.iter())
-        .copied()
-        .collect()
+    let mut all = state::MIGRATIONS.to_vec();
+    all.extend(silences::MIGRATIONS);
+    all.extend(inhibit::MIGRATIONS);
+    all.extend(mute::MIGRATIONS);
+    all.extend(groups::MIGRATIONS);
+    all
 }
 
 /// The message ref of an alert's message in a channel.
@@ -74,6 +81,7 @@ pub struct Alerts {
     rules: config::CompiledRules,
     templates: blocks::Templates,
     groupings: groups::Groupings,
+    inhibit: inhibit::Rules,
 }
 
 /// What became of one alert of a request.
@@ -121,6 +129,7 @@ impl Alerts {
                 claims,
             )?,
             groupings: groups::Groupings::new(&config),
+            inhibit: inhibit::Rules::new(&config.inhibit_rules),
             config,
         })
     }
@@ -150,6 +159,9 @@ impl Alerts {
         change: groups::Change,
         previous: Status,
     ) -> Result<(), AppError> {
+        if row.channels.is_empty() {
+            return Ok(());
+        }
         groups::edit_all(self, ctx, row, line, change, previous).await
     }
 
@@ -176,8 +188,12 @@ impl Alerts {
                     resolved_by: None,
                     alert,
                 };
+                if let Some(mute) = self.mute_for(ctx, &row.alert).await? {
+                    return self.hold(ctx, row, mute).await;
+                }
                 groups::deliver(self, ctx, &row, &targets).await?;
                 state::save(ctx.db().await?, &row, now).await?;
+                self.after_save(ctx, &row).await?;
                 let channels: Vec<String> = row.channels.iter().map(|(c, _)| c.clone()).collect();
                 ctx.audit(
                     "alerts.fire",
@@ -261,6 +277,7 @@ impl Alerts {
                         };
                         self.edit_all(ctx, &row, &line, change, previous).await?;
                         state::save(ctx.db().await?, &row, now).await?;
+                        self.after_save(ctx, &row).await?;
                         ctx.audit(
                             action,
                             &object,
@@ -345,6 +362,7 @@ impl Alerts {
         .await?;
         let now = ctx.now_ms();
         state::save(ctx.db().await?, &row, now).await?;
+        self.after_save(ctx, &row).await?;
         ctx.audit(
             permission,
             &object,
@@ -378,11 +396,18 @@ impl App for Alerts {
         Declaration {
             name: "alerts",
             action_prefixes: vec!["alerts_"],
-            sync_routes: vec![ALERTS_PATH, ALERTMANAGER_PATH, GRAFANA_PATH],
+            mentions: silences::mention_commands(),
+            sync_routes: vec![
+                ALERTS_PATH,
+                ALERTMANAGER_PATH,
+                GRAFANA_PATH,
+                silences::SILENCES_PATH,
+            ],
+            // Silences that end let go of their alerts, and held groups are flushed when due
+            // (`groups::flush_due`), on the next tick.
+            tick_ms: Some(250),
             scopes: vec!["chat:write"],
             channels,
-            // Due group flushes (`groups::flush_due`).
-            tick_ms: Some(250),
             ..Declaration::default()
         }
     }
@@ -391,7 +416,42 @@ impl App for Alerts {
         migrations()
     }
 
+    /// Ending a silence is the same permission as making one.
+    fn permission(&self, input: &Input, default: Option<String>) -> Option<String> {
+        match input {
+            Input::Mention { command, .. } if command == "unsilence" => {
+                Some("alerts.silence".into())
+            }
+            _ => default,
+        }
+    }
+
+    async fn tick(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        self.tick_silences(ctx).await?;
+        groups::flush_due(self, ctx).await
+    }
+
     async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError> {
+        match input {
+            Input::Mention {
+                command,
+                args,
+                message,
+            } => return self.silence_mention(ctx, command, args, message).await,
+            Input::Action {
+                action_id,
+                value,
+                user,
+                channel,
+                ..
+            } if action_id == silences::SILENCE_ACTION => {
+                let value = value.as_deref().unwrap_or("");
+                return self
+                    .silence_button(ctx, value, user, channel.as_deref())
+                    .await;
+            }
+            _ => {}
+        }
         if let Input::Action {
             action_id,
             value,
@@ -409,12 +469,13 @@ impl App for Alerts {
         Ok(())
     }
 
-    async fn tick(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
-        groups::flush_due(self, ctx).await
-    }
-
     async fn serve(&self, ctx: &mut Ctx<'_>, request: &HttpRequest) -> Result<HttpReply, AppError> {
         let path = request.path.trim_end_matches('/');
+        if path == silences::SILENCES_PATH
+            || path.starts_with(&format!("{}/", silences::SILENCES_PATH))
+        {
+            return self.serve_silences(ctx, request, path).await;
+        }
         if ![ALERTS_PATH, ALERTMANAGER_PATH, GRAFANA_PATH].contains(&path) {
             return Ok(HttpReply::error(404, "not_found"));
         }
@@ -425,7 +486,9 @@ impl App for Alerts {
             return Ok(refused);
         }
         let parsed = match path {
-            ALERTS_PATH => intake::parse_alerts(&request.body),
+            ALERTS_PATH => intake::parse_alerts_scaled(&request.body, &|label| {
+                self.config.severity_listed(label)
+            }),
             GRAFANA_PATH => {
                 grafana::parse_grafana(&request.body, &|label| self.config.severity_of_label(label))
             }
