@@ -25,9 +25,9 @@ use super::intake::{Alert, Status};
 use super::state::AlertRow;
 use super::{Alerts, ref_key, storm};
 
-/// Numbered from 100 so the app's other parts number theirs from 2 without colliding.
+/// Numbered from 200: silences, inhibition and muting use 100–199.
 pub const MIGRATIONS: [AppMigration; 1] = [AppMigration {
-    version: 100,
+    version: 200,
     sqlite: "CREATE TABLE alerts_groups (
         group_key     TEXT NOT NULL,
         channel       TEXT NOT NULL,
