@@ -170,8 +170,12 @@ async fn the_real_alertmanager_posts_through_switchyard_into_the_sandbox() {
         sandbox.api_url(),
         dir.path().join("sy.db").display()
     );
-    let config = Config::parse(&text, "alertmanager.toml", &BTreeMap::<String, String>::new())
-        .expect("config");
+    let config = Config::parse(
+        &text,
+        "alertmanager.toml",
+        &BTreeMap::<String, String>::new(),
+    )
+    .expect("config");
     let apps = switchyard_apps::builtin(&config).unwrap();
     let server = Server::start(config.clone(), apps.clone(), StartOptions::default())
         .await
@@ -245,7 +249,10 @@ receivers:
         let url = format!("{}/api/v2/alerts", am.url);
         async move {
             let r = http.post(url).json(&json!([alert])).send().await.unwrap();
-            assert!(r.status().is_success(), "Alertmanager took the alert: {r:?}");
+            assert!(
+                r.status().is_success(),
+                "Alertmanager took the alert: {r:?}"
+            );
         }
     };
 
@@ -280,7 +287,10 @@ receivers:
     fire(Some(rfc3339(now))).await;
     let ts = ours[0]["ts"].as_str().unwrap().to_string();
     let lines = replies(&sandbox, "C0ALERTS", &ts, 1).await;
-    assert_eq!(lines, [":white_check_mark: Resolved via alertmanager (both)."]);
+    assert_eq!(
+        lines,
+        [":white_check_mark: Resolved via alertmanager (both)."]
+    );
     let after = messages(&sandbox, "C0ALERTS", 1).await;
     assert_eq!(after.len(), 1, "edited, not posted again: {after:#?}");
     assert!(
