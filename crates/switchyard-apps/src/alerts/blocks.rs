@@ -22,7 +22,8 @@ pub const BUILTIN_TEMPLATE: &str = r#"[
   {% if analysis %}{"type": "section", "text": {"type": "mrkdwn", "text": {{ ("*Analysis*\n" ~ (analysis | slack)) | tojson }}}},{% endif %}
   {% if mentions %}{"type": "section", "text": {"type": "mrkdwn", "text": {{ mentions | tojson }}}},{% endif %}
   {% if buttons %}{"type": "actions", "elements": [
-    {% for b in buttons %}{"type": "button", "text": {"type": "plain_text", "text": {{ b.text | tojson }}}{% if b.url %}, "url": {{ b.url | tojson }}{% endif %}{% if b.action_id %}, "action_id": {{ b.action_id | tojson }}, "value": {{ key | tojson }}{% endif %}{% if b.style %}, "style": {{ b.style | tojson }}{% endif %}}{% if not loop.last %},{% endif %}{% endfor %}
+    {% for b in buttons %}{"type": "button", "text": {"type": "plain_text", "text": {{ b.text | tojson }}}{% if b.url %}, "url": {{ b.url | tojson }}{% endif %}{% if b.action_id %}, "action_id": {{ b.action_id | tojson }}, "value": {{ key | tojson }}{% endif %}{% if b.style %}, "style": {{ b.style | tojson }}{% endif %}}{% if not loop.last or silence_menu %},{% endif %}{% endfor %}
+    {% if silence_menu %}{"type": "static_select", "action_id": {{ silence_menu.action_id | tojson }}, "placeholder": {"type": "plain_text", "text": "Silence…"}, "options": [{% for o in silence_menu.options %}{"text": {"type": "plain_text", "text": {{ o.text | tojson }}}, "value": {{ o.value | tojson }}}{% if not loop.last %},{% endif %}{% endfor %}]}{% endif %}
   ]},{% endif %}
   {"type": "context", "elements": [{"type": "mrkdwn", "text": {{ ("Alert `" ~ (key | slack) ~ "`" ~ ((" · seen " ~ occurrences ~ " times") if occurrences > 1 else "")) | tojson }}}]}
 ]"#;
@@ -82,6 +83,8 @@ fn status_words(state: &MessageState) -> String {
 /// The message template, parsed once, with our filters (`slack`, `bullet`).
 pub struct Templates {
     env: Environment<'static>,
+    /// The Create incident / Run playbook buttons, when something fills them.
+    hooks: super::hooks::HookButtons,
 }
 
 const TEMPLATE_NAME: &str = "alert";
@@ -97,7 +100,29 @@ impl Templates {
             TEMPLATE_NAME,
             custom.unwrap_or(BUILTIN_TEMPLATE).to_string(),
         )?;
-        Ok(Self { env })
+        Ok(Self {
+            env,
+            hooks: Default::default(),
+        })
+    }
+
+    /// As [`Templates::new`], with the hooks' buttons: the config's links (their URL
+    /// templates parsed here) and the apps' claims.
+    pub fn with_hooks(
+        custom: Option<&str>,
+        config: &super::hooks::HooksConfig,
+        claims: &[super::hooks::Claim],
+    ) -> Result<Self, RenderError> {
+        let mut templates = Self::new(custom)?;
+        for hook in super::hooks::Hook::ALL {
+            if let Some(link) = config.link(hook) {
+                templates
+                    .env
+                    .add_template_owned(super::hooks::template_name(hook), link.url.clone())?;
+            }
+        }
+        templates.hooks = super::hooks::HookButtons::new(config, claims);
+        Ok(templates)
     }
 }
 
@@ -115,10 +140,24 @@ pub fn render(
         buttons.push(json!({"text": "Acknowledge", "action_id": super::ACK_ACTION}));
     }
     if state.status != Status::Resolved {
+        buttons.extend(templates.hooks.render(&templates.env, alert));
         buttons.push(
             json!({"text": "Resolve", "action_id": super::RESOLVE_ACTION, "style": "primary"}),
         );
     }
+    // Silence for 1h/4h/24h: an option's value (`1h:<key>`) may be 150 characters, so an
+    // alert with a longer key has no menu (a silence by matchers still works).
+    let silence_menu = (state.status != Status::Resolved
+        && alert.dedup_key.chars().count() <= 145)
+        .then(|| {
+            json!({
+                "action_id": super::silences::SILENCE_ACTION,
+                "options": super::silences::MENU_DURATIONS
+                    .iter()
+                    .map(|d| json!({"text": format!("Silence {d}"), "value": format!("{d}:{}", alert.dedup_key)}))
+                    .collect::<Vec<_>>(),
+            })
+        });
     let emoji = if state.status == Status::Resolved {
         ":white_check_mark:"
     } else {
@@ -149,6 +188,7 @@ pub fn render(
                 links => alert.links,
                 mentions => state.mentions,
                 buttons,
+                silence_menu,
                 key => alert.dedup_key,
                 occurrences => state.occurrences,
         })?;
@@ -192,7 +232,12 @@ pub fn cut(text: &str, max: usize) -> String {
     out
 }
 
-fn cut_at(value: &mut Value, max: usize) {
+/// Cuts the string at `value`, if there is one. (Reached with `get_mut`/`pointer_mut`:
+/// indexing a JSON object mutably would add the key as `null`, which Slack refuses.)
+fn cut_at(value: Option<&mut Value>, max: usize) {
+    let Some(value) = value else {
+        return;
+    };
     if let Some(text) = value.as_str()
         && text.chars().count() > max
     {
@@ -208,32 +253,30 @@ pub fn clamp_blocks(blocks: &mut Value) {
     list.truncate(50);
     for block in list {
         match block["type"].as_str() {
-            Some("header") => cut_at(&mut block["text"]["text"], MAX_HEADER),
+            Some("header") => cut_at(block.pointer_mut("/text/text"), MAX_HEADER),
             Some("section") => {
-                if block["text"].is_object() {
-                    cut_at(&mut block["text"]["text"], MAX_SECTION);
-                }
-                if let Some(fields) = block["fields"].as_array_mut() {
+                cut_at(block.pointer_mut("/text/text"), MAX_SECTION);
+                if let Some(fields) = block.get_mut("fields").and_then(Value::as_array_mut) {
                     fields.truncate(10);
                     for field in fields {
-                        cut_at(&mut field["text"], MAX_FIELD);
+                        cut_at(field.get_mut("text"), MAX_FIELD);
                     }
                 }
             }
             Some("context") => {
-                if let Some(elements) = block["elements"].as_array_mut() {
+                if let Some(elements) = block.get_mut("elements").and_then(Value::as_array_mut) {
                     elements.truncate(10);
                     for element in elements {
-                        cut_at(&mut element["text"], MAX_FIELD);
+                        cut_at(element.get_mut("text"), MAX_FIELD);
                     }
                 }
             }
             Some("actions") => {
-                if let Some(elements) = block["elements"].as_array_mut() {
+                if let Some(elements) = block.get_mut("elements").and_then(Value::as_array_mut) {
                     elements.truncate(25);
                     for element in elements {
-                        cut_at(&mut element["text"]["text"], MAX_BUTTON);
-                        cut_at(&mut element["value"], MAX_FIELD);
+                        cut_at(element.pointer_mut("/text/text"), MAX_BUTTON);
+                        cut_at(element.get_mut("value"), MAX_FIELD);
                         // A URL cut would be wrong: a button whose URL is too long loses it.
                         if element["url"].as_str().is_some_and(|u| u.len() > MAX_URL)
                             && let Some(e) = element.as_object_mut()
@@ -305,6 +348,34 @@ mod tests {
     }
 
     #[test]
+    fn a_claimed_hook_is_a_button_to_the_claiming_apps_action_with_the_alerts_key() {
+        let claims = [crate::alerts::hooks::Claim {
+            hook: crate::alerts::hooks::Hook::RunPlaybook,
+            action_id: "automation_run_for_alert".into(),
+            label: None,
+        }];
+        let templates = Templates::with_hooks(None, &Default::default(), &claims).unwrap();
+        let message = render(&templates, &alert(), &firing()).unwrap();
+        let actions = message["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "actions")
+            .unwrap()
+            .clone();
+        let hook = &actions["elements"][2];
+        assert_eq!(hook["action_id"], "automation_run_for_alert");
+        assert_eq!(hook["value"], "disk-db-1");
+        assert_eq!(hook["text"]["text"], "Run playbook");
+        let resolved = MessageState {
+            status: Status::Resolved,
+            ..firing()
+        };
+        let message = render(&templates, &alert(), &resolved).unwrap();
+        assert!(!message.to_string().contains("automation_run_for_alert"));
+    }
+
+    #[test]
     fn the_builtin_template_gives_valid_limited_blocks() {
         let state = MessageState {
             status: Status::Firing,
@@ -321,6 +392,7 @@ mod tests {
             ":red_circle: Disk full on db-1 <prod>"
         );
         let all = message["blocks"].to_string();
+        assert!(!all.contains("null"), "no key added as null: {all}");
         assert!(all.contains("<!date^1795668372^"), "{all}");
         assert!(all.contains("and 2 more"), "{all}");
         assert!(all.contains("db-5") && !all.contains("db-6"), "{all}");
@@ -332,6 +404,9 @@ mod tests {
             .iter()
             .map(|e| e["action_id"].as_str().unwrap_or("url"))
             .collect();
-        assert_eq!(ids, ["url", "alerts_ack", "alerts_resolve"]);
+        assert_eq!(
+            ids,
+            ["url", "alerts_ack", "alerts_resolve", "alerts_silence"]
+        );
     }
 }

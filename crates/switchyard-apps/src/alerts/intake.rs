@@ -27,7 +27,7 @@ impl Severity {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         match text.to_ascii_lowercase().as_str() {
             "critical" => Some(Self::Critical),
             "high" => Some(Self::High),
@@ -38,7 +38,7 @@ impl Severity {
     }
 
     /// Alertmanager's customary `severity` labels, onto ours; unknown ones are `medium`.
-    fn from_alertmanager(text: &str) -> Self {
+    pub fn from_alertmanager(text: &str) -> Self {
         Self::parse(text).unwrap_or(match text.to_ascii_lowercase().as_str() {
             "page" | "error" | "major" => Self::High,
             "info" | "informational" | "none" => Self::Low,
@@ -121,11 +121,20 @@ fn bad(field: impl Into<String>, reason: impl Into<String>) -> BadField {
 }
 
 /// At most this many alerts per request, and this long a dedup key (it goes into message refs).
-const MAX_BATCH: usize = 500;
-const MAX_KEY: usize = 200;
+pub(crate) const MAX_BATCH: usize = 500;
+pub(crate) const MAX_KEY: usize = 200;
 
 /// Our own format: one alert, an array of them, or `{"alerts": [...]}`.
 pub fn parse_alerts(body: &str) -> Result<Vec<Alert>, BadField> {
+    parse_alerts_scaled(body, &|_| None)
+}
+
+/// As [`parse_alerts`], with `scale` naming the severities of a configured scale (`P1`) that
+/// are not one of the four.
+pub fn parse_alerts_scaled(
+    body: &str,
+    scale: &dyn Fn(&str) -> Option<Severity>,
+) -> Result<Vec<Alert>, BadField> {
     let value: Value =
         serde_json::from_str(body).map_err(|e| bad("body", format!("not JSON: {e}")))?;
     let (items, prefix): (Vec<&Value>, &str) = match &value {
@@ -152,7 +161,7 @@ pub fn parse_alerts(body: &str) -> Result<Vec<Alert>, BadField> {
             } else {
                 format!("{prefix}[{i}].")
             };
-            parse_one(item, &at)
+            parse_one(item, &at, scale)
         })
         .collect()
 }
@@ -169,7 +178,10 @@ fn string_field(item: &Value, at: &str, name: &str, required: bool) -> Result<St
     }
 }
 
-fn labels_field(value: &Value, field: &str) -> Result<BTreeMap<String, String>, BadField> {
+pub(crate) fn labels_field(
+    value: &Value,
+    field: &str,
+) -> Result<BTreeMap<String, String>, BadField> {
     match value {
         Value::Null => Ok(BTreeMap::new()),
         Value::Object(map) => map
@@ -183,18 +195,24 @@ fn labels_field(value: &Value, field: &str) -> Result<BTreeMap<String, String>, 
     }
 }
 
-fn parse_one(item: &Value, at: &str) -> Result<Alert, BadField> {
+fn parse_one(
+    item: &Value,
+    at: &str,
+    scale: &dyn Fn(&str) -> Option<Severity>,
+) -> Result<Alert, BadField> {
     if !item.is_object() {
         return Err(bad(at.trim_end_matches('.'), "must be an object"));
     }
     let title = string_field(item, at, "title", true)?;
     let severity_text = string_field(item, at, "severity", true)?;
-    let severity = Severity::parse(&severity_text).ok_or_else(|| {
-        bad(
-            format!("{at}severity"),
-            "must be critical, high, medium or low",
-        )
-    })?;
+    let severity = Severity::parse(&severity_text)
+        .or_else(|| scale(&severity_text))
+        .ok_or_else(|| {
+            bad(
+                format!("{at}severity"),
+                "must be critical, high, medium or low (or a [apps.alerts.severity_labels] name)",
+            )
+        })?;
     let status = match string_field(item, at, "status", false)?.as_str() {
         "" => Status::Firing,
         text => Status::parse(text).ok_or_else(|| {
