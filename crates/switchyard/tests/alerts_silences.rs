@@ -348,6 +348,22 @@ async fn api_flow(env: &Env) {
         )
         .await;
     assert_eq!(shown["held_alerts"], json!(["held"]), "{shown}");
+    let metrics = env
+        .http
+        .get(format!("http://{}/metrics", env.server.addr()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "switchyard_alerts_silences_active 1",
+        "switchyard_alerts_held{reason=\"silenced\"} 1",
+        "switchyard_alerts_held{reason=\"inhibited\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     let muted = env.audited("alerts.mute", Outcome::Ok).await;
     assert!(
         muted[0].record.detail.contains(&format!("silence #{id}")),

@@ -38,6 +38,10 @@ pub struct RuleConfig {
     pub condition: String,
     #[serde(default)]
     pub channels: Vec<String>,
+    /// Incoming webhooks (names of `[apps.webhooks.incoming]`) that get a copy: posted when
+    /// the alert fires and when it resolves (a webhook's messages cannot be edited).
+    #[serde(default)]
+    pub webhooks: Vec<String>,
     /// User ids (`U…`), user group ids (`S…`), `@here`, `@channel`.
     #[serde(default)]
     pub mentions: Vec<String>,
@@ -61,10 +65,13 @@ impl ValidateSection for AlertsConfig {
                     format!("rule {:?}: {e}", rule.name),
                 ));
             }
-            if rule.channels.is_empty() {
+            if rule.channels.is_empty() && rule.webhooks.is_empty() {
                 problems.push((
                     format!("rules[{i}].channels"),
-                    format!("rule {:?}: at least one channel id is required", rule.name),
+                    format!(
+                        "rule {:?}: at least one channel id (or webhook) is required",
+                        rule.name
+                    ),
                 ));
             }
         }

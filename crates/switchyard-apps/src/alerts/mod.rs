@@ -27,6 +27,7 @@ pub mod matchers;
 pub mod mute;
 pub mod silences;
 pub mod state;
+mod to_webhooks;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -38,6 +39,7 @@ use switchyard_engine::{
 pub use config::AlertsConfig;
 use intake::{Alert, BadField, Status};
 use state::AlertRow;
+pub use to_webhooks::unknown_names as unknown_webhooks;
 
 pub const ACK_ACTION: &str = "alerts_ack";
 pub const RESOLVE_ACTION: &str = "alerts_resolve";
@@ -77,6 +79,7 @@ pub struct Alerts {
     config: AlertsConfig,
     rules: config::CompiledRules,
     templates: blocks::Templates,
+    webhooks: to_webhooks::WebhookTargets,
     inhibit: inhibit::Rules,
 }
 
@@ -124,9 +127,16 @@ impl Alerts {
                 &config.hooks,
                 claims,
             )?,
+            webhooks: Default::default(),
             inhibit: inhibit::Rules::new(&config.inhibit_rules),
             config,
         })
+    }
+
+    /// With the incoming webhooks its rules may name (`[apps.webhooks.incoming]`).
+    pub fn with_webhooks(mut self, webhooks: &crate::webhooks::WebhooksConfig) -> Self {
+        self.webhooks = to_webhooks::WebhookTargets::new(webhooks);
+        self
     }
 
     fn message(&self, row: &AlertRow, mentions: &str) -> Result<Value, blocks::RenderError> {
@@ -412,6 +422,10 @@ impl App for Alerts {
         self.tick_silences(ctx).await
     }
 
+    async fn metrics(&self, store: &switchyard_engine::Store) -> String {
+        mute::metrics(store, switchyard_engine::now_ms()).await
+    }
+
     async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError> {
         match input {
             Input::Mention {
@@ -483,7 +497,21 @@ impl App for Alerts {
         };
         let mut results = Vec::with_capacity(alerts.len());
         for alert in alerts {
-            results.push(self.receive(ctx, alert).await?);
+            let copies = self.webhooks.for_alert(&self.config, &self.rules, &alert);
+            let copied = (!copies.is_empty()).then(|| alert.clone());
+            let result = self.receive(ctx, alert).await?;
+            if let Some(alert) = copied {
+                let webhooks_only = config::route(&self.config, &self.rules, &alert).is_empty();
+                self.webhooks.send(
+                    ctx,
+                    &self.templates,
+                    &copies,
+                    &alert,
+                    &result,
+                    webhooks_only,
+                )?;
+            }
+            results.push(result);
         }
         Ok(HttpReply::ok(json!({"ok": true, "alerts": results})))
     }

@@ -175,6 +175,37 @@ pub async fn held_by_silence(
     keys_where(conn, "silence_id", one_arg(silence_id)).await
 }
 
+/// `/metrics` lines: silences in force, and alerts held by a silence or an inhibit rule.
+pub async fn metrics(store: &switchyard_engine::Store, now_ms: i64) -> String {
+    let count = |sql: &'static str| async move {
+        let mut query = sqlx::query(sql);
+        if sql.contains("$1") {
+            query = query.bind(now_ms);
+        }
+        query
+            .fetch_one(store.reader())
+            .await
+            .ok()
+            .and_then(|row| row.try_get::<i64, _>(0).ok())
+    };
+    let (Some(silences), Some(silenced), Some(inhibited)) = (
+        count("SELECT COUNT(*) FROM alerts_silences WHERE starts_ms <= $1 AND ends_ms > $1").await,
+        count("SELECT COUNT(*) FROM alerts_muted WHERE silence_id IS NOT NULL").await,
+        count("SELECT COUNT(*) FROM alerts_muted WHERE rule IS NOT NULL").await,
+    ) else {
+        return String::new();
+    };
+    format!(
+        "# HELP switchyard_alerts_silences_active Silences in force\n\
+         # TYPE switchyard_alerts_silences_active gauge\n\
+         switchyard_alerts_silences_active {silences}\n\
+         # HELP switchyard_alerts_held Alerts stored but not posted, by why\n\
+         # TYPE switchyard_alerts_held gauge\n\
+         switchyard_alerts_held{{reason=\"silenced\"}} {silenced}\n\
+         switchyard_alerts_held{{reason=\"inhibited\"}} {inhibited}\n"
+    )
+}
+
 /// Adds "silenced by … until …" to a rendered message, above its last context line.
 pub fn add_note(message: &mut Value, note: Option<&str>) {
     let (Some(note), Some(blocks)) = (note, message["blocks"].as_array_mut()) else {
