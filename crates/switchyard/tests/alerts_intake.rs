@@ -631,6 +631,25 @@ fn alertsio_alerts_test_shows_rules_targets_and_the_message_for_each_payload_kin
         {"title": "Replication lag", "severity": "critical", "labels": {"team": "db"}, "dedup_key": "lag"},
         {"title": "Printer on fire", "severity": "critical"}
     ]);
+    let with_webhook = TEST_CONFIG.replace(
+        "mentions = [\"@here\"]\ncontinue = true",
+        "mentions = [\"@here\"]\ncontinue = true\nwebhooks = [\"ops\"]",
+    ) + "[apps.webhooks.incoming.ops]\nwebhook_url = \"https://hooks.example/T/B/x\"\n";
+    let (ok, out, err) = alerts_test(&with_webhook, &ours.to_string(), &[]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("→ webhook ops (a copy on firing and on resolution)"),
+        "{out}"
+    );
+    let (ok, _, err) = alerts_test(
+        &with_webhook.replace("incoming.ops", "incoming.other"),
+        &ours.to_string(),
+        &[],
+    );
+    assert!(
+        !ok && err.contains("apps.alerts.rules[0].webhooks"),
+        "{err}"
+    );
     let (ok, out, err) = alerts_test(TEST_CONFIG, &ours.to_string(), &[]);
     assert!(ok, "{err}");
     for part in [
