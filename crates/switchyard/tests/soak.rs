@@ -169,6 +169,8 @@ struct World {
     /// The alerts API token.
     token: Mutex<String>,
     stop: AtomicBool,
+    /// Alerts whose Acknowledge click Switchyard took.
+    clicked: Mutex<std::collections::HashSet<String>>,
 }
 
 impl World {
@@ -248,6 +250,7 @@ impl World {
             counts: Counts::default(),
             token: Mutex::new(String::new()),
             stop: AtomicBool::new(false),
+            clicked: Mutex::default(),
         });
         for i in 0..world.plan.replicas {
             world.start(i).await;
@@ -557,9 +560,16 @@ async fn acknowledge(world: Arc<World>, channel: &str, title: String) {
                 json!({"user": "user0", "channel": channel, "ts": ts, "action_id": "alerts_ack"}),
             )
             .await;
-        // No Acknowledge button any more: an earlier click was applied (its ack was lost).
-        if (v["ok"] == true && v["error"].is_null()) || v["error"] == "element_not_found" {
+        // No Acknowledge button any more after a failed click: that click was applied (its
+        // ack was lost). None from the start: the message offers none (not counted).
+        if (v["ok"] == true && v["error"].is_null())
+            || (attempt > 0 && v["error"] == "element_not_found")
+        {
             inc(&world.counts.acks);
+            world.clicked.lock().unwrap().insert(title.clone());
+            return;
+        }
+        if v["error"] == "element_not_found" {
             return;
         }
     }
@@ -962,7 +972,7 @@ async fn soak(plan: Plan) {
         if lines("Fired again") > 0 {
             duplicates.push(format!("{}: fired again (a retried request)", alert.title));
         }
-        if alert.acked {
+        if alert.acked && world.clicked.lock().unwrap().contains(&alert.title) {
             acked += 1;
             match lines("Acknowledged by") {
                 0 => failures.push(format!("{}: Acknowledge never applied", alert.title)),
