@@ -2,8 +2,10 @@
 //! handlers. The engine wires them; [`builtin`] lists the ones a config enables.
 
 pub mod alerts;
+mod api_token;
 pub mod machines;
 pub mod ping;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -16,7 +18,15 @@ pub fn config_sections() -> Vec<AppSection> {
         AppSection::of::<ping::PingConfig>("ping"),
         AppSection::validated::<machines::MachinesConfig>("machines"),
         AppSection::validated::<alerts::AlertsConfig>("alerts"),
+        AppSection::validated::<webhooks::WebhooksConfig>("webhooks"),
     ]
+}
+
+/// The Create incident / Run playbook hooks that enabled apps claim (`alerts::hooks`): an
+/// incidents or automation app, when enabled, pushes its [`alerts::hooks::Claim`] here, and
+/// the alert message shows its button. None does yet.
+pub fn alert_hook_claims(_config: &Config) -> Result<Vec<alerts::hooks::Claim>, ConfigError> {
+    Ok(Vec::new())
 }
 
 /// The apps enabled in `config`, ready for the engine.
@@ -32,12 +42,17 @@ pub fn builtin(config: &Config) -> Result<Vec<Arc<dyn App>>, ConfigError> {
     }
     let alerts: alerts::AlertsConfig = config.app_section_validated("alerts")?;
     if alerts.enabled {
-        let app = alerts::Alerts::new(alerts).map_err(|e| ConfigError {
+        let claims = alert_hook_claims(config)?;
+        let app = alerts::Alerts::with_hook_claims(alerts, &claims).map_err(|e| ConfigError {
             file: config.source.clone(),
             key: "apps.alerts.template".into(),
             reason: e.to_string(),
         })?;
         apps.push(Arc::new(app));
+    }
+    let webhooks: webhooks::WebhooksConfig = config.app_section_validated("webhooks")?;
+    if webhooks.enabled {
+        apps.push(Arc::new(webhooks::Webhooks::new(webhooks)));
     }
     Ok(apps)
 }

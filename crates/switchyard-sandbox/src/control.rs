@@ -8,6 +8,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
@@ -50,6 +51,7 @@ pub fn router() -> Router<Arc<Inner>> {
         .route("/api_calls", get(api_calls))
         .route("/deliveries", get(deliveries))
         .route("/stats", get(stats))
+        .route("/changes", get(changes))
         .route(
             "/faults",
             post(add_fault).get(list_faults).delete(clear_faults),
@@ -203,12 +205,58 @@ async fn post_message(State(inner): State<Arc<Inner>>, Body(req): Body<PostMessa
     ok(json!({"channel": channel.id, "ts": message.ts, "event_ids": event_ids}))
 }
 
-/// The `rich_text` block Slack's clients attach to what people type.
+/// The `rich_text` block Slack's clients attach to what people type: mentions (`<@U…>`,
+/// `<#C…>`, `<!here>`, `<!subteam^S…>`) and links as elements of their own, the text between
+/// them without Slack's escapes.
 fn rich_text(text: &str) -> Value {
+    fn unescape(s: &str) -> String {
+        s.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    }
+    let mut elements = Vec::new();
+    let push_text = |elements: &mut Vec<Value>, s: &str| {
+        if !s.is_empty() {
+            elements.push(json!({"type": "text", "text": unescape(s)}));
+        }
+    };
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        let Some(len) = rest[start..].find('>') else {
+            break;
+        };
+        push_text(&mut elements, &rest[..start]);
+        let token = &rest[start + 1..start + len];
+        let (target, label) = token
+            .split_once('|')
+            .map_or((token, None), |(t, l)| (t, Some(l)));
+        let element = if let Some(id) = target.strip_prefix('@') {
+            json!({"type": "user", "user_id": id})
+        } else if let Some(id) = target.strip_prefix('#') {
+            json!({"type": "channel", "channel_id": id})
+        } else if let Some(special) = target.strip_prefix('!') {
+            match special.split_once('^') {
+                Some(("subteam", id)) => json!({"type": "usergroup", "usergroup_id": id}),
+                _ if ["here", "channel", "everyone"].contains(&special) => {
+                    json!({"type": "broadcast", "range": special})
+                }
+                _ => json!({"type": "text", "text": unescape(label.unwrap_or(special))}),
+            }
+        } else {
+            let mut link = json!({"type": "link", "url": unescape(target)});
+            if let Some(label) = label {
+                link["text"] = json!(unescape(label));
+            }
+            link
+        };
+        elements.push(element);
+        rest = &rest[start + len + 1..];
+    }
+    push_text(&mut elements, rest);
     json!([{
         "type": "rich_text",
         "block_id": secret(5),
-        "elements": [{"type": "rich_text_section", "elements": [{"type": "text", "text": text}]}],
+        "elements": [{"type": "rich_text_section", "elements": elements}],
     }])
 }
 
@@ -982,6 +1030,8 @@ async fn channels(State(inner): State<Arc<Inner>>) -> CtlResult {
         .map(|c| {
             let mut v = c.to_json(Some(&ws.app.bot_user_id));
             v["members"] = json!(c.members);
+            // For unread marks: the newest top-level message (thread replies do not count).
+            v["latest_ts"] = json!(ws.history(&c.id).last().map(|m| m.ts.clone()));
             v
         })
         .collect();
@@ -1006,6 +1056,17 @@ struct Wait {
     channel: Option<String>,
     #[serde(default)]
     method: Option<String>,
+    /// On the logs (`api_calls`, `deliveries`): only the newest this many.
+    #[serde(default)]
+    last: Option<usize>,
+}
+
+/// The newest `last` items of a log, oldest first.
+fn newest(mut items: Vec<Value>, last: Option<usize>) -> Vec<Value> {
+    if let Some(n) = last {
+        items.drain(..items.len().saturating_sub(n));
+    }
+    items
 }
 
 /// Reads a list; with `wait_for`, waits (up to `timeout_ms`, at most a minute) until it is that long.
@@ -1139,7 +1200,7 @@ async fn api_calls(State(inner): State<Arc<Inner>>, Query(wait): Query<Wait>) ->
             .collect())
     })
     .await?;
-    ok(json!({"calls": calls}))
+    ok(json!({"calls": newest(calls, wait.last)}))
 }
 
 async fn deliveries(State(inner): State<Arc<Inner>>, Query(wait): Query<Wait>) -> CtlResult {
@@ -1151,7 +1212,7 @@ async fn deliveries(State(inner): State<Arc<Inner>>, Query(wait): Query<Wait>) -
             .collect())
     })
     .await?;
-    ok(json!({"deliveries": list}))
+    ok(json!({"deliveries": newest(list, wait.last)}))
 }
 
 /// Counts only, cheap to poll: Web API calls per method (ok / failed), deliveries by outcome.
@@ -1175,6 +1236,28 @@ async fn stats(State(inner): State<Arc<Inner>>) -> CtlResult {
         .map(|(m, (ok, failed))| (m.to_string(), json!({"ok": ok, "failed": failed})))
         .collect();
     ok(json!({"api_calls": calls, "deliveries": outcomes}))
+}
+
+/// `GET /_sandbox/changes`: server-sent events, one `change` (its data the change counter) at
+/// once and then after every change, coalesced when they come faster than they are read. The web
+/// client reads again on each; the stream ends when the sandbox shuts down.
+async fn changes(
+    State(inner): State<Arc<Inner>>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let rx = inner.changed.subscribe();
+    let stream =
+        futures_util::stream::unfold((inner, rx, true), |(inner, mut rx, first)| async move {
+            if !first && rx.changed().await.is_err() {
+                return None;
+            }
+            if inner.closed.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
+            let n = *rx.borrow_and_update();
+            let event = Event::default().event("change").data(n.to_string());
+            Some((Ok(event), (inner, rx, false)))
+        });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 async fn add_fault(State(inner): State<Arc<Inner>>, Body(rule): Body<FaultRule>) -> CtlResult {

@@ -81,6 +81,15 @@ pub async fn webhook(
     let Some(payload) = json_or_payload_form(&headers, &body) else {
         return text_reply(StatusCode::BAD_REQUEST, "invalid_payload");
     };
+    // As a legacy incoming webhook: `channel` (an id or `#name`) posts elsewhere. An unknown
+    // one is Slack's `channel_not_found` (404).
+    let channel = match payload.get("channel").and_then(Value::as_str) {
+        None => channel,
+        Some(other) => match inner.ws().channel(other).cloned() {
+            Some(c) => c,
+            None => return text_reply(StatusCode::NOT_FOUND, "channel_not_found"),
+        },
+    };
     if channel.is_archived {
         return text_reply(StatusCode::GONE, "channel_is_archived");
     }
@@ -108,6 +117,14 @@ pub async fn webhook(
         .filter(|ts| ws.message(&channel.id, ts).is_some())
         .map(str::to_string);
     content.apply(&mut message);
+    // Legacy webhooks' identity overrides: the name and icon shown for this message.
+    let text_of = |key: &str| payload.get(key).and_then(Value::as_str).map(str::to_string);
+    message.username = text_of("username");
+    message.icons = match (text_of("icon_url"), text_of("icon_emoji")) {
+        (Some(url), _) => Some(json!({"image_48": url})),
+        (None, Some(emoji)) => Some(json!({"emoji": emoji})),
+        (None, None) => None,
+    };
     ws.insert_message(message.clone());
     events::emit_new_message(&inner, &mut ws, &message);
     drop(ws);

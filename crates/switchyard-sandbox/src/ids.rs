@@ -84,6 +84,10 @@ pub fn now_micros() -> u64 {
         .unwrap_or_default()
 }
 
+pub fn now_ms() -> u64 {
+    now_micros() / 1_000
+}
+
 pub fn now_secs() -> u64 {
     now_micros() / 1_000_000
 }

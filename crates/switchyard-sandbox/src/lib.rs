@@ -27,10 +27,12 @@ mod ratelimit;
 pub mod seed;
 pub mod signing;
 mod web_api;
+mod webui;
 mod workspace;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::Router;
@@ -63,8 +65,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Everything a running sandbox holds, shared by its handlers and delivery tasks.
 pub(crate) struct Inner {
     ws: Mutex<Workspace>,
-    /// Bumped on every change, so long-polling reads can wait for one.
+    /// Bumped on every change, so long-polling reads (and the web client's event stream) can
+    /// wait for one.
     changed: watch::Sender<u64>,
+    /// Set when the sandbox shuts down: the event streams end.
+    closed: AtomicBool,
     limiter: Mutex<RateLimiter>,
     faults: Mutex<Faults>,
     delivery: Delivery,
@@ -161,6 +166,7 @@ impl Sandbox {
         let base_url = format!("http://{addr}");
         let inner = Arc::new(Inner {
             changed: watch::channel(0).0,
+            closed: AtomicBool::new(false),
             limiter: Mutex::new(RateLimiter::new(config.rate_limits)),
             faults: Mutex::default(),
             delivery: Delivery::new(config.delivery),
@@ -250,9 +256,21 @@ impl Sandbox {
         web_api::method_names().collect()
     }
 
+    /// Ends the web client's event streams and closes every Socket Mode connection.
+    fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.touch();
+        self.inner.delivery.hub.drop_all();
+    }
+
+    /// The web client's address (the page at `/`).
+    pub fn web_url(&self) -> String {
+        format!("{}/", self.inner.base_url)
+    }
+
     /// Stops serving and closes every Socket Mode connection.
     pub async fn shutdown(mut self) {
-        self.inner.delivery.hub.drop_all();
+        self.close();
         self.server.abort();
         let _ = (&mut self.server).await;
     }
@@ -260,7 +278,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        self.inner.delivery.hub.drop_all();
+        self.close();
         self.server.abort();
     }
 }
@@ -278,6 +296,7 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/commands/{team}/{n}/{secret}", post(hooks::response_url))
         .route("/actions/{team}/{n}/{secret}", post(hooks::response_url))
         .nest("/_sandbox", control::router())
+        .merge(webui::router())
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,

@@ -170,6 +170,10 @@ pub struct Message {
     pub edited: Option<(String, String)>,
     pub reply_broadcast: bool,
     pub client_msg_id: Option<String>,
+    /// A bot's name and icon for this message (an incoming webhook's `username`,
+    /// `icon_emoji`/`icon_url`), shown as `username` and `icons`.
+    pub username: Option<String>,
+    pub icons: Option<Value>,
     /// Thread bookkeeping, kept on the parent.
     pub reply_count: usize,
     pub reply_users: Vec<String>,
@@ -200,7 +204,11 @@ impl Message {
         if let Some(app_id) = &self.app_id {
             m.insert("app_id".into(), json!(app_id));
         }
+        if let Some(username) = &self.username {
+            m.insert("username".into(), json!(username));
+        }
         for (key, value) in [
+            ("icons", &self.icons),
             ("blocks", &self.blocks),
             ("attachments", &self.attachments),
             ("metadata", &self.metadata),
@@ -369,6 +377,11 @@ pub struct ApiCall {
     pub error: Option<String>,
     pub status: u16,
     pub at: u64,
+    /// When it arrived, in milliseconds since the epoch, and how long it took to answer.
+    pub at_ms: u64,
+    pub duration_ms: f64,
+    /// The reply's body (`null` when the connection was reset, a string when it was not JSON).
+    pub response: Value,
 }
 
 /// One thing the sandbox sent (or tried to send) to the app.
@@ -385,6 +398,16 @@ pub struct DeliveryRecord {
     pub acked: bool,
     /// `pending`, `acked`, `failed`, `no_retry`.
     pub outcome: String,
+    /// What was handed over: the `event_callback` body, the command's form (as an object) or
+    /// the interaction payload; over Socket Mode, the envelope's `payload`.
+    pub payload: Value,
+    /// The Socket Mode envelope type (`events_api`, `slash_commands`, `interactive`).
+    pub envelope_type: &'static str,
+    /// The ack's body, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_body: Option<Value>,
+    /// When it was queued, in milliseconds since the epoch.
+    pub created_ms: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -395,6 +418,9 @@ pub struct Attempt {
     pub result: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// When the try started (ms since the epoch) and how long until the ack or the failure.
+    pub at_ms: u64,
+    pub duration_ms: f64,
 }
 
 /// The app under test as installed in the workspace.

@@ -201,3 +201,37 @@ async fn unknown_channel_for_a_new_webhook() {
     );
     assert_eq!(resp.json["ok"], false);
 }
+
+#[tokio::test]
+async fn legacy_overrides_of_channel_username_and_icon() {
+    let h = Harness::new().await;
+    let url = new_webhook(&h, "alerts").await;
+    let (status, body, _) = post_json(
+        &h,
+        &url,
+        &json!({"text": "elsewhere", "channel": "#general", "username": "Deploy Bot", "icon_emoji": ":rocket:"}),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let msgs = h
+        .wait_list("channels/general/messages", "messages", 1)
+        .await;
+    assert_eq!(msgs[0]["text"], "elsewhere");
+    assert_eq!(msgs[0]["username"], "Deploy Bot");
+    assert_eq!(msgs[0]["icons"], json!({"emoji": ":rocket:"}));
+    let (status, _, _) = post_json(
+        &h,
+        &url,
+        &json!({"text": "here", "icon_url": "https://example.com/i.png"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let msgs = h.wait_list("channels/alerts/messages", "messages", 1).await;
+    assert_eq!(
+        msgs[0]["icons"],
+        json!({"image_48": "https://example.com/i.png"})
+    );
+    assert!(msgs[0].get("username").is_none(), "{:?}", msgs[0]);
+    let (status, body, _) = post_json(&h, &url, &json!({"text": "x", "channel": "#nowhere"})).await;
+    assert_eq!((status, body.as_str()), (404, "channel_not_found"));
+}

@@ -84,6 +84,11 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<()> {
     println!(
         "Switchyard demo: a local Slack workspace on {url}, Switchyard connected over Socket Mode."
     );
+    // Read by the browser test: keep the shape `  Web client: URL`.
+    println!(
+        "  Web client: {}   (open it in a browser; pick who you are at the top)",
+        sandbox.web_url()
+    );
     println!(
         "  Channels: #control (machines control, private: alice, bob), #oops (notices), #general."
     );
@@ -91,6 +96,7 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<()> {
         "  Devices: Laser Cutter (idle) and Lathe (Bob's fob in the reader) check in every 3 s."
     );
     println!();
+    println!("  Or from the command line, through the sandbox's control API:");
     println!("  Ask for the machines' status, as alice in #general:");
     println!(
         "    curl -s -XPOST {url}/_sandbox/messages -H 'content-type: application/json' \\\n      -d '{{\"user\":\"alice\",\"channel\":\"general\",\"text\":\"<@{bot}> status\"}}'"
@@ -205,6 +211,7 @@ pub(crate) fn print_banner(sandbox: &Sandbox) {
     let url = sandbox.url();
     // The first line is read by scripts and tests: keep its shape.
     println!("Sandbox Slack workspace {} on {url}", sandbox.team_id());
+    println!("  Web client     {}", sandbox.web_url());
     println!("  Web API        {}", sandbox.api_url());
     println!("  Control API    {url}/_sandbox/   (see docs/sandbox.md)");
     for (channel, hook) in sandbox.webhook_urls() {

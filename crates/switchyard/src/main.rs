@@ -2,6 +2,7 @@
 //! defined here, and run by the modules below.
 
 mod admin;
+mod alerts;
 mod demo;
 mod operator;
 mod serve;
@@ -72,6 +73,39 @@ pub(crate) enum Command {
     /// Who may do what, changed at run time: groups' members and roles' bindings in the store
     /// (roles themselves are in the config's [access]).
     Access(AccessArgs),
+    /// The alerts app, offline.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AlertsCommand {
+    /// What an alert payload would do, without a server or Slack: the rules each alert hits
+    /// (with `continue`), the channels and mentions, and the Block Kit message.
+    Test(AlertsTestArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct AlertsTestArgs {
+    /// The payload: our alert JSON, Alertmanager's webhook or Grafana's.
+    file: PathBuf,
+    /// The configuration file (its [apps.alerts]).
+    #[arg(long, env = "SWITCHYARD_CONFIG", default_value = "switchyard.toml")]
+    config: PathBuf,
+    /// The payload's kind; by default told from its shape.
+    #[arg(long, value_enum, default_value_t = PayloadArg::Auto)]
+    format: PayloadArg,
+    /// The whole report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PayloadArg {
+    Auto,
+    Alerts,
+    Alertmanager,
+    Grafana,
 }
 
 #[derive(clap::Args)]
@@ -332,6 +366,7 @@ async fn main() -> Result<ExitCode> {
         Command::Machines(args) => admin::machines(args).await,
         Command::Audit(args) => admin::audit(args).await.map(|()| ExitCode::SUCCESS),
         Command::Access(args) => admin::access(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Alerts(AlertsCommand::Test(args)) => Ok(alerts::test(&args)),
     }
 }
 

@@ -82,6 +82,8 @@ fn status_words(state: &MessageState) -> String {
 /// The message template, parsed once, with our filters (`slack`, `bullet`).
 pub struct Templates {
     env: Environment<'static>,
+    /// The Create incident / Run playbook buttons, when something fills them.
+    hooks: super::hooks::HookButtons,
 }
 
 const TEMPLATE_NAME: &str = "alert";
@@ -97,7 +99,29 @@ impl Templates {
             TEMPLATE_NAME,
             custom.unwrap_or(BUILTIN_TEMPLATE).to_string(),
         )?;
-        Ok(Self { env })
+        Ok(Self {
+            env,
+            hooks: Default::default(),
+        })
+    }
+
+    /// As [`Templates::new`], with the hooks' buttons: the config's links (their URL
+    /// templates parsed here) and the apps' claims.
+    pub fn with_hooks(
+        custom: Option<&str>,
+        config: &super::hooks::HooksConfig,
+        claims: &[super::hooks::Claim],
+    ) -> Result<Self, RenderError> {
+        let mut templates = Self::new(custom)?;
+        for hook in super::hooks::Hook::ALL {
+            if let Some(link) = config.link(hook) {
+                templates
+                    .env
+                    .add_template_owned(super::hooks::template_name(hook), link.url.clone())?;
+            }
+        }
+        templates.hooks = super::hooks::HookButtons::new(config, claims);
+        Ok(templates)
     }
 }
 
@@ -115,6 +139,7 @@ pub fn render(
         buttons.push(json!({"text": "Acknowledge", "action_id": super::ACK_ACTION}));
     }
     if state.status != Status::Resolved {
+        buttons.extend(templates.hooks.render(&templates.env, alert));
         buttons.push(
             json!({"text": "Resolve", "action_id": super::RESOLVE_ACTION, "style": "primary"}),
         );
@@ -192,7 +217,12 @@ pub fn cut(text: &str, max: usize) -> String {
     out
 }
 
-fn cut_at(value: &mut Value, max: usize) {
+/// Cuts the string at `value`, if there is one. (Reached with `get_mut`/`pointer_mut`:
+/// indexing a JSON object mutably would add the key as `null`, which Slack refuses.)
+fn cut_at(value: Option<&mut Value>, max: usize) {
+    let Some(value) = value else {
+        return;
+    };
     if let Some(text) = value.as_str()
         && text.chars().count() > max
     {
@@ -208,32 +238,30 @@ pub fn clamp_blocks(blocks: &mut Value) {
     list.truncate(50);
     for block in list {
         match block["type"].as_str() {
-            Some("header") => cut_at(&mut block["text"]["text"], MAX_HEADER),
+            Some("header") => cut_at(block.pointer_mut("/text/text"), MAX_HEADER),
             Some("section") => {
-                if block["text"].is_object() {
-                    cut_at(&mut block["text"]["text"], MAX_SECTION);
-                }
-                if let Some(fields) = block["fields"].as_array_mut() {
+                cut_at(block.pointer_mut("/text/text"), MAX_SECTION);
+                if let Some(fields) = block.get_mut("fields").and_then(Value::as_array_mut) {
                     fields.truncate(10);
                     for field in fields {
-                        cut_at(&mut field["text"], MAX_FIELD);
+                        cut_at(field.get_mut("text"), MAX_FIELD);
                     }
                 }
             }
             Some("context") => {
-                if let Some(elements) = block["elements"].as_array_mut() {
+                if let Some(elements) = block.get_mut("elements").and_then(Value::as_array_mut) {
                     elements.truncate(10);
                     for element in elements {
-                        cut_at(&mut element["text"], MAX_FIELD);
+                        cut_at(element.get_mut("text"), MAX_FIELD);
                     }
                 }
             }
             Some("actions") => {
-                if let Some(elements) = block["elements"].as_array_mut() {
+                if let Some(elements) = block.get_mut("elements").and_then(Value::as_array_mut) {
                     elements.truncate(25);
                     for element in elements {
-                        cut_at(&mut element["text"]["text"], MAX_BUTTON);
-                        cut_at(&mut element["value"], MAX_FIELD);
+                        cut_at(element.pointer_mut("/text/text"), MAX_BUTTON);
+                        cut_at(element.get_mut("value"), MAX_FIELD);
                         // A URL cut would be wrong: a button whose URL is too long loses it.
                         if element["url"].as_str().is_some_and(|u| u.len() > MAX_URL)
                             && let Some(e) = element.as_object_mut()
@@ -321,6 +349,7 @@ mod tests {
             ":red_circle: Disk full on db-1 <prod>"
         );
         let all = message["blocks"].to_string();
+        assert!(!all.contains("null"), "no key added as null: {all}");
         assert!(all.contains("<!date^1795668372^"), "{all}");
         assert!(all.contains("and 2 more"), "{all}");
         assert!(all.contains("db-5") && !all.contains("db-6"), "{all}");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use switchyard_engine::ValidateSection;
 
-use super::intake::Alert;
+use super::intake::{Alert, Severity};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,6 +20,11 @@ pub struct AlertsConfig {
     /// A minijinja template rendering the message's Block Kit blocks (a JSON array); the
     /// built-in one when absent.
     pub template: Option<String>,
+    /// The scale of `severity` labels (Alertmanager's and Grafana's payloads) onto ours:
+    /// `P1 = "critical"`, `warning = "medium"`. Unlisted values go by the customary names.
+    pub severity_labels: BTreeMap<String, String>,
+    /// Link buttons for the Create incident / Run playbook hooks (`super::hooks`).
+    pub hooks: super::hooks::HooksConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,12 +74,51 @@ impl ValidateSection for AlertsConfig {
                 ));
             }
         }
+        for (label, severity) in &self.severity_labels {
+            if !SEVERITIES.contains(&severity.as_str()) {
+                problems.push((
+                    format!("severity_labels.{label}"),
+                    format!(
+                        "{severity:?} is not a severity (one of {})",
+                        SEVERITIES.join(", ")
+                    ),
+                ));
+            }
+        }
+        problems.extend(self.hooks.validate());
         if let Some(template) = &self.template
             && let Err(e) = super::blocks::Templates::new(Some(template))
         {
             problems.push(("template".into(), e.to_string()));
         }
         problems
+    }
+}
+
+impl AlertsConfig {
+    /// A `severity` label's value on our scale: `severity_labels` first (any case), then the
+    /// customary names (`warning` is medium, `page` high, `info` low; unknown ones medium).
+    pub fn severity_of_label(&self, label: &str) -> Severity {
+        self.severity_labels
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(label))
+            .and_then(|(_, v)| Severity::parse(v))
+            .unwrap_or_else(|| Severity::from_alertmanager(label))
+    }
+
+    /// Alertmanager's alerts with their severity from the `severity` label on our scale.
+    pub fn rescale(&self, mut alerts: Vec<Alert>) -> Vec<Alert> {
+        if !self.severity_labels.is_empty() {
+            for alert in &mut alerts {
+                let label = alert
+                    .labels
+                    .get("severity")
+                    .map(String::as_str)
+                    .unwrap_or("");
+                alert.severity = self.severity_of_label(label);
+            }
+        }
+        alerts
     }
 }
 
@@ -178,6 +222,21 @@ pub fn route(
         }
     }
     targets
+}
+
+/// The rules `alert` matches, in order, up to the first that does not `continue` — the
+/// rules [`route`] sends it by (for `switchyard alerts test`).
+pub fn matched_rules(config: &AlertsConfig, compiled: &CompiledRules, alert: &Alert) -> Vec<usize> {
+    let mut hits = Vec::new();
+    for (i, (rule, program)) in config.rules.iter().zip(&compiled.0).enumerate() {
+        if program.as_ref().is_some_and(|p| matches(p, alert)) {
+            hits.push(i);
+            if !rule.continue_matching {
+                break;
+            }
+        }
+    }
+    hits
 }
 
 /// A condition that fails to evaluate (a missing label, say) or is not a boolean is false.

@@ -27,7 +27,7 @@ impl Severity {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         match text.to_ascii_lowercase().as_str() {
             "critical" => Some(Self::Critical),
             "high" => Some(Self::High),
@@ -38,7 +38,7 @@ impl Severity {
     }
 
     /// Alertmanager's customary `severity` labels, onto ours; unknown ones are `medium`.
-    fn from_alertmanager(text: &str) -> Self {
+    pub fn from_alertmanager(text: &str) -> Self {
         Self::parse(text).unwrap_or(match text.to_ascii_lowercase().as_str() {
             "page" | "error" | "major" => Self::High,
             "info" | "informational" | "none" => Self::Low,
@@ -121,8 +121,8 @@ fn bad(field: impl Into<String>, reason: impl Into<String>) -> BadField {
 }
 
 /// At most this many alerts per request, and this long a dedup key (it goes into message refs).
-const MAX_BATCH: usize = 500;
-const MAX_KEY: usize = 200;
+pub(crate) const MAX_BATCH: usize = 500;
+pub(crate) const MAX_KEY: usize = 200;
 
 /// Our own format: one alert, an array of them, or `{"alerts": [...]}`.
 pub fn parse_alerts(body: &str) -> Result<Vec<Alert>, BadField> {
@@ -169,7 +169,10 @@ fn string_field(item: &Value, at: &str, name: &str, required: bool) -> Result<St
     }
 }
 
-fn labels_field(value: &Value, field: &str) -> Result<BTreeMap<String, String>, BadField> {
+pub(crate) fn labels_field(
+    value: &Value,
+    field: &str,
+) -> Result<BTreeMap<String, String>, BadField> {
     match value {
         Value::Null => Ok(BTreeMap::new()),
         Value::Object(map) => map

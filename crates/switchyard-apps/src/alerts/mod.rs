@@ -16,6 +16,9 @@
 
 pub mod blocks;
 pub mod config;
+pub mod dry_run;
+pub mod grafana;
+pub mod hooks;
 pub mod intake;
 pub mod state;
 
@@ -23,8 +26,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use switchyard_engine::admin::civil_from_days;
 use switchyard_engine::{
-    ActorKind, App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input,
-    Outcome,
+    App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input, Outcome,
 };
 
 pub use config::AlertsConfig;
@@ -35,6 +37,7 @@ pub const ACK_ACTION: &str = "alerts_ack";
 pub const RESOLVE_ACTION: &str = "alerts_resolve";
 const ALERTS_PATH: &str = "/api/v1/alerts";
 const ALERTMANAGER_PATH: &str = "/api/v1/alertmanager";
+const GRAFANA_PATH: &str = "/api/v1/grafana";
 const SCOPE: &str = "alerts:write";
 
 /// The app's table, for the engine and the CLI.
@@ -95,9 +98,21 @@ fn render_err(e: blocks::RenderError) -> AppError {
 impl Alerts {
     /// Fails only on a custom template that does not parse (check-config reports it first).
     pub fn new(config: AlertsConfig) -> Result<Self, blocks::RenderError> {
+        Self::with_hook_claims(config, &[])
+    }
+
+    /// With the Create incident / Run playbook hooks that other apps claim (`hooks`).
+    pub fn with_hook_claims(
+        config: AlertsConfig,
+        claims: &[hooks::Claim],
+    ) -> Result<Self, blocks::RenderError> {
         Ok(Self {
             rules: config::CompiledRules::new(&config),
-            templates: blocks::Templates::new(config.template.as_deref())?,
+            templates: blocks::Templates::with_hooks(
+                config.template.as_deref(),
+                &config.hooks,
+                claims,
+            )?,
             config,
         })
     }
@@ -319,14 +334,6 @@ fn bad_request(e: &BadField) -> HttpReply {
     }
 }
 
-fn bearer(request: &HttpRequest) -> Option<&str> {
-    request
-        .header("authorization")
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-}
-
 #[async_trait]
 impl App for Alerts {
     fn declaration(&self) -> Declaration {
@@ -343,7 +350,7 @@ impl App for Alerts {
         Declaration {
             name: "alerts",
             action_prefixes: vec!["alerts_"],
-            sync_routes: vec![ALERTS_PATH, ALERTMANAGER_PATH],
+            sync_routes: vec![ALERTS_PATH, ALERTMANAGER_PATH, GRAFANA_PATH],
             scopes: vec!["chat:write"],
             channels,
             ..Declaration::default()
@@ -374,26 +381,23 @@ impl App for Alerts {
 
     async fn serve(&self, ctx: &mut Ctx<'_>, request: &HttpRequest) -> Result<HttpReply, AppError> {
         let path = request.path.trim_end_matches('/');
-        if path != ALERTS_PATH && path != ALERTMANAGER_PATH {
+        if ![ALERTS_PATH, ALERTMANAGER_PATH, GRAFANA_PATH].contains(&path) {
             return Ok(HttpReply::error(404, "not_found"));
         }
         if request.method != "POST" {
             return Ok(HttpReply::error(405, "method_not_allowed"));
         }
-        let Some(given) = bearer(request) else {
-            return Ok(HttpReply::error(401, "invalid_token"));
-        };
-        let Some(token) = ctx.store().token_verify(given, ctx.now_ms()).await? else {
-            return Ok(HttpReply::error(401, "invalid_token"));
-        };
-        if !token.allows(SCOPE) {
-            return Ok(HttpReply::error(403, "missing_scope: alerts:write"));
+        if let Some(refused) = crate::api_token::check(ctx, request, SCOPE).await? {
+            return Ok(refused);
         }
-        ctx.set_actor(ActorKind::Token, &token.id.to_string());
-        let parsed = if path == ALERTS_PATH {
-            intake::parse_alerts(&request.body)
-        } else {
-            intake::parse_alertmanager(&request.body)
+        let parsed = match path {
+            ALERTS_PATH => intake::parse_alerts(&request.body),
+            GRAFANA_PATH => {
+                grafana::parse_grafana(&request.body, &|label| self.config.severity_of_label(label))
+            }
+            _ => {
+                intake::parse_alertmanager(&request.body).map(|alerts| self.config.rescale(alerts))
+            }
         };
         let alerts = match parsed {
             Ok(alerts) => alerts,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::faults::{FaultKind, Target};
-use crate::ids::now_secs;
+use crate::ids::{now_ms, now_secs};
 use crate::workspace::{Attempt, DeliveryRecord, Workspace};
 use crate::{Inner, lock};
 
@@ -85,6 +85,24 @@ impl AppRequest {
         match self {
             Self::Command { .. } => "command",
             Self::Interaction { .. } => "interaction",
+        }
+    }
+
+    /// What the app is handed, as the Socket Mode envelope's payload (a command's form as an
+    /// object).
+    fn payload(&self) -> Value {
+        match self {
+            Self::Command { form, .. } => {
+                Value::Object(form.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+            }
+            Self::Interaction { payload } => payload.clone(),
+        }
+    }
+
+    fn envelope_type(&self) -> &'static str {
+        match self {
+            Self::Command { .. } => "slash_commands",
+            Self::Interaction { .. } => "interactive",
         }
     }
 
@@ -164,6 +182,7 @@ impl Delivery {
         kind: &str,
         name: &str,
         event_id: Option<String>,
+        (envelope_type, payload): (&'static str, Value),
     ) -> u64 {
         let id = self.next_record.fetch_add(1, Ordering::Relaxed) + 1;
         ws.deliveries.push(DeliveryRecord {
@@ -174,9 +193,18 @@ impl Delivery {
             attempts: Vec::new(),
             acked: false,
             outcome: "pending".into(),
+            payload,
+            envelope_type,
+            ack_body: None,
+            created_ms: now_ms(),
         });
         id
     }
+}
+
+/// Milliseconds since `started`, to the microsecond.
+pub(crate) fn elapsed_ms(started: std::time::Instant) -> f64 {
+    started.elapsed().as_micros() as f64 / 1_000.0
 }
 
 fn transport_name(socket_mode: bool) -> &'static str {
@@ -184,10 +212,19 @@ fn transport_name(socket_mode: bool) -> &'static str {
 }
 
 impl Inner {
-    fn record_attempt(&self, record: u64, attempt: Attempt, outcome: Option<&str>) {
+    fn record_attempt(
+        &self,
+        record: u64,
+        attempt: Attempt,
+        outcome: Option<&str>,
+        ack_body: Option<&Value>,
+    ) {
         let mut ws = self.ws();
         if let Some(r) = ws.deliveries.iter_mut().find(|r| r.id == record) {
             r.attempts.push(attempt);
+            if let Some(body) = ack_body {
+                r.ack_body = Some(body.clone());
+            }
             if let Some(outcome) = outcome {
                 r.outcome = outcome.to_string();
                 r.acked = outcome == "acked";
@@ -228,9 +265,13 @@ impl Inner {
             "is_ext_shared_channel": false,
             "event_context": format!("4-{}", crate::ids::secret(40)),
         });
-        let record = self
-            .delivery
-            .new_record(ws, "event", &event_type, Some(event_id.clone()));
+        let record = self.delivery.new_record(
+            ws,
+            "event",
+            &event_type,
+            Some(event_id.clone()),
+            ("events_api", body.clone()),
+        );
         tokio::spawn(deliver_event(self.clone(), record, body));
         Some(event_id)
     }
@@ -247,9 +288,13 @@ impl Inner {
                 AppRequest::Interaction { .. } => manifest.interactivity_request_url.clone(),
             };
             let socket_mode = manifest.socket_mode_enabled;
-            let record = self
-                .delivery
-                .new_record(&mut ws, request.kind(), &request.name(), None);
+            let record = self.delivery.new_record(
+                &mut ws,
+                request.kind(),
+                &request.name(),
+                None,
+                (request.envelope_type(), request.payload()),
+            );
             (socket_mode, url, record)
         };
         let target = if socket_mode {
@@ -258,14 +303,9 @@ impl Inner {
             Target::Events
         };
         let fault = self.faults().take(target, request.kind()).map(|r| r.fault);
+        let (at_ms, started) = (now_ms(), std::time::Instant::now());
         let tried = if socket_mode {
-            let (kind, payload) = match &request {
-                AppRequest::Command { form, .. } => (
-                    "slash_commands",
-                    Value::Object(form.iter().map(|(k, v)| (k.clone(), json!(v))).collect()),
-                ),
-                AppRequest::Interaction { payload } => ("interactive", payload.clone()),
-            };
+            let (kind, payload) = (request.envelope_type(), request.payload());
             socket::send_envelope(self, kind, payload, 0, None, true, fault).await
         } else {
             let form = match &request {
@@ -312,8 +352,11 @@ impl Inner {
                 retry_num: 0,
                 result: attempt_result.into(),
                 status,
+                at_ms,
+                duration_ms: elapsed_ms(started),
             },
             Some(if outcome.acked { "acked" } else { "failed" }),
+            outcome.body.as_ref(),
         );
         outcome
     }
@@ -338,6 +381,7 @@ async fn deliver_event(inner: Arc<Inner>, record: u64, body: Value) {
             Target::Events
         };
         let fault = inner.faults().take(target, "event").map(|r| r.fault);
+        let (at_ms, started) = (now_ms(), std::time::Instant::now());
         let tried = send_event(
             &inner,
             socket_mode,
@@ -350,7 +394,7 @@ async fn deliver_event(inner: Arc<Inner>, record: u64, body: Value) {
         .await;
         let transport = transport_name(socket_mode);
         match tried {
-            Tried::Acked { status, .. } => {
+            Tried::Acked { status, body: ack } => {
                 inner.record_attempt(
                     record,
                     Attempt {
@@ -358,8 +402,11 @@ async fn deliver_event(inner: Arc<Inner>, record: u64, body: Value) {
                         retry_num,
                         result: "acked".into(),
                         status,
+                        at_ms,
+                        duration_ms: elapsed_ms(started),
                     },
                     Some("acked"),
+                    ack.as_ref(),
                 );
                 // Socket Mode duplicates inside `send_envelope`; HTTP here.
                 if fault == Some(FaultKind::Duplicate) && !socket_mode {
@@ -369,6 +416,7 @@ async fn deliver_event(inner: Arc<Inner>, record: u64, body: Value) {
                     } else {
                         "http_timeout"
                     };
+                    let (at_ms, started) = (now_ms(), std::time::Instant::now());
                     let again = send_event(
                         &inner,
                         socket_mode,
@@ -391,7 +439,10 @@ async fn deliver_event(inner: Arc<Inner>, record: u64, body: Value) {
                             retry_num: retry_num + 1,
                             result: result.into(),
                             status: None,
+                            at_ms,
+                            duration_ms: elapsed_ms(started),
                         },
+                        None,
                         None,
                     );
                 }
@@ -417,8 +468,11 @@ async fn deliver_event(inner: Arc<Inner>, record: u64, body: Value) {
                         retry_num,
                         result: reason.into(),
                         status,
+                        at_ms,
+                        duration_ms: elapsed_ms(started),
                     },
                     outcome,
+                    None,
                 );
                 if outcome.is_some() {
                     return;

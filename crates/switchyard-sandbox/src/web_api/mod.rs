@@ -10,7 +10,7 @@ mod users;
 mod views;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -23,7 +23,7 @@ pub use files::upload;
 
 use crate::Inner;
 use crate::faults::{FaultKind, Target};
-use crate::ids::now_secs;
+use crate::ids::now_ms;
 use crate::listener::ConnHandle;
 use crate::ratelimit::{self, MethodLimit};
 use crate::workspace::ApiCall;
@@ -356,6 +356,7 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = Instant::now();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -364,7 +365,7 @@ pub async fn handle(
         Ok(args) => args,
         Err(err) => {
             return reply(
-                &inner,
+                (&inner, started),
                 &method_name,
                 &Args::default(),
                 StatusCode::OK,
@@ -380,28 +381,35 @@ pub async fn handle(
         match rule.fault {
             FaultKind::RateLimited => {
                 let secs = rule.retry_after.unwrap_or(1);
-                return rate_limited(&inner, &method_name, &args, secs);
+                return rate_limited((&inner, started), &method_name, &args, secs);
             }
             FaultKind::ServerError => {
                 let status = StatusCode::from_u16(rule.status.unwrap_or(500))
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                const BODY: &str = "<html><body><h1>Server Error</h1>The server encountered a temporary error.</body></html>";
                 record(
-                    &inner,
+                    (&inner, started),
                     &method_name,
                     &args,
-                    false,
-                    Some("fault_server_error"),
-                    status.as_u16(),
+                    Outcome {
+                        error: Some("fault_server_error"),
+                        status: status.as_u16(),
+                        response: json!(BODY),
+                    },
                 );
-                return (
-                    status,
-                    [(header::CONTENT_TYPE, "text/html")],
-                    "<html><body><h1>Server Error</h1>The server encountered a temporary error.</body></html>",
-                )
-                    .into_response();
+                return (status, [(header::CONTENT_TYPE, "text/html")], BODY).into_response();
             }
             FaultKind::Reset => {
-                record(&inner, &method_name, &args, false, Some("fault_reset"), 0);
+                record(
+                    (&inner, started),
+                    &method_name,
+                    &args,
+                    Outcome {
+                        error: Some("fault_reset"),
+                        status: 0,
+                        response: Value::Null,
+                    },
+                );
                 conn.reset();
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
@@ -414,7 +422,7 @@ pub async fn handle(
 
     let Some(method) = find_method(&method_name) else {
         return reply(
-            &inner,
+            (&inner, started),
             &method_name,
             &args,
             StatusCode::OK,
@@ -430,11 +438,20 @@ pub async fn handle(
             scopes: None,
         },
         Ok(caller) => caller,
-        Err(err) => return reply(&inner, &method_name, &args, StatusCode::OK, Err(err), None),
+        Err(err) => {
+            return reply(
+                (&inner, started),
+                &method_name,
+                &args,
+                StatusCode::OK,
+                Err(err),
+                None,
+            );
+        }
     };
     if let Err(err) = caller.require(method.scopes) {
         return reply(
-            &inner,
+            (&inner, started),
             &method_name,
             &args,
             StatusCode::OK,
@@ -461,7 +478,7 @@ pub async fn handle(
     };
     if let Err(wait) = inner.limiter().check(method.name, &key, limit) {
         return rate_limited(
-            &inner,
+            (&inner, started),
             &method_name,
             &args,
             ratelimit::retry_after_secs(wait),
@@ -471,7 +488,7 @@ pub async fn handle(
     let result = (method.handler)(&inner, &caller, &args);
     inner.touch();
     reply(
-        &inner,
+        (&inner, started),
         &method_name,
         &args,
         StatusCode::OK,
@@ -525,33 +542,53 @@ fn authenticate(
     Ok(caller)
 }
 
-fn rate_limited(inner: &Inner, method: &str, args: &Args, secs: u64) -> Response {
-    record(inner, method, args, false, Some("ratelimited"), 429);
-    let mut response = (
-        StatusCode::TOO_MANY_REQUESTS,
-        axum::Json(json!({"ok": false, "error": "ratelimited"})),
-    )
-        .into_response();
+/// The call being answered: the sandbox, and when the call arrived.
+type Call<'a> = (&'a Inner, Instant);
+
+/// How a call ended, for its record.
+struct Outcome<'a> {
+    error: Option<&'a str>,
+    status: u16,
+    response: Value,
+}
+
+fn rate_limited(call: Call, method: &str, args: &Args, secs: u64) -> Response {
+    let body = json!({"ok": false, "error": "ratelimited"});
+    record(
+        call,
+        method,
+        args,
+        Outcome {
+            error: Some("ratelimited"),
+            status: 429,
+            response: body.clone(),
+        },
+    );
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     response
 }
 
-fn record(inner: &Inner, method: &str, args: &Args, ok: bool, error: Option<&str>, status: u16) {
+fn record((inner, started): Call, method: &str, args: &Args, outcome: Outcome) {
+    let at_ms = now_ms().saturating_sub(started.elapsed().as_millis() as u64);
     inner.ws().api_calls.push(ApiCall {
         method: method.to_string(),
         args: args.redacted(),
-        ok,
-        error: error.map(str::to_string),
-        status,
-        at: now_secs(),
+        ok: outcome.error.is_none(),
+        error: outcome.error.map(str::to_string),
+        status: outcome.status,
+        at: at_ms / 1_000,
+        at_ms,
+        duration_ms: crate::delivery::elapsed_ms(started),
+        response: outcome.response,
     });
     inner.touch();
 }
 
 fn reply(
-    inner: &Inner,
+    call: Call,
     method: &str,
     args: &Args,
     status: StatusCode,
@@ -573,15 +610,18 @@ fn reply(
             (body, Some(err.code))
         }
     };
+    let body = Value::Object(body);
     record(
-        inner,
+        call,
         method,
         args,
-        error.is_none(),
-        error.as_deref(),
-        status.as_u16(),
+        Outcome {
+            error: error.as_deref(),
+            status: status.as_u16(),
+            response: body.clone(),
+        },
     );
-    let mut response = (status, axum::Json(Value::Object(body))).into_response();
+    let mut response = (status, axum::Json(body)).into_response();
     if let Some(scopes) = caller.and_then(|c| c.scopes.as_ref())
         && let Ok(v) = HeaderValue::from_str(&scopes.join(","))
     {

@@ -1,0 +1,705 @@
+//! Against the sandbox: Grafana's alerting webhook (firing, resolved, bad payloads), the
+//! Create incident / Run playbook hooks filled from config, `post_message` through configured
+//! incoming webhooks (defaults, overrides, bad calls, tokens, audit), and `switchyard alerts
+//! test` on each payload kind and on bad files.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_engine::{Config, Server, StartOptions};
+use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
+use switchyard_store::AuditFilter;
+
+const SEED: &str = r#"
+[team]
+id = "T0SANDBOX"
+name = "Sandbox"
+domain = "sandbox"
+
+[[users]]
+name = "alice"
+real_name = "Alice Admin"
+
+[[channels]]
+id = "C0BLUE"
+name = "team-blue"
+members = ["alice"]
+app_member = true
+
+[[channels]]
+id = "C0CRIT"
+name = "critical"
+members = ["alice"]
+app_member = true
+
+[[channels]]
+id = "C0ALERTS"
+name = "alerts"
+members = ["alice"]
+app_member = true
+
+[[channels]]
+id = "C0OPS"
+name = "ops"
+members = ["alice"]
+app_member = true
+
+[[channels]]
+id = "C0DEPLOY"
+name = "deploys"
+members = ["alice"]
+app_member = true
+"#;
+
+const ALERTS: &str = r#"
+[apps.alerts]
+enabled = true
+default_channel = "C0ALERTS"
+
+[apps.alerts.severity_labels]
+P1 = "critical"
+
+[apps.alerts.severity_channels]
+critical = "C0CRIT"
+
+[apps.alerts.hooks.run_playbook]
+url = "https://rundeck.example/run?alert={{ key }}&title={{ title | urlencode }}"
+
+[[apps.alerts.rules]]
+name = "team blue"
+condition = "labels.team == 'blue'"
+channels = ["C0BLUE"]
+mentions = ["@here"]
+"#;
+
+/// Grafana's documented example (its webhook notifier docs), with a second alert of another
+/// team and a `severity` label on the configured scale.
+fn grafana(status: &str) -> Value {
+    json!({
+      "receiver": "My Super Webhook",
+      "status": status,
+      "orgId": 1,
+      "alerts": [
+        {
+          "status": status,
+          "labels": {"alertname": "High memory usage", "team": "blue", "zone": "us-1"},
+          "annotations": {
+            "description": "The system has high memory usage",
+            "runbook_url": "https://myrunbook.com/runbook/1234",
+            "summary": "This alert was triggered for zone us-1"
+          },
+          "startsAt": "2021-10-12T09:51:03.157076+02:00",
+          "endsAt": if status == "resolved" { "2021-10-12T10:01:03Z" } else { "0001-01-01T00:00:00Z" },
+          "generatorURL": "https://play.grafana.org/alerting/1afz29v7z/edit",
+          "fingerprint": "c6eadffa33fcdf37",
+          "silenceURL": "https://play.grafana.org/alerting/silence/new?alertmanager=grafana&matchers=alertname%3DT2%2Cteam%3Dblue%2Czone%3Dus-1",
+          "dashboardURL": "https://play.grafana.org/d/abc",
+          "panelURL": "https://play.grafana.org/d/abc?viewPanel=1",
+          "values": {"B": 44.23943737541908, "C": 1}
+        },
+        {
+          "status": status,
+          "labels": {"alertname": "High CPU usage", "team": "red", "zone": "eu-1", "severity": "P1"},
+          "annotations": {"description": "The system has high CPU usage"},
+          "startsAt": "2021-10-12T09:56:03.157076+02:00",
+          "endsAt": "0001-01-01T00:00:00Z",
+          "generatorURL": "https://play.grafana.org/alerting/d1rdpdv7k/edit",
+          "fingerprint": "bc97ff14869b13e3",
+          "silenceURL": "https://play.grafana.org/alerting/silence/new",
+          "dashboardURL": "",
+          "panelURL": "",
+          "valueString": "[ var='B' labels={} value=95.2 ]"
+        }
+      ],
+      "groupLabels": {},
+      "commonLabels": {},
+      "commonAnnotations": {},
+      "externalURL": "https://play.grafana.org/",
+      "version": "1",
+      "groupKey": "{}:{}",
+      "truncatedAlerts": 0,
+      "title": "[FIRING:2]  ",
+      "state": "alerting",
+      "message": "**Firing**"
+    })
+}
+
+struct Env {
+    sandbox: Sandbox,
+    server: Server,
+    http: reqwest::Client,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// With the config text `make` gives for the sandbox's incoming webhook into `#ops`.
+    async fn start(make: impl FnOnce(&str) -> String) -> Self {
+        let sandbox = Sandbox::start(SandboxConfig {
+            seed: Seed::parse_toml(SEED, "alerts_intake_seed.toml").unwrap(),
+            rate_limits: RateLimitSettings {
+                enabled: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let http = reqwest::Client::new();
+        let hook: Value = http
+            .post(format!("{}/_sandbox/webhooks", sandbox.url()))
+            .json(&json!({"channel": "C0OPS"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let extra = make(hook["url"].as_str().expect("a webhook URL"));
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n{extra}",
+            sandbox.bot_token(),
+            sandbox.signing_secret(),
+            sandbox.api_url(),
+            dir.path().join("a.db").display(),
+        );
+        let config = Config::parse(
+            &text,
+            "alerts_intake.toml",
+            &BTreeMap::<String, String>::new(),
+        )
+        .unwrap();
+        let apps = switchyard_apps::builtin(&config).unwrap();
+        let server = Server::start(config.clone(), apps.clone(), StartOptions::default())
+            .await
+            .unwrap();
+        let declarations: Vec<_> = apps.iter().map(|a| a.declaration()).collect();
+        let base = format!("http://{}", server.addr());
+        let manifest =
+            switchyard_engine::manifest::manifest(&config, &declarations, Some(base.as_str()));
+        Manifest::from_value(manifest.clone()).expect("a manifest the sandbox takes");
+        let put = http
+            .put(format!("{}/_sandbox/app/manifest", sandbox.url()))
+            .body(manifest.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "{:?}", put.text().await);
+        let token = token(&server, "monitoring", &["alerts:write", "webhooks:post"]).await;
+        Self {
+            sandbox,
+            server,
+            http,
+            token,
+            _dir: dir,
+        }
+    }
+
+    async fn send_as(&self, token: Option<&str>, path: &str, body: &Value) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("http://{}{path}", self.server.addr()))
+            .body(body.to_string());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let reply = request.send().await.unwrap();
+        (reply.status().as_u16(), reply.json().await.unwrap())
+    }
+
+    async fn send(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send_as(Some(&self.token), path, &body).await
+    }
+
+    /// The channel's top-level messages (long-polled until there are at least `n`), once
+    /// `check` holds.
+    async fn messages_when(
+        &self,
+        channel: &str,
+        n: usize,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let mut messages = Vec::new();
+        for _ in 0..400 {
+            let v = self
+                .sandbox
+                .control()
+                .get(&format!(
+                    "/channels/{channel}/messages?wait_for={n}&timeout_ms=5000"
+                ))
+                .await
+                .unwrap();
+            messages = v["messages"].as_array().unwrap().clone();
+            if check(&messages) {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("messages in {channel} never as expected: {messages:#?}");
+    }
+
+    async fn thread(&self, channel: &str, ts: &str, n: usize) -> Vec<Value> {
+        let v = self
+            .sandbox
+            .control()
+            .get(&format!(
+                "/channels/{channel}/threads/{ts}?wait_for={}&timeout_ms=10000",
+                n + 1
+            ))
+            .await
+            .unwrap();
+        v["messages"].as_array().unwrap().clone()
+    }
+}
+
+async fn token(server: &Server, name: &str, scopes: &[&str]) -> String {
+    switchyard_engine::admin::create_token(
+        server.store(),
+        &switchyard_store::NewApiToken {
+            name: name.into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            expires_at_ms: None,
+        },
+        &switchyard_engine::admin::Actor::cli(),
+        switchyard_engine::now_ms(),
+    )
+    .await
+    .unwrap()
+    .plaintext
+}
+
+fn blocks_text(message: &Value) -> String {
+    message["blocks"].to_string()
+}
+
+fn button_ids(message: &Value) -> Vec<String> {
+    message["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap().clone())
+        .map(|e| {
+            e["action_id"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("url:{}", e["text"]["text"].as_str().unwrap()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn alertsio_grafana_payloads_firing_resolved_and_bad() {
+    let env = Env::start(|_| ALERTS.to_string()).await;
+    let (status, reply) = env.send("/api/v1/grafana", grafana("firing")).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["alerts"][0]["channels"], json!(["C0BLUE"]), "{reply}");
+    assert_eq!(reply["alerts"][1]["channels"], json!(["C0CRIT"]), "{reply}");
+
+    let blue = env.messages_when("C0BLUE", 1, |m| m.len() == 1).await;
+    let text = blocks_text(&blue[0]);
+    assert_eq!(
+        blue[0]["blocks"][0]["text"]["text"],
+        ":large_yellow_circle: This alert was triggered for zone us-1"
+    );
+    for part in [
+        "*Severity*\\nmedium",
+        "*Source*\\ngrafana (My Super Webhook)",
+        "<!date^1634025063^",
+        "The system has high memory usage",
+        "B = 44.23943737541908, C = 1",
+        "<!here>",
+        "https://play.grafana.org/d/abc?viewPanel=1",
+        "c6eadffa33fcdf37",
+        // The hook's link, its template filled in.
+        "https://rundeck.example/run?alert=c6eadffa33fcdf37&title=This%20alert%20was%20triggered%20for%20zone%20us-1",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    assert_eq!(
+        button_ids(&blue[0]),
+        [
+            "url:View panel",
+            "alerts_ack",
+            "url:Run playbook",
+            "alerts_resolve"
+        ]
+    );
+    // P1 on the configured scale is critical; without a panel the rule's link is the button.
+    let crit = env.messages_when("C0CRIT", 1, |m| m.len() == 1).await;
+    let text = blocks_text(&crit[0]);
+    for part in [
+        ":red_circle: High CPU usage",
+        "*Severity*\\ncritical",
+        "[ var='B' labels={} value=95.2 ]",
+        "https://play.grafana.org/alerting/d1rdpdv7k/edit",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+
+    // The same firing episode sent again is nothing new; resolved edits in place.
+    let (_, reply) = env.send("/api/v1/grafana", grafana("firing")).await;
+    assert_eq!(reply["alerts"][0]["result"], "unchanged", "{reply}");
+    let (status, reply) = env.send("/api/v1/grafana", grafana("resolved")).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["alerts"][0]["result"], "updated", "{reply}");
+    let blue = env
+        .messages_when("C0BLUE", 1, |m| {
+            m.len() == 1 && blocks_text(&m[0]).contains(":white_check_mark: Resolved")
+        })
+        .await;
+    assert_eq!(
+        button_ids(&blue[0]),
+        ["url:View panel"],
+        "no Acknowledge, Resolve or hooks once resolved"
+    );
+    let ts = blue[0]["ts"].as_str().unwrap();
+    let thread = env.thread("C0BLUE", ts, 1).await;
+    assert_eq!(
+        thread[1]["text"],
+        ":white_check_mark: Resolved via grafana (My Super Webhook)."
+    );
+
+    // Bad payloads: 400 naming the field, nothing of the batch stored.
+    let mut half_bad = grafana("firing");
+    half_bad["alerts"][0]["fingerprint"] = json!("fresh-one");
+    half_bad["alerts"][1]["status"] = json!("pending");
+    let mut bad_labels = grafana("firing");
+    bad_labels["alerts"][0]["labels"]["zone"] = json!(1);
+    let cases = [
+        (half_bad, "alerts[1].status"),
+        (bad_labels, "alerts[0].labels.zone"),
+        (json!({"version": "4", "alerts": []}), "version"),
+        (json!({"orgId": 1, "status": "firing"}), "alerts"),
+        (
+            json!({"alerts": [{"status": "firing", "startsAt": "noon"}]}),
+            "alerts[0].startsAt",
+        ),
+        (json!(["not", "an", "object"]), "body"),
+    ];
+    for (body, field) in cases {
+        let (status, reply) = env.send("/api/v1/grafana", body).await;
+        assert_eq!(status, 400, "{reply}");
+        assert_eq!(reply["field"], field, "{reply}");
+    }
+    let mut fresh = grafana("firing");
+    fresh["alerts"][0]["fingerprint"] = json!("fresh-one");
+    let (_, reply) = env.send("/api/v1/grafana", fresh).await;
+    assert_eq!(
+        reply["alerts"][0]["result"], "posted",
+        "the refused batch stored nothing: {reply}"
+    );
+    let (status, _) = env
+        .send_as(None, "/api/v1/grafana", &grafana("firing"))
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn alertsio_post_message_through_incoming_webhooks_with_defaults_and_overrides() {
+    let env = Env::start(|url| {
+        format!(
+            "[apps.webhooks]\nenabled = true\n[apps.webhooks.incoming.ops]\nwebhook_url = \"{url}\"\nusername = \"Switchyard\"\nicon_emoji = \":robot_face:\"\n[apps.webhooks.incoming.deploys]\nwebhook_url = \"{url}\"\nchannel = \"#deploys\"\nicon_url = \"https://example.com/ship.png\"\n"
+        )
+    })
+    .await;
+    // The defaults: the webhook's own channel, the configured name and icon.
+    let (status, reply) = env
+        .send("/api/v1/webhooks/ops", json!({"text": "Backup finished"}))
+        .await;
+    assert_eq!((status, &reply["queued"]), (200, &json!(true)), "{reply}");
+    let ops = env.messages_when("C0OPS", 1, |m| !m.is_empty()).await;
+    assert_eq!(ops[0]["text"], "Backup finished");
+    assert_eq!(ops[0]["username"], "Switchyard");
+    assert_eq!(ops[0]["icons"], json!({"emoji": ":robot_face:"}));
+
+    // Overridden per call: name, icon (the other kind), channel; blocks pass through.
+    let (status, reply) = env
+        .send(
+            "/api/v1/webhooks/ops",
+            json!({"text": "Deployed v2", "username": "Deploy Bot", "icon_url": "https://example.com/d.png",
+                   "channel": "C0DEPLOY",
+                   "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*Deployed* v2"}}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let deploys = env.messages_when("C0DEPLOY", 1, |m| !m.is_empty()).await;
+    assert_eq!(deploys[0]["username"], "Deploy Bot");
+    assert_eq!(
+        deploys[0]["icons"],
+        json!({"image_48": "https://example.com/d.png"})
+    );
+    assert_eq!(
+        deploys[0]["blocks"][0]["text"]["text"], "*Deployed* v2",
+        "{deploys:?}"
+    );
+    // A webhook whose default channel is elsewhere; a call's emoji replaces its icon_url.
+    let (status, _) = env
+        .send(
+            "/api/v1/webhooks/deploys",
+            json!({"text": "Rollback", "icon_emoji": ":rewind:"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deploys = env.messages_when("C0DEPLOY", 2, |m| m.len() == 2).await;
+    assert_eq!(deploys[1]["text"], "Rollback");
+    assert_eq!(deploys[1]["icons"], json!({"emoji": ":rewind:"}));
+    assert!(deploys[1].get("username").is_none(), "{:?}", deploys[1]);
+
+    // Bad calls: 400 naming the field, nothing posted; unknown webhook 404; tokens.
+    for (body, field) in [
+        (json!({}), "text"),
+        (json!({"text": "x", "icon_emoji": "rocket"}), "icon_emoji"),
+        (json!({"text": "x", "colour": "red"}), "colour"),
+        (json!({"blocks": "not blocks"}), "blocks"),
+        (json!("text"), "body"),
+    ] {
+        let (status, reply) = env.send("/api/v1/webhooks/ops", body).await;
+        assert_eq!(status, 400, "{reply}");
+        assert_eq!(reply["field"], field, "{reply}");
+    }
+    let (status, reply) = env
+        .send("/api/v1/webhooks/nowhere", json!({"text": "x"}))
+        .await;
+    assert_eq!((status, &reply["error"]), (404, &json!("unknown_webhook")));
+    let alerts_only = token(&env.server, "alerts-only", &["alerts:write"]).await;
+    let (status, _) = env
+        .send_as(
+            Some(&alerts_only),
+            "/api/v1/webhooks/ops",
+            &json!({"text": "x"}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = env
+        .send_as(None, "/api/v1/webhooks/ops", &json!({"text": "x"}))
+        .await;
+    assert_eq!(status, 401);
+    let listed: Value = env
+        .http
+        .get(format!("http://{}/api/v1/webhooks", env.server.addr()))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["webhooks"][1]["name"], "ops", "{listed}");
+    assert!(
+        !listed.to_string().contains("/services/"),
+        "no URL: {listed}"
+    );
+
+    // Audited (the webhook by name, never its URL); the bad calls posted nothing.
+    let audit = env
+        .server
+        .store()
+        .audit_query(&AuditFilter {
+            action_prefix: Some("webhooks.post".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 3, "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .all(|e| !e.record.detail.contains("/services/")),
+        "{audit:?}"
+    );
+    assert_eq!(audit[0].record.object, "webhook:deploys");
+    let ops = env.messages_when("C0OPS", 1, |m| !m.is_empty()).await;
+    assert_eq!(ops.len(), 1, "{ops:?}");
+}
+
+/// `switchyard alerts test` with `config` on `payload` (a file in a directory of its own).
+fn alerts_test(config: &str, payload: &str, args: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("switchyard.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let file = dir.path().join("payload.json");
+    std::fs::write(&file, payload).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .args(["alerts", "test"])
+        .arg(&file)
+        .arg("--config")
+        .arg(&config_path)
+        .args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SLACK_") || name.starts_with("SWITCHYARD_") {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).replace(&file.display().to_string(), "FILE"),
+        String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "FILE"),
+    )
+}
+
+const TEST_CONFIG: &str = r#"
+[apps.alerts]
+enabled = true
+default_channel = "C0ALERTS"
+
+[apps.alerts.severity_channels]
+critical = "C0CRIT"
+
+[[apps.alerts.rules]]
+name = "database"
+condition = "labels.team == 'db'"
+channels = ["C0DB"]
+mentions = ["@here"]
+continue = true
+
+[[apps.alerts.rules]]
+name = "db paging"
+condition = "labels.team == 'db' AND severity == 'critical'"
+channels = ["C0ONCALL"]
+mentions = ["U0ONCALL", "S0DBA"]
+
+[[apps.alerts.rules]]
+name = "never reached for a critical db alert"
+condition = "labels.team == 'db'"
+channels = ["C0LATE"]
+"#;
+
+#[test]
+fn alertsio_alerts_test_shows_rules_targets_and_the_message_for_each_payload_kind() {
+    // Ours: two rules hit (the first continues), then the severity map for another alert.
+    let ours = json!([
+        {"title": "Replication lag", "severity": "critical", "labels": {"team": "db"}, "dedup_key": "lag"},
+        {"title": "Printer on fire", "severity": "critical"}
+    ]);
+    let (ok, out, err) = alerts_test(TEST_CONFIG, &ours.to_string(), &[]);
+    assert!(ok, "{err}");
+    for part in [
+        "payload: alerts (2 alerts)",
+        "alert 1: [critical] Replication lag — firing",
+        "rule 0 \"database\": matched, continue",
+        "rule 1 \"db paging\": matched, stop",
+        "→ channel C0DB, mentioning <!here>",
+        "→ channel C0ONCALL, mentioning <@U0ONCALL> <!subteam^S0DBA>",
+        "\"type\": \"header\"",
+        "alert 2: [critical] Printer on fire",
+        "rules: none matched; sent by severity_channels.critical",
+        "→ channel C0CRIT",
+    ] {
+        assert!(out.contains(part), "{part} in {out}");
+    }
+    assert!(
+        !out.contains("C0LATE") && !out.contains("never reached"),
+        "{out}"
+    );
+    // No hook is filled in this config: no Create incident / Run playbook button.
+    assert!(!out.contains("Run playbook") && !out.contains("Create incident"));
+
+    // Alertmanager's (told by its shape), as JSON.
+    let am = json!({
+        "version": "4", "groupKey": "{}:{alertname=\"DiskFull\"}", "status": "firing", "receiver": "slack",
+        "alerts": [{"status": "firing", "labels": {"alertname": "DiskFull", "team": "db", "severity": "warning"},
+                    "annotations": {"summary": "Disk almost full"}, "startsAt": "2026-11-26T04:46:12Z",
+                    "fingerprint": "c0ffee00c0ffee00"}]
+    });
+    let (ok, out, err) = alerts_test(TEST_CONFIG, &am.to_string(), &["--json"]);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["format"], "alertmanager");
+    let alert = &report["alerts"][0];
+    assert_eq!(alert["severity"], "medium");
+    assert_eq!(
+        alert["rules"],
+        json!([{"index": 0, "name": "database", "continue": true},
+               {"index": 2, "name": "never reached for a critical db alert", "continue": false}])
+    );
+    let channels: Vec<&str> = alert["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(channels, ["C0DB", "C0LATE"]);
+    assert!(
+        alert["targets"][0]["message"]["blocks"]
+            .to_string()
+            .contains("<!date^1795668372^")
+    );
+
+    // Grafana's, with a hook filled from config.
+    let with_hook = format!(
+        "{TEST_CONFIG}\n[apps.alerts.hooks.create_incident]\nurl = \"https://tickets.example/new?key={{{{ key }}}}\"\nlabel = \"Open ticket\"\n"
+    );
+    let (ok, out, err) = alerts_test(&with_hook, &grafana("firing").to_string(), &[]);
+    assert!(ok, "{err}");
+    for part in [
+        "payload: grafana (2 alerts)",
+        "alert 1: [medium] This alert was triggered for zone us-1 — firing (source grafana (My Super Webhook), key c6eadffa33fcdf37)",
+        "rules: none matched; sent by default_channel",
+        "\"text\": \"Open ticket\"",
+        "https://tickets.example/new?key=c6eadffa33fcdf37",
+    ] {
+        assert!(out.contains(part), "{part} in {out}");
+    }
+}
+
+#[test]
+fn alertsio_alerts_test_names_the_file_and_field_of_a_bad_payload() {
+    let (ok, _, err) = alerts_test(
+        TEST_CONFIG,
+        r#"[{"title": "t", "severity": "urgent"}]"#,
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("FILE: alerts[0].severity: must be critical, high, medium or low"),
+        "{err}"
+    );
+    let (ok, _, err) = alerts_test(TEST_CONFIG, "{not json", &[]);
+    assert!(!ok);
+    assert!(err.contains("FILE: body: not JSON"), "{err}");
+    // Forced to read Grafana's payload as Alertmanager's: its version is refused.
+    let (ok, _, err) = alerts_test(
+        TEST_CONFIG,
+        &grafana("firing").to_string(),
+        &["--format", "alertmanager"],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "FILE: version: only version \"4\" is understood (read as alertmanager's payload)"
+        ),
+        "{err}"
+    );
+    // A file that is not there; a config with a broken rule.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(&config, TEST_CONFIG).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["alerts", "test", "missing.json", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.json: cannot read it"), "{err}");
+    let (ok, _, err) = alerts_test(
+        &TEST_CONFIG.replace("labels.team == 'db'\"", "labels.team == == 'db'\""),
+        "{}",
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("apps.alerts.rules[0].condition") && err.contains("database"),
+        "{err}"
+    );
+}
