@@ -79,6 +79,11 @@ pub const TARGETS: &[Target] = &[
         run: targets::alertmanager_payload,
     },
     Target {
+        name: "grafana_payload",
+        what: "Grafana's alerting webhook (grafana::parse_grafana), each alert rendered; no Slack markup gets through",
+        run: targets::grafana_payload,
+    },
+    Target {
         name: "device_api",
         what: "a device's update body to POST /api/machine/update (the machines app's sync route)",
         run: targets::device_api,

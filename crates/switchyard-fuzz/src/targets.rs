@@ -272,6 +272,15 @@ pub fn alertmanager_payload(data: &[u8]) {
     }
 }
 
+pub fn grafana_payload(data: &[u8]) {
+    let severity = |label: &str| intake::Severity::parse(label).unwrap_or(intake::Severity::Medium);
+    if let Ok(alerts) =
+        switchyard_apps::alerts::grafana::parse_grafana(&String::from_utf8_lossy(data), &severity)
+    {
+        render_all(&alerts);
+    }
+}
+
 pub fn device_api(data: &[u8]) {
     let request = Request::post("/api/machine/update")
         .header("content-type", "application/json")

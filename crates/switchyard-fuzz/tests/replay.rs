@@ -31,6 +31,7 @@ replay!(
     alert_template,
     alert_payload,
     alertmanager_payload,
+    grafana_payload,
     device_api,
     http_api,
     config_file,
