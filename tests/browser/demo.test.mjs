@@ -109,6 +109,8 @@ test("the demo in the web client: status, oops, /oops-clear in its modal, cleare
     await composer.press("Enter"); // runs it
     const modal = page.getByRole("dialog", { name: "Clear a machine" });
     await modal.waitFor();
+    await modal.getByRole("button", { name: "Clear" }).click(); // nothing picked yet
+    await modal.getByRole("alert").filter({ hasText: "Please complete this required field." }).waitFor();
     await modal.getByLabel("Machine").selectOption({ label: "Laser Cutter — oopsed" });
     await shot("05-modal");
     await modal.getByRole("button", { name: "Clear" }).click();
@@ -135,6 +137,139 @@ test("the demo in the web client: status, oops, /oops-clear in its modal, cleare
   } catch (err) {
     // What the page showed when it failed, for CI's artifacts.
     if (page) await page.screenshot({ path: path.join(shots, "failure.png") }).catch(() => {});
+    throw err;
+  } finally {
+    if (browser) await browser.close();
+    await stop(demo.child);
+  }
+});
+
+// Block Kit as Slack draws it, and what its elements send: a message the app posts through the Web
+// API (header, fields, accessory, context with a date token, divider, image, actions with a
+// confirm dialog and selects), an ephemeral for alice alone.
+test("Block Kit, confirm dialogs, selects and ephemerals in the web client", async () => {
+  mkdirSync(shots, { recursive: true });
+  const demo = startDemo();
+  let browser;
+  let page;
+  try {
+    const base = await demo.url;
+    const info = await (await fetch(`${base}_sandbox/info`)).json();
+    const web = async (method, args) => {
+      const reply = await fetch(`${base}api/${method}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${info.tokens.bot}`, "content-type": "application/json" },
+        body: JSON.stringify(args),
+      });
+      const json = await reply.json();
+      assert.equal(json.ok, true, `${method}: ${JSON.stringify(json)}`);
+      return json;
+    };
+    const alice = (await (await fetch(`${base}_sandbox/users`)).json()).users.find((u) => u.name === "alice");
+    const posted = await web("chat.postMessage", {
+      channel: "general",
+      text: "Deploy request",
+      blocks: [
+        { type: "header", text: { type: "plain_text", text: "Deploy request :rocket:" } },
+        {
+          type: "section",
+          text: { type: "mrkdwn", text: `*api-server* v2.3 to _production_ for <@${alice.id}>, ~not~ \`today\`: <https://example.com/runs/1|run 1>` },
+          fields: [
+            { type: "mrkdwn", text: "*Environment*\nproduction" },
+            { type: "mrkdwn", text: "*Requested*\n<!date^1700000000^{date_short} at {time}|Nov 14>" },
+          ],
+          accessory: { type: "static_select", action_id: "pick_env", placeholder: { type: "plain_text", text: "Environment" }, options: [
+            { text: { type: "plain_text", text: "staging" }, value: "staging" },
+            { text: { type: "plain_text", text: "production" }, value: "production" },
+          ] },
+        },
+        { type: "context", elements: [{ type: "mrkdwn", text: "Requested by <!here> in <#C0OOPS>" }] },
+        { type: "divider" },
+        { type: "actions", block_id: "decide", elements: [
+          { type: "button", action_id: "approve", style: "primary", text: { type: "plain_text", text: "Approve" }, value: "yes" },
+          { type: "button", action_id: "reject", style: "danger", text: { type: "plain_text", text: "Reject" }, value: "no",
+            confirm: { title: { type: "plain_text", text: "Reject the deploy?" }, text: { type: "mrkdwn", text: "The requester is told." },
+              confirm: { type: "plain_text", text: "Reject" }, deny: { type: "plain_text", text: "Keep it" }, style: "danger" } },
+          { type: "users_select", action_id: "assign", placeholder: { type: "plain_text", text: "Assign someone" } },
+        ] },
+      ],
+    });
+    await web("chat.postEphemeral", { channel: "general", user: alice.id, text: "Only you can see this hint." });
+
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    page.setDefaultTimeout(WAIT_MS);
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${base}?user=alice&channel=general`);
+    const message = page.locator(`#messages [data-testid="message"][data-ts="${posted.ts}"]`);
+    await message.locator(".block-header", { hasText: "Deploy request" }).waitFor();
+    await message.locator(".section b", { hasText: "api-server" }).waitFor();
+    await message.locator(".section i", { hasText: "production" }).waitFor();
+    await message.locator(".section s", { hasText: "not" }).waitFor();
+    await message.locator(".section code", { hasText: "today" }).waitFor();
+    await message.locator('.section a[href="https://example.com/runs/1"]', { hasText: "run 1" }).waitFor();
+    await message.locator(".mention.me", { hasText: "@alice" }).waitFor();
+    await message.locator(".fields .date-token").filter({ hasText: /Nov 14, 2023 at \d+:\d\d [AP]M/ }).waitFor();
+    await message.locator(".context", { hasText: "@here" }).locator(".mention", { hasText: "#oops" }).waitFor();
+    await message.locator("hr.divider").waitFor();
+    await message.locator(".btn.primary", { hasText: "Approve" }).waitFor();
+    const ephemeral = page.locator(".msg.ephemeral", { hasText: "Only you can see this hint." });
+    await ephemeral.getByText("Only visible to you").waitFor();
+    await page.screenshot({ path: path.join(shots, "09-block-kit.png") });
+
+    // The danger button asks first; confirmed, the app gets the real block_actions.
+    await message.getByRole("button", { name: "Reject" }).click();
+    const confirm = page.getByRole("dialog", { name: "Reject the deploy?" });
+    await confirm.getByText("The requester is told.").waitFor();
+    await page.screenshot({ path: path.join(shots, "10-confirm.png") });
+    await confirm.getByRole("button", { name: "Reject" }).click();
+    await message.getByLabel("Environment").selectOption("production");
+    const delivered = async (actionId) => {
+      const all = await (await fetch(`${base}_sandbox/deliveries?wait_for=1`)).json();
+      return all.deliveries.find((d) => d.name === "block_actions" && d.payload.actions[0].action_id === actionId);
+    };
+    await page.waitForFunction(async (url) => {
+      const all = await (await fetch(url)).json();
+      const names = all.deliveries.filter((d) => d.name === "block_actions").map((d) => d.payload.actions[0].action_id);
+      return names.includes("reject") && names.includes("pick_env");
+    }, `${base}_sandbox/deliveries`, { polling: 100 });
+    const rejected = await delivered("reject");
+    assert.equal(rejected.payload.actions[0].value, "no");
+    assert.equal(rejected.payload.actions[0].block_id, "decide");
+    assert.equal(rejected.payload.user.id, alice.id);
+    assert.equal(rejected.payload.container.message_ts, posted.ts);
+    const picked = await delivered("pick_env");
+    assert.equal(picked.payload.actions[0].selected_option.value, "production");
+
+    // A reaction from the hover bar; an edit by the app shows "(edited)"; a reply in the thread pane.
+    await message.hover();
+    await message.getByRole("button", { name: "✅" }).click();
+    await message.locator(".reaction.mine", { hasText: "1" }).waitFor();
+    await web("chat.update", { channel: posted.channel, ts: posted.ts, text: "Deploy request (approved)", blocks: [
+      { type: "section", text: { type: "mrkdwn", text: "*api-server* v2.3: approved :white_check_mark:" } },
+    ] });
+    await message.locator(".edited", { hasText: "(edited)" }).waitFor();
+    await message.hover();
+    await message.getByRole("button", { name: "💬" }).click();
+    const threadComposer = page.getByTestId("composer-thread");
+    await threadComposer.fill("Thanks, rolling out now");
+    await threadComposer.press("Enter");
+    await page.getByTestId("thread").getByText("Thanks, rolling out now").waitFor();
+    await message.getByTestId("thread-link").filter({ hasText: "1 reply" }).waitFor();
+    await page.screenshot({ path: path.join(shots, "10b-edited-reaction-thread.png") });
+
+    // Bob does not see alice's ephemeral.
+    await page.getByTestId("me").selectOption({ label: "Bob Builder (@bob)" });
+    await message.locator(".edited").waitFor();
+    assert.equal(await page.locator(".msg.ephemeral", { hasText: "Only you can see this hint." }).count(), 0);
+    assert.deepEqual(errors, [], "the page threw");
+  } catch (err) {
+    if (page) await page.screenshot({ path: path.join(shots, "failure-block-kit.png") }).catch(() => {});
     throw err;
   } finally {
     if (browser) await browser.close();

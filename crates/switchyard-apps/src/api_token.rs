@@ -19,18 +19,27 @@ pub async fn check(
     request: &HttpRequest,
     scope: &str,
 ) -> Result<Option<HttpReply>, AppError> {
+    Ok(verify(ctx, request, scope).await?.err())
+}
+
+/// As [`check`], with the token's name when it grants `scope`.
+pub async fn verify(
+    ctx: &mut Ctx<'_>,
+    request: &HttpRequest,
+    scope: &str,
+) -> Result<Result<String, HttpReply>, AppError> {
     let Some(given) = bearer(request) else {
-        return Ok(Some(HttpReply::error(401, "invalid_token")));
+        return Ok(Err(HttpReply::error(401, "invalid_token")));
     };
     let Some(token) = ctx.store().token_verify(given, ctx.now_ms()).await? else {
-        return Ok(Some(HttpReply::error(401, "invalid_token")));
+        return Ok(Err(HttpReply::error(401, "invalid_token")));
     };
     if !token.allows(scope) {
-        return Ok(Some(HttpReply::error(
+        return Ok(Err(HttpReply::error(
             403,
             &format!("missing_scope: {scope}"),
         )));
     }
     ctx.set_actor(ActorKind::Token, &token.id.to_string());
-    Ok(None)
+    Ok(Ok(token.name))
 }

@@ -361,7 +361,7 @@ pub struct TimeError {
 const DAY_MS: i64 = 86_400_000;
 
 /// A duration like `90s`, `15m`, `1h`, `30d`, `2w`, in ms.
-fn parse_duration_ms(text: &str) -> Option<i64> {
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
     let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(unit_at);
     let n: i64 = number.parse().ok()?;

@@ -70,6 +70,8 @@ pub struct Declaration {
     /// checks each exists and has the bot in it. An app built from its config section fills
     /// this from that section.
     pub channels: Vec<String>,
+    /// How often (ms) the engine calls [`App::tick`]; `None`: never.
+    pub tick_ms: Option<u64>,
 }
 
 /// A message someone posted (from `app_mention` or `message` events).
@@ -290,6 +292,14 @@ pub trait App: Send + Sync + 'static {
         _request: &HttpRequest,
     ) -> Result<HttpReply, AppError> {
         Ok(HttpReply::error(404, "not_found"))
+    }
+
+    /// Periodic work that falls due with time (see [`Declaration::tick_ms`]), in a
+    /// transaction of its own, as the system through `schedule`: what it writes through `ctx`
+    /// commits together, or on an error not at all. Every replica ticks, so take due rows
+    /// with locks (or conditional updates) that let only one replica do each piece of work.
+    async fn tick(&self, _ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        Ok(())
     }
 
     /// Lines for `/metrics` (Prometheus' text format), read from the store at each scrape.

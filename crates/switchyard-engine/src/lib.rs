@@ -32,6 +32,7 @@ pub mod sender;
 pub mod server;
 pub mod slack;
 pub mod sync_routes;
+pub mod ticks;
 
 pub use app::{
     App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input, MentionCommand,

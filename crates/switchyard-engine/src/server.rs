@@ -250,6 +250,7 @@ impl Server {
             crate::dispatch::run(engine.clone(), waiting, workers, stop_working.clone()),
             &bg,
         );
+        working.spawn_on(engine.clone().run_ticks(stop_working.clone()), &bg);
         working.spawn(access_refresh.run(stop_working.clone()));
         working.spawn(prune_audit_hourly(
             store.clone(),

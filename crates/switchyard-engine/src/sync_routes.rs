@@ -107,21 +107,10 @@ impl Engine {
         let answer = app.serve(&mut ctx, request).await;
         let (outbox, audit, _) = ctx.take();
         let answer = answer?;
-        if answer.status >= 400 || (outbox.is_empty() && audit.is_empty() && batch.open.is_none()) {
+        if answer.status >= 400 {
             return Ok(answer);
         }
-        let mut tx = match batch.open.take() {
-            Some((tx, _)) => tx,
-            None => self.store.begin().await?,
-        };
-        for record in &audit {
-            tx.audit(record).await?;
-        }
-        tx.enqueue_many(&outbox).await?;
-        tx.commit().await?;
-        if !outbox.is_empty() {
-            self.outbox_ready.notify_one();
-        }
+        self.commit_alone(&mut batch, outbox, audit).await?;
         Ok(answer)
     }
 }

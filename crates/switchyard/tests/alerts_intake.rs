@@ -326,7 +326,8 @@ async fn alertsio_grafana_payloads_firing_resolved_and_bad() {
             "url:View panel",
             "alerts_ack",
             "url:Run playbook",
-            "alerts_resolve"
+            "alerts_resolve",
+            "alerts_silence"
         ]
     );
     // P1 on the configured scale is critical; without a panel the rule's link is the button.
@@ -397,6 +398,27 @@ async fn alertsio_grafana_payloads_firing_resolved_and_bad() {
         .send_as(None, "/api/v1/grafana", &grafana("firing"))
         .await;
     assert_eq!(status, 401);
+
+    // Our own JSON takes the configured scale's names too, and only those.
+    let (status, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"title": "Checkout down", "severity": "p1", "dedup_key": "checkout"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["alerts"][0]["channels"], json!(["C0CRIT"]), "{reply}");
+    let (status, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"title": "t", "severity": "warning"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &reply["field"]),
+        (400, &json!("severity")),
+        "{reply}"
+    );
 }
 
 #[tokio::test]
@@ -515,6 +537,35 @@ async fn alertsio_post_message_through_incoming_webhooks_with_defaults_and_overr
     assert_eq!(audit[0].record.object, "webhook:deploys");
     let ops = env.messages_when("C0OPS", 1, |m| !m.is_empty()).await;
     assert_eq!(ops.len(), 1, "{ops:?}");
+
+    // With Slack's limits on (a webhook's channel: 1/s, a burst of 3), a burst of posts is
+    // paced and retried through the outbox: every one arrives, in order.
+    env.sandbox
+        .control()
+        .put("/rate_limits", &json!({"enabled": true}))
+        .await
+        .unwrap();
+    for i in 1..=4 {
+        let (status, _) = env
+            .send(
+                "/api/v1/webhooks/ops",
+                json!({"text": format!("burst {i}")}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let ops = env.messages_when("C0OPS", 5, |m| m.len() == 5).await;
+    let texts: Vec<&str> = ops.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        [
+            "Backup finished",
+            "burst 1",
+            "burst 2",
+            "burst 3",
+            "burst 4"
+        ]
+    );
 }
 
 /// `switchyard alerts test` with `config` on `payload` (a file in a directory of its own).
@@ -649,6 +700,49 @@ fn alertsio_alerts_test_shows_rules_targets_and_the_message_for_each_payload_kin
     ] {
         assert!(out.contains(part), "{part} in {out}");
     }
+}
+
+#[test]
+fn alertsio_config_show_hides_webhook_urls_and_check_config_names_bad_webhooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchyard.toml");
+    let run = |text: &str, args: &[&str]| {
+        std::fs::write(&path, text).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .args(args)
+            .arg("--config")
+            .arg(&path);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("SLACK_") || name.starts_with("SWITCHYARD_") {
+                command.env_remove(name);
+            }
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let good = "[slack]\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n[apps.webhooks]\nenabled = true\n[apps.webhooks.incoming.ops]\nwebhook_url = \"https://hooks.slack.com/services/T1/B1/s3cr3t\"\nchannel = \"#ops\"\n";
+    let (ok, out) = run(good, &["config", "show"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("s3cr3t") && out.contains("#ops"), "{out}");
+    let bad = good.replace("https://hooks", "hooks") + "icon_emoji = \"robot\"\n";
+    let (ok, out) = run(&bad, &["check-config"]);
+    assert!(!ok);
+    assert!(
+        out.contains("apps.webhooks.incoming.ops.webhook_url")
+            && out.contains("apps.webhooks.incoming.ops.icon_emoji")
+            && !out.contains("s3cr3t"),
+        "{out}"
+    );
 }
 
 #[test]

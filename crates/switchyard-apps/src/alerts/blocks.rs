@@ -22,7 +22,8 @@ pub const BUILTIN_TEMPLATE: &str = r#"[
   {% if analysis %}{"type": "section", "text": {"type": "mrkdwn", "text": {{ ("*Analysis*\n" ~ (analysis | slack)) | tojson }}}},{% endif %}
   {% if mentions %}{"type": "section", "text": {"type": "mrkdwn", "text": {{ mentions | tojson }}}},{% endif %}
   {% if buttons %}{"type": "actions", "elements": [
-    {% for b in buttons %}{"type": "button", "text": {"type": "plain_text", "text": {{ b.text | tojson }}}{% if b.url %}, "url": {{ b.url | tojson }}{% endif %}{% if b.action_id %}, "action_id": {{ b.action_id | tojson }}, "value": {{ key | tojson }}{% endif %}{% if b.style %}, "style": {{ b.style | tojson }}{% endif %}}{% if not loop.last %},{% endif %}{% endfor %}
+    {% for b in buttons %}{"type": "button", "text": {"type": "plain_text", "text": {{ b.text | tojson }}}{% if b.url %}, "url": {{ b.url | tojson }}{% endif %}{% if b.action_id %}, "action_id": {{ b.action_id | tojson }}, "value": {{ key | tojson }}{% endif %}{% if b.style %}, "style": {{ b.style | tojson }}{% endif %}}{% if not loop.last or silence_menu %},{% endif %}{% endfor %}
+    {% if silence_menu %}{"type": "static_select", "action_id": {{ silence_menu.action_id | tojson }}, "placeholder": {"type": "plain_text", "text": "Silence…"}, "options": [{% for o in silence_menu.options %}{"text": {"type": "plain_text", "text": {{ o.text | tojson }}}, "value": {{ o.value | tojson }}}{% if not loop.last %},{% endif %}{% endfor %}]}{% endif %}
   ]},{% endif %}
   {"type": "context", "elements": [{"type": "mrkdwn", "text": {{ ("Alert `" ~ (key | slack) ~ "`" ~ ((" · seen " ~ occurrences ~ " times") if occurrences > 1 else "")) | tojson }}}]}
 ]"#;
@@ -144,6 +145,19 @@ pub fn render(
             json!({"text": "Resolve", "action_id": super::RESOLVE_ACTION, "style": "primary"}),
         );
     }
+    // Silence for 1h/4h/24h: an option's value (`1h:<key>`) may be 150 characters, so an
+    // alert with a longer key has no menu (a silence by matchers still works).
+    let silence_menu = (state.status != Status::Resolved
+        && alert.dedup_key.chars().count() <= 145)
+        .then(|| {
+            json!({
+                "action_id": super::silences::SILENCE_ACTION,
+                "options": super::silences::MENU_DURATIONS
+                    .iter()
+                    .map(|d| json!({"text": format!("Silence {d}"), "value": format!("{d}:{}", alert.dedup_key)}))
+                    .collect::<Vec<_>>(),
+            })
+        });
     let emoji = if state.status == Status::Resolved {
         ":white_check_mark:"
     } else {
@@ -174,6 +188,7 @@ pub fn render(
                 links => alert.links,
                 mentions => state.mentions,
                 buttons,
+                silence_menu,
                 key => alert.dedup_key,
                 occurrences => state.occurrences,
         })?;
@@ -333,6 +348,34 @@ mod tests {
     }
 
     #[test]
+    fn a_claimed_hook_is_a_button_to_the_claiming_apps_action_with_the_alerts_key() {
+        let claims = [crate::alerts::hooks::Claim {
+            hook: crate::alerts::hooks::Hook::RunPlaybook,
+            action_id: "automation_run_for_alert".into(),
+            label: None,
+        }];
+        let templates = Templates::with_hooks(None, &Default::default(), &claims).unwrap();
+        let message = render(&templates, &alert(), &firing()).unwrap();
+        let actions = message["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "actions")
+            .unwrap()
+            .clone();
+        let hook = &actions["elements"][2];
+        assert_eq!(hook["action_id"], "automation_run_for_alert");
+        assert_eq!(hook["value"], "disk-db-1");
+        assert_eq!(hook["text"]["text"], "Run playbook");
+        let resolved = MessageState {
+            status: Status::Resolved,
+            ..firing()
+        };
+        let message = render(&templates, &alert(), &resolved).unwrap();
+        assert!(!message.to_string().contains("automation_run_for_alert"));
+    }
+
+    #[test]
     fn the_builtin_template_gives_valid_limited_blocks() {
         let state = MessageState {
             status: Status::Firing,
@@ -361,6 +404,9 @@ mod tests {
             .iter()
             .map(|e| e["action_id"].as_str().unwrap_or("url"))
             .collect();
-        assert_eq!(ids, ["url", "alerts_ack", "alerts_resolve"]);
+        assert_eq!(
+            ids,
+            ["url", "alerts_ack", "alerts_resolve", "alerts_silence"]
+        );
     }
 }

@@ -20,6 +20,8 @@ pub struct AlertsConfig {
     /// A minijinja template rendering the message's Block Kit blocks (a JSON array); the
     /// built-in one when absent.
     pub template: Option<String>,
+    /// Alertmanager's inhibition rules (see `inhibit`).
+    pub inhibit_rules: Vec<super::inhibit::InhibitRuleConfig>,
     /// The scale of `severity` labels (Alertmanager's and Grafana's payloads) onto ours:
     /// `P1 = "critical"`, `warning = "medium"`. Unlisted values go by the customary names.
     pub severity_labels: BTreeMap<String, String>,
@@ -74,6 +76,7 @@ impl ValidateSection for AlertsConfig {
                 ));
             }
         }
+        super::inhibit::validate(&self.inhibit_rules, &mut problems);
         for (label, severity) in &self.severity_labels {
             if !SEVERITIES.contains(&severity.as_str()) {
                 problems.push((
@@ -99,11 +102,16 @@ impl AlertsConfig {
     /// A `severity` label's value on our scale: `severity_labels` first (any case), then the
     /// customary names (`warning` is medium, `page` high, `info` low; unknown ones medium).
     pub fn severity_of_label(&self, label: &str) -> Severity {
+        self.severity_listed(label)
+            .unwrap_or_else(|| Severity::from_alertmanager(label))
+    }
+
+    /// A name of `severity_labels` (any case) on our scale; `None` if it is not listed.
+    pub fn severity_listed(&self, label: &str) -> Option<Severity> {
         self.severity_labels
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(label))
             .and_then(|(_, v)| Severity::parse(v))
-            .unwrap_or_else(|| Severity::from_alertmanager(label))
     }
 
     /// Alertmanager's alerts with their severity from the `severity` label on our scale.

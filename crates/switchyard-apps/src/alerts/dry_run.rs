@@ -73,7 +73,9 @@ pub fn explain(
     now_ms: i64,
 ) -> Result<Value, DryRunError> {
     let alerts = match kind {
-        PayloadKind::Alerts => intake::parse_alerts(body),
+        PayloadKind::Alerts => {
+            intake::parse_alerts_scaled(body, &|label| config.severity_listed(label))
+        }
         PayloadKind::Alertmanager => intake::parse_alertmanager(body).map(|a| config.rescale(a)),
         PayloadKind::Grafana => {
             grafana::parse_grafana(body, &|label| config.severity_of_label(label))

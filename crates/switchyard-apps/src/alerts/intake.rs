@@ -126,6 +126,15 @@ pub(crate) const MAX_KEY: usize = 200;
 
 /// Our own format: one alert, an array of them, or `{"alerts": [...]}`.
 pub fn parse_alerts(body: &str) -> Result<Vec<Alert>, BadField> {
+    parse_alerts_scaled(body, &|_| None)
+}
+
+/// As [`parse_alerts`], with `scale` naming the severities of a configured scale (`P1`) that
+/// are not one of the four.
+pub fn parse_alerts_scaled(
+    body: &str,
+    scale: &dyn Fn(&str) -> Option<Severity>,
+) -> Result<Vec<Alert>, BadField> {
     let value: Value =
         serde_json::from_str(body).map_err(|e| bad("body", format!("not JSON: {e}")))?;
     let (items, prefix): (Vec<&Value>, &str) = match &value {
@@ -152,7 +161,7 @@ pub fn parse_alerts(body: &str) -> Result<Vec<Alert>, BadField> {
             } else {
                 format!("{prefix}[{i}].")
             };
-            parse_one(item, &at)
+            parse_one(item, &at, scale)
         })
         .collect()
 }
@@ -186,18 +195,24 @@ pub(crate) fn labels_field(
     }
 }
 
-fn parse_one(item: &Value, at: &str) -> Result<Alert, BadField> {
+fn parse_one(
+    item: &Value,
+    at: &str,
+    scale: &dyn Fn(&str) -> Option<Severity>,
+) -> Result<Alert, BadField> {
     if !item.is_object() {
         return Err(bad(at.trim_end_matches('.'), "must be an object"));
     }
     let title = string_field(item, at, "title", true)?;
     let severity_text = string_field(item, at, "severity", true)?;
-    let severity = Severity::parse(&severity_text).ok_or_else(|| {
-        bad(
-            format!("{at}severity"),
-            "must be critical, high, medium or low",
-        )
-    })?;
+    let severity = Severity::parse(&severity_text)
+        .or_else(|| scale(&severity_text))
+        .ok_or_else(|| {
+            bad(
+                format!("{at}severity"),
+                "must be critical, high, medium or low (or a [apps.alerts.severity_labels] name)",
+            )
+        })?;
     let status = match string_field(item, at, "status", false)?.as_str() {
         "" => Status::Firing,
         text => Status::parse(text).ok_or_else(|| {

@@ -13,13 +13,19 @@
 //!   line to its thread. Buttons `alerts_ack` / `alerts_resolve` are `alerts.ack` /
 //!   `alerts.resolve` for `[access]`.
 //! - State: the `alerts_alerts` table (`App::migrations`).
+//! - Silences and inhibition ([`silences`], [`inhibit`]): a muted alert is stored, not posted
+//!   ([`mute`]), and posted once nothing mutes it (the app's tick sees silences end).
 
 pub mod blocks;
 pub mod config;
 pub mod dry_run;
 pub mod grafana;
 pub mod hooks;
+pub mod inhibit;
 pub mod intake;
+pub mod matchers;
+pub mod mute;
+pub mod silences;
 pub mod state;
 
 use async_trait::async_trait;
@@ -42,7 +48,11 @@ const SCOPE: &str = "alerts:write";
 
 /// The app's table, for the engine and the CLI.
 pub fn migrations() -> Vec<AppMigration> {
-    state::MIGRATIONS.to_vec()
+    let mut all = state::MIGRATIONS.to_vec();
+    all.extend(silences::MIGRATIONS);
+    all.extend(inhibit::MIGRATIONS);
+    all.extend(mute::MIGRATIONS);
+    all
 }
 
 /// The message ref of an alert's message in a channel.
@@ -67,6 +77,7 @@ pub struct Alerts {
     config: AlertsConfig,
     rules: config::CompiledRules,
     templates: blocks::Templates,
+    inhibit: inhibit::Rules,
 }
 
 /// What became of one alert of a request.
@@ -113,6 +124,7 @@ impl Alerts {
                 &config.hooks,
                 claims,
             )?,
+            inhibit: inhibit::Rules::new(&config.inhibit_rules),
             config,
         })
     }
@@ -133,10 +145,20 @@ impl Alerts {
     }
 
     /// Edits every message of the alert and adds `line` to each one's thread.
-    fn edit_all(&self, ctx: &mut Ctx<'_>, row: &AlertRow, line: &str) -> Result<(), AppError> {
+    async fn edit_all(
+        &self,
+        ctx: &mut Ctx<'_>,
+        row: &AlertRow,
+        line: &str,
+    ) -> Result<(), AppError> {
+        if row.channels.is_empty() {
+            return Ok(());
+        }
+        let note = self.silence_note(ctx, &row.alert).await?;
         for (channel, mentions) in &row.channels {
             let key = ref_key(&row.alert.dedup_key, channel);
-            let message = self.message(row, mentions).map_err(render_err)?;
+            let mut message = self.message(row, mentions).map_err(render_err)?;
+            mute::add_note(&mut message, note.as_deref());
             ctx.update(channel, &key, message);
             ctx.post_in_thread_of(channel, &key, json!({ "text": line }));
         }
@@ -170,11 +192,15 @@ impl Alerts {
                     resolved_by: None,
                     alert,
                 };
+                if let Some(mute) = self.mute_for(ctx, &row.alert).await? {
+                    return self.hold(ctx, row, mute).await;
+                }
                 for (channel, mentions) in &row.channels {
                     let message = self.message(&row, mentions).map_err(render_err)?;
                     ctx.post(channel, message, None, Some(&ref_key(&key, channel)));
                 }
                 state::save(ctx.db().await?, &row, now).await?;
+                self.after_save(ctx, &row).await?;
                 let channels: Vec<String> = row.channels.iter().map(|(c, _)| c.clone()).collect();
                 ctx.audit(
                     "alerts.fire",
@@ -244,8 +270,9 @@ impl Alerts {
                             started_at_ms: row.alert.started_at_ms,
                             ..alert
                         };
-                        self.edit_all(ctx, &row, &line)?;
+                        self.edit_all(ctx, &row, &line).await?;
                         state::save(ctx.db().await?, &row, now).await?;
+                        self.after_save(ctx, &row).await?;
                         ctx.audit(
                             action,
                             &object,
@@ -314,9 +341,11 @@ impl Alerts {
         };
         let mut verb_cap = verb.to_string();
         verb_cap[..1].make_ascii_uppercase();
-        self.edit_all(ctx, &row, &format!("{emoji} {verb_cap} by <@{user}>."))?;
+        self.edit_all(ctx, &row, &format!("{emoji} {verb_cap} by <@{user}>."))
+            .await?;
         let now = ctx.now_ms();
         state::save(ctx.db().await?, &row, now).await?;
+        self.after_save(ctx, &row).await?;
         ctx.audit(
             permission,
             &object,
@@ -350,7 +379,15 @@ impl App for Alerts {
         Declaration {
             name: "alerts",
             action_prefixes: vec!["alerts_"],
-            sync_routes: vec![ALERTS_PATH, ALERTMANAGER_PATH, GRAFANA_PATH],
+            mentions: silences::mention_commands(),
+            sync_routes: vec![
+                ALERTS_PATH,
+                ALERTMANAGER_PATH,
+                GRAFANA_PATH,
+                silences::SILENCES_PATH,
+            ],
+            // Silences that end let go of their alerts on the next tick.
+            tick_ms: Some(1_000),
             scopes: vec!["chat:write"],
             channels,
             ..Declaration::default()
@@ -361,7 +398,45 @@ impl App for Alerts {
         migrations()
     }
 
+    /// Ending a silence is the same permission as making one.
+    fn permission(&self, input: &Input, default: Option<String>) -> Option<String> {
+        match input {
+            Input::Mention { command, .. } if command == "unsilence" => {
+                Some("alerts.silence".into())
+            }
+            _ => default,
+        }
+    }
+
+    async fn tick(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        self.tick_silences(ctx).await
+    }
+
+    async fn metrics(&self, store: &switchyard_engine::Store) -> String {
+        mute::metrics(store, switchyard_engine::now_ms()).await
+    }
+
     async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError> {
+        match input {
+            Input::Mention {
+                command,
+                args,
+                message,
+            } => return self.silence_mention(ctx, command, args, message).await,
+            Input::Action {
+                action_id,
+                value,
+                user,
+                channel,
+                ..
+            } if action_id == silences::SILENCE_ACTION => {
+                let value = value.as_deref().unwrap_or("");
+                return self
+                    .silence_button(ctx, value, user, channel.as_deref())
+                    .await;
+            }
+            _ => {}
+        }
         if let Input::Action {
             action_id,
             value,
@@ -381,6 +456,11 @@ impl App for Alerts {
 
     async fn serve(&self, ctx: &mut Ctx<'_>, request: &HttpRequest) -> Result<HttpReply, AppError> {
         let path = request.path.trim_end_matches('/');
+        if path == silences::SILENCES_PATH
+            || path.starts_with(&format!("{}/", silences::SILENCES_PATH))
+        {
+            return self.serve_silences(ctx, request, path).await;
+        }
         if ![ALERTS_PATH, ALERTMANAGER_PATH, GRAFANA_PATH].contains(&path) {
             return Ok(HttpReply::error(404, "not_found"));
         }
@@ -391,7 +471,9 @@ impl App for Alerts {
             return Ok(refused);
         }
         let parsed = match path {
-            ALERTS_PATH => intake::parse_alerts(&request.body),
+            ALERTS_PATH => intake::parse_alerts_scaled(&request.body, &|label| {
+                self.config.severity_listed(label)
+            }),
             GRAFANA_PATH => {
                 grafana::parse_grafana(&request.body, &|label| self.config.severity_of_label(label))
             }
