@@ -1,6 +1,6 @@
 //! Secrets at rest: Slack's secrets read from files only their owner may read
 //! (`bot_token_file`, `app_token_file`, `signing_secret_file`), and a config file that anyone
-//! on the machine can read named (a warning at load, for now) while it holds secrets written in
+//! on the machine can read named by `config::check_exposure` while it holds secrets written in
 //! it.
 
 use std::collections::BTreeMap;
