@@ -40,17 +40,27 @@ pub fn builtin(config: &Config) -> Result<Vec<Arc<dyn App>>, ConfigError> {
     if machines.enabled {
         apps.push(Arc::new(machines::Machines::new(machines)));
     }
+    let webhooks: webhooks::WebhooksConfig = config.app_section_validated("webhooks")?;
     let alerts: alerts::AlertsConfig = config.app_section_validated("alerts")?;
     if alerts.enabled {
+        if let Some((key, reason)) = alerts::unknown_webhooks(&alerts, &webhooks)
+            .into_iter()
+            .next()
+        {
+            return Err(ConfigError {
+                file: config.source.clone(),
+                key: format!("apps.alerts.{key}"),
+                reason,
+            });
+        }
         let claims = alert_hook_claims(config)?;
         let app = alerts::Alerts::with_hook_claims(alerts, &claims).map_err(|e| ConfigError {
             file: config.source.clone(),
             key: "apps.alerts.template".into(),
             reason: e.to_string(),
         })?;
-        apps.push(Arc::new(app));
+        apps.push(Arc::new(app.with_webhooks(&webhooks)));
     }
-    let webhooks: webhooks::WebhooksConfig = config.app_section_validated("webhooks")?;
     if webhooks.enabled {
         apps.push(Arc::new(webhooks::Webhooks::new(webhooks)));
     }

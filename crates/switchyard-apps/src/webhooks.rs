@@ -208,7 +208,12 @@ pub fn post_body(hook: &IncomingWebhook, body: &str) -> Result<Value, HttpReply>
     if out.contains_key("icon_emoji") && out.contains_key("icon_url") {
         return Err(bad("icon_url", "give icon_emoji or icon_url, not both"));
     }
-    // The call's icon, of either kind, replaces the default's.
+    Ok(with_defaults(hook, out))
+}
+
+/// `message` with the webhook's defaults for what it does not say itself (an icon of either
+/// kind in `message` replaces the default's).
+pub fn with_defaults(hook: &IncomingWebhook, mut out: Map<String, Value>) -> Value {
     let call_icon = out.contains_key("icon_emoji") || out.contains_key("icon_url");
     for (key, default) in [
         ("channel", &hook.channel),
@@ -224,7 +229,7 @@ pub fn post_body(hook: &IncomingWebhook, body: &str) -> Result<Value, HttpReply>
             out.insert(key.into(), json!(default));
         }
     }
-    Ok(Value::Object(out))
+    Value::Object(out)
 }
 
 impl Webhooks {

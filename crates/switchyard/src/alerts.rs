@@ -26,6 +26,20 @@ pub(crate) fn test(args: &AlertsTestArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let webhooks: switchyard_apps::webhooks::WebhooksConfig = match config.app_section("webhooks") {
+        Ok(section) => section,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some((key, reason)) = switchyard_apps::alerts::unknown_webhooks(&section, &webhooks)
+        .into_iter()
+        .next()
+    {
+        eprintln!("{}: apps.alerts.{key}: {reason}", config.source);
+        return ExitCode::FAILURE;
+    }
     let claims = match switchyard_apps::alert_hook_claims(&config) {
         Ok(claims) => claims,
         Err(e) => {

@@ -631,6 +631,25 @@ fn alertsio_alerts_test_shows_rules_targets_and_the_message_for_each_payload_kin
         {"title": "Replication lag", "severity": "critical", "labels": {"team": "db"}, "dedup_key": "lag"},
         {"title": "Printer on fire", "severity": "critical"}
     ]);
+    let with_webhook = TEST_CONFIG.replace(
+        "mentions = [\"@here\"]\ncontinue = true",
+        "mentions = [\"@here\"]\ncontinue = true\nwebhooks = [\"ops\"]",
+    ) + "[apps.webhooks.incoming.ops]\nwebhook_url = \"https://hooks.example/T/B/x\"\n";
+    let (ok, out, err) = alerts_test(&with_webhook, &ours.to_string(), &[]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("→ webhook ops (a copy on firing and on resolution)"),
+        "{out}"
+    );
+    let (ok, _, err) = alerts_test(
+        &with_webhook.replace("incoming.ops", "incoming.other"),
+        &ours.to_string(),
+        &[],
+    );
+    assert!(
+        !ok && err.contains("apps.alerts.rules[0].webhooks"),
+        "{err}"
+    );
     let (ok, out, err) = alerts_test(TEST_CONFIG, &ours.to_string(), &[]);
     assert!(ok, "{err}");
     for part in [
@@ -796,4 +815,59 @@ fn alertsio_alerts_test_names_the_file_and_field_of_a_bad_payload() {
         err.contains("apps.alerts.rules[0].condition") && err.contains("database"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn alertsio_a_rule_copies_alerts_to_an_incoming_webhook_on_fire_and_resolve() {
+    let env = Env::start(|url| {
+        ALERTS.replace(
+            "mentions = [\"@here\"]",
+            "mentions = [\"@here\"]\nwebhooks = [\"ops\"]",
+        ) + &format!(
+            "[apps.webhooks]\nenabled = true\n[apps.webhooks.incoming.ops]\nwebhook_url = \"{url}\"\nusername = \"Alerts\"\n"
+        )
+    })
+    .await;
+    let (status, reply) = env.send("/api/v1/grafana", grafana("firing")).await;
+    assert_eq!(status, 200, "{reply}");
+    // Only the team-blue alert's rule names the webhook.
+    let ops = env.messages_when("C0OPS", 1, |m| !m.is_empty()).await;
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0]["username"], "Alerts");
+    let text = blocks_text(&ops[0]);
+    assert!(
+        text.contains("This alert was triggered for zone us-1"),
+        "{text}"
+    );
+    assert_eq!(
+        button_ids(&ops[0]),
+        ["url:View panel", "url:Run playbook"],
+        "no Acknowledge/Resolve through a webhook"
+    );
+    // A repeat of the same episode is not copied; the resolution is.
+    env.send("/api/v1/grafana", grafana("firing")).await;
+    env.send("/api/v1/grafana", grafana("resolved")).await;
+    let ops = env.messages_when("C0OPS", 2, |m| m.len() == 2).await;
+    assert!(
+        blocks_text(&ops[1]).contains(":white_check_mark: Resolved"),
+        "{ops:?}"
+    );
+    // The channel's own message is still there, edited in place.
+    env.messages_when("C0BLUE", 1, |m| {
+        m.len() == 1 && blocks_text(&m[0]).contains(":white_check_mark: Resolved")
+    })
+    .await;
+
+    // A rule naming a webhook the config lacks is a config error naming the rule.
+    let text = format!(
+        "[slack]\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n{}",
+        ALERTS.replace(
+            "mentions = [\"@here\"]",
+            "mentions = [\"@here\"]\nwebhooks = [\"nowhere\"]"
+        )
+    );
+    let config = Config::parse(&text, "w.toml", &BTreeMap::<String, String>::new()).unwrap();
+    let e = switchyard_apps::builtin(&config).err().expect("refused");
+    assert_eq!(e.key, "apps.alerts.rules[0].webhooks", "{e}");
+    assert!(e.to_string().contains("team blue"), "{e}");
 }

@@ -124,7 +124,16 @@ pub fn explain(
             )?;
             targets.push(json!({"channel": channel, "mentions": words, "message": message}));
         }
+        let mut webhooks: Vec<&str> = Vec::new();
+        for &i in &hits {
+            for name in &config.rules[i].webhooks {
+                if !webhooks.contains(&name.as_str()) {
+                    webhooks.push(name);
+                }
+            }
+        }
         out.push(json!({
+            "webhooks": webhooks,
             "dedup_key": alert.dedup_key,
             "title": alert.title,
             "severity": alert.severity.as_str(),
@@ -199,6 +208,12 @@ pub fn report_text(report: &Value) -> String {
             for line in message.lines() {
                 out.push_str(&format!("    {line}\n"));
             }
+        }
+        for name in alert["webhooks"].as_array().unwrap_or(&empty) {
+            out.push_str(&format!(
+                "  → webhook {} (a copy on firing and on resolution)\n",
+                name.as_str().unwrap_or("")
+            ));
         }
     }
     out

@@ -1,0 +1,317 @@
+//! The real Prometheus Alertmanager (Debian's `prometheus-alertmanager` 0.25, fetched by
+//! `bench/alertmanager/fetch`, which `scripts/test` runs) in front of Switchyard: its webhook
+//! receiver posts to `/api/v1/alertmanager` with an API token (`http_config.authorization`), and
+//! its own Slack receiver posts to a sandbox incoming webhook. Alerts are fired and resolved
+//! through Alertmanager's API (`POST /api/v2/alerts`) and seen in the sandbox's channels.
+//!
+//! Without the binary (`SWITCHYARD_ALERTMANAGER`, or the fetch script's folder) the test says
+//! `SKIPPED` on stderr and passes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_engine::{Config, Server, StartOptions};
+use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
+
+const SEED: &str = r#"
+[team]
+id = "T0SANDBOX"
+name = "Sandbox"
+domain = "sandbox"
+
+[[users]]
+name = "alice"
+real_name = "Alice Admin"
+
+[[channels]]
+id = "C0ALERTS"
+name = "alerts"
+members = ["alice"]
+app_member = true
+
+[[channels]]
+id = "C0AMSLACK"
+name = "am-slack"
+members = ["alice"]
+app_member = true
+
+[[webhooks]]
+channel = "am-slack"
+"#;
+
+/// How to run Alertmanager, if this machine has it: `SWITCHYARD_ALERTMANAGER` (a binary), or
+/// the fetched package through `bench/alertmanager/run` (which gives it its templates).
+fn alertmanager_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SWITCHYARD_ALERTMANAGER").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let bench = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/alertmanager");
+    bench
+        .join("pkg/usr/bin/prometheus-alertmanager")
+        .is_file()
+        .then(|| bench.join("run"))
+}
+
+/// An Alertmanager process, killed on drop.
+struct Alertmanager {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Alertmanager {
+    /// Starts `binary` with `config` (YAML) in `dir`, once it answers `/-/ready`. Clustering is
+    /// off: a lone Alertmanager would otherwise wait for its gossip to settle before notifying.
+    async fn start(binary: &PathBuf, config: &str, dir: &std::path::Path) -> Self {
+        let config_file = dir.join("alertmanager.yml");
+        std::fs::write(&config_file, config).unwrap();
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("alertmanager starts");
+        let am = Self { child, url };
+        let http = reqwest::Client::new();
+        for _ in 0..600 {
+            if let Ok(r) = http.get(format!("{}/-/ready", am.url)).send().await
+                && r.status().is_success()
+            {
+                return am;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("alertmanager never became ready at {}", am.url);
+    }
+}
+
+/// The bot's top-level messages in `channel` once there are at least `n`.
+async fn messages(sandbox: &Sandbox, channel: &str, n: usize) -> Vec<Value> {
+    let v = sandbox
+        .control()
+        .get(&format!(
+            "/channels/{channel}/messages?wait_for={n}&timeout_ms=30000"
+        ))
+        .await
+        .unwrap();
+    let messages: Vec<Value> = v["messages"].as_array().unwrap().clone();
+    assert!(messages.len() >= n, "{n} messages in {channel}: {v:#}");
+    messages
+}
+
+/// The replies in a thread once there are at least `n`.
+async fn replies(sandbox: &Sandbox, channel: &str, ts: &str, n: usize) -> Vec<String> {
+    let v = sandbox
+        .control()
+        .get(&format!(
+            "/channels/{channel}/threads/{ts}?wait_for={}&timeout_ms=30000",
+            n + 1
+        ))
+        .await
+        .unwrap();
+    let messages = v["messages"].as_array().unwrap();
+    assert!(messages.len() > n, "{n} replies in {channel}/{ts}: {v:#}");
+    messages[1..]
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_real_alertmanager_posts_through_switchyard_into_the_sandbox() {
+    let Some(binary) = alertmanager_binary() else {
+        use std::io::Write;
+        // Straight to the process's stderr: `eprintln!` would be captured by libtest.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: the real Alertmanager against Switchyard — no binary; run \
+             bench/alertmanager/fetch or set SWITCHYARD_ALERTMANAGER"
+        );
+        return;
+    };
+    let sandbox = Sandbox::start(SandboxConfig {
+        seed: Seed::parse_toml(SEED, "alertmanager_seed.toml").unwrap(),
+        rate_limits: RateLimitSettings {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n[apps.alerts]\nenabled = true\ndefault_channel = \"C0ALERTS\"\n",
+        sandbox.bot_token(),
+        sandbox.signing_secret(),
+        sandbox.api_url(),
+        dir.path().join("sy.db").display()
+    );
+    let config = Config::parse(
+        &text,
+        "alertmanager.toml",
+        &BTreeMap::<String, String>::new(),
+    )
+    .expect("config");
+    let apps = switchyard_apps::builtin(&config).unwrap();
+    let server = Server::start(config.clone(), apps.clone(), StartOptions::default())
+        .await
+        .unwrap();
+    let declarations: Vec<_> = apps.iter().map(|a| a.declaration()).collect();
+    let manifest = switchyard_engine::manifest::manifest(&config, &declarations, None);
+    Manifest::from_value(manifest.clone()).expect("a manifest the sandbox takes");
+    sandbox
+        .control()
+        .put("/app/manifest", &manifest)
+        .await
+        .unwrap();
+    let token = switchyard_engine::admin::create_token(
+        server.store(),
+        &switchyard_store::NewApiToken {
+            name: "alertmanager".into(),
+            scopes: vec!["alerts:write".into()],
+            expires_at_ms: None,
+        },
+        &switchyard_engine::admin::Actor::cli(),
+        switchyard_engine::now_ms(),
+    )
+    .await
+    .unwrap()
+    .plaintext;
+    let (_, slack_webhook) = sandbox
+        .webhook_urls()
+        .into_iter()
+        .next()
+        .expect("the seed's webhook");
+
+    // Every alert is a group of its own and is sent at once (group_wait 0); a resolution goes
+    // out at the group's next interval.
+    let am_config = format!(
+        r#"
+route:
+  receiver: both
+  group_by: ['...']
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 4h
+receivers:
+  - name: both
+    webhook_configs:
+      - url: "http://{addr}/api/v1/alertmanager"
+        send_resolved: true
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: "{token}"
+    slack_configs:
+      - api_url: "{slack_webhook}"
+        send_resolved: true
+        title: '{{{{ .Status }}}}: {{{{ .CommonAnnotations.summary }}}}'
+        text: 'from Alertmanager'
+"#,
+        addr = server.addr()
+    );
+    let am = Alertmanager::start(&binary, &am_config, dir.path()).await;
+    let http = reqwest::Client::new();
+    let fire = |ends_at: Option<String>| {
+        let mut alert = json!({
+            "labels": {"alertname": "DiskFull", "severity": "critical", "instance": "db-1"},
+            "annotations": {"summary": "Disk full on db-1", "description": "98% used"},
+            "generatorURL": "http://prometheus.example:9090/graph?g0.expr=disk"
+        });
+        if let Some(ends_at) = ends_at {
+            alert["endsAt"] = json!(ends_at);
+        }
+        let http = http.clone();
+        let url = format!("{}/api/v2/alerts", am.url);
+        async move {
+            let r = http.post(url).json(&json!([alert])).send().await.unwrap();
+            assert!(
+                r.status().is_success(),
+                "Alertmanager took the alert: {r:?}"
+            );
+        }
+    };
+
+    fire(None).await;
+    // Switchyard's message, from Alertmanager's webhook.
+    let ours = messages(&sandbox, "C0ALERTS", 1).await;
+    assert_eq!(ours.len(), 1, "one message per alert: {ours:#?}");
+    let blocks = ours[0]["blocks"].to_string();
+    assert!(ours[0]["bot_id"].is_string(), "posted as the app");
+    for part in [
+        "Disk full on db-1",
+        "98% used",
+        "alertmanager (both)",
+        "• db-1",
+        "http://prometheus.example:9090/graph?g0.expr=disk",
+    ] {
+        assert!(blocks.contains(part), "{part} in {blocks}");
+    }
+    // Alertmanager's own Slack message, through the sandbox's incoming webhook.
+    let theirs = messages(&sandbox, "C0AMSLACK", 1).await;
+    assert!(
+        theirs[0].to_string().contains("Disk full on db-1"),
+        "{theirs:#?}"
+    );
+
+    // Resolved through Alertmanager's API (endsAt now): Switchyard edits its message in place
+    // and says so in the thread.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    fire(Some(rfc3339(now))).await;
+    let ts = ours[0]["ts"].as_str().unwrap().to_string();
+    let lines = replies(&sandbox, "C0ALERTS", &ts, 1).await;
+    assert_eq!(
+        lines,
+        [":white_check_mark: Resolved via alertmanager (both)."]
+    );
+    let after = messages(&sandbox, "C0ALERTS", 1).await;
+    assert_eq!(after.len(), 1, "edited, not posted again: {after:#?}");
+    assert!(
+        after[0]["blocks"].to_string().contains("Resolved"),
+        "{:#}",
+        after[0]
+    );
+    let theirs = messages(&sandbox, "C0AMSLACK", 2).await;
+    assert!(theirs[1].to_string().contains("resolved"), "{theirs:#?}");
+    drop(am);
+    server.shutdown().await;
+}
+
+/// `2026-11-26T04:46:12Z` from seconds since the epoch (UTC).
+fn rfc3339(secs: i64) -> String {
+    let (year, month, day) = switchyard_engine::admin::civil_from_days(secs.div_euclid(86_400));
+    let of_day = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
