@@ -142,7 +142,7 @@ pub fn socket_envelope(data: &[u8]) {
     if let Frame::Envelope { kind, payload, .. } = parse_frame(text) {
         let h = harness();
         let engine = h.engine.clone();
-        let acked = h.runtime.block_on(engine.receive(kind, payload));
+        let acked = h.runtime.block_on(engine.receive(kind, payload, None));
         assert!(acked.is_ok(), "an envelope was not committed: {acked:?}");
     }
 }
@@ -189,13 +189,13 @@ pub fn cel_condition(data: &[u8]) {
     let config = AlertsConfig {
         enabled: true,
         default_channel: Some("C0DEFAULT".into()),
-        rules: vec![RuleConfig {
-            name: "fuzzed".into(),
-            condition,
-            channels: vec!["C0RULE".into()],
-            mentions: vec![],
-            continue_matching: false,
-        }],
+        // From JSON, as the config gives it: the rule's other keys keep their defaults.
+        rules: vec![
+            serde_json::from_value::<RuleConfig>(serde_json::json!({
+                "name": "fuzzed", "condition": condition, "channels": ["C0RULE"],
+            }))
+            .expect("a rule"),
+        ],
         ..AlertsConfig::default()
     };
     let compiled = CompiledRules::new(&config);
