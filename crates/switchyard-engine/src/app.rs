@@ -472,6 +472,70 @@ impl<'b> Ctx<'b> {
         self.call("chat.update", channel, message, Some(ref_key));
     }
 
+    /// Edits the message posted with `ref_key`, keeping at most one edit of it waiting: if one
+    /// is still queued (by this handler, or in the outbox and not yet taken by the sender), it
+    /// gets this content instead of a second call being queued. For messages edited as they
+    /// grow (a storm's summary), where only the latest state matters.
+    pub async fn update_latest(
+        &mut self,
+        channel: &str,
+        ref_key: &str,
+        message: Value,
+    ) -> Result<(), StoreError> {
+        if !self
+            .replace_queued("chat.update", ref_key, &message)
+            .await?
+        {
+            self.update(channel, ref_key, message);
+        }
+        Ok(())
+    }
+
+    /// Gives the queued `method` call for `ref_key` (queued by this handler, or pending in the
+    /// outbox and not yet taken by the sender) the arguments `args` instead, keeping its place
+    /// in line. `false` when there is no such call: it went out already, or is going now.
+    pub async fn replace_queued(
+        &mut self,
+        method: &str,
+        ref_key: &str,
+        args: &Value,
+    ) -> Result<bool, StoreError> {
+        if let Some(item) = self
+            .outbox
+            .iter_mut()
+            .rev()
+            .find(|i| i.method == method && i.ref_key.as_deref() == Some(ref_key))
+        {
+            item.payload = args.to_string();
+            return Ok(true);
+        }
+        let now_ms = self.now_ms;
+        self.db().await?;
+        self.batch
+            .tx()
+            .await?
+            .outbox_replace_pending(method, ref_key, &args.to_string(), now_ms)
+            .await
+    }
+
+    /// How many Slack calls wait on `ordering_key` (a channel's line), this handler's
+    /// included: what the channel has yet to take at Slack's pace.
+    pub async fn queued(&mut self, ordering_key: &str) -> Result<i64, StoreError> {
+        let here = self
+            .outbox
+            .iter()
+            .filter(|i| i.ordering_key == ordering_key)
+            .count() as i64;
+        self.db().await?;
+        let stored = self
+            .batch
+            .tx()
+            .await?
+            .outbox_pending_on(ordering_key)
+            .await?;
+        Ok(here + stored)
+    }
+
     /// A message only `user` sees.
     pub fn ephemeral(&mut self, channel: &str, user: &str, text: &str) {
         self.call(

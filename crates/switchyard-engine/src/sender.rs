@@ -84,6 +84,18 @@ impl Pacer {
         }
     }
 
+    /// After a call of `flight` (sent to answered): Slack counted it when it arrived, up to
+    /// `flight` after this bucket did, so the refill of that time is taken back. Otherwise a
+    /// slow call followed by a fast one arrives closer together than the limit allows (a 429).
+    fn settle(&self, method: &str, key: &str, flight: Duration) {
+        let (per_minute, _) = limit_for(method);
+        let rate = per_minute / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((tokens, _)) = buckets.get_mut(&bucket_key(method, key)) {
+            *tokens -= flight.as_secs_f64() * rate;
+        }
+    }
+
     /// After a 429: nothing more for this bucket until `retry_after` has passed.
     fn hold(&self, method: &str, key: &str, retry_after: Duration) {
         let (per_minute, _) = limit_for(method);
@@ -212,7 +224,10 @@ impl Sender {
             crate::metrics::PACING_WAITS.inc();
             tokio::time::sleep(wait).await;
         }
+        let sent_at = Instant::now();
         let result = self.call(item).await;
+        self.pacer
+            .settle(&item.method, &item.ordering_key, sent_at.elapsed());
         crate::metrics::call_outcome(&item.method, &result);
         match result {
             Ok(response) => OutboxResult::Sent {

@@ -1380,6 +1380,48 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Replaces the payload of the pending `method` call for `ref_key` that no sender holds
+    /// yet (no lease, or an expired one) with `payload`: the call still goes in its place in
+    /// line, with the latest content. `false` when there is none (never queued, already sent,
+    /// or being sent now): the caller queues a new one. For edits where only the latest state
+    /// matters (a summary edited as it grows), so many changes do not become many calls.
+    pub async fn outbox_replace_pending(
+        &mut self,
+        method: &str,
+        ref_key: &str,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        // `state = 'pending'` is written out (not bound) so SQLite uses the partial index.
+        let done = sqlx::query(
+            "UPDATE outbox SET payload = $1 WHERE id = (SELECT id FROM outbox \
+             WHERE ref_key = $2 AND method = $3 AND state = 'pending' \
+             AND (lease_until IS NULL OR lease_until < $4) ORDER BY id DESC LIMIT 1) \
+             AND state = 'pending' AND (lease_until IS NULL OR lease_until < $4)",
+        )
+        .bind(payload)
+        .bind(ref_key)
+        .bind(method)
+        .bind(now_ms)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query_err("outbox replace pending"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// How many calls are pending for `ordering_key` (a channel's line: what waits for Slack's
+    /// rate limit there), those being sent included.
+    pub async fn outbox_pending_on(&mut self, ordering_key: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND ordering_key = $1",
+        )
+        .bind(ordering_key)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(query_err("outbox pending on"))?;
+        row.try_get("n").map_err(query_err("outbox pending on"))
+    }
+
     /// Starts a savepoint: what follows can be undone with [`Tx::rollback_to_savepoint`] without
     /// losing the rest of the transaction (one handler's failure in a batch of many).
     pub async fn savepoint(&mut self) -> Result<(), StoreError> {

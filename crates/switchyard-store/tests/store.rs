@@ -983,3 +983,78 @@ async fn a_batch_insert_reports_duplicates_within_and_across_batches() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_pending_call_for_a_ref_takes_the_latest_content_until_a_sender_holds_it() {
+    on_both(|store| async move {
+        let edit = |text: &str| NewOutboxItem {
+            method: "chat.update".into(),
+            ref_key: Some("summary".into()),
+            ..outbox("C1", text)
+        };
+        let ids_ = enqueue(&store, &[outbox("C1", "first"), edit("v1")]).await;
+
+        // Waiting behind the post: replaced in place, keeping its position.
+        let mut tx = store.begin().await.unwrap();
+        assert!(
+            tx.outbox_replace_pending("chat.update", "summary", "{\"text\":\"v2\"}", 10)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !tx.outbox_replace_pending("chat.postMessage", "summary", "{}", 10)
+                .await
+                .unwrap(),
+            "another method's call is not this one"
+        );
+        assert!(
+            !tx.outbox_replace_pending("chat.update", "other", "{}", 10)
+                .await
+                .unwrap()
+        );
+        assert_eq!(tx.outbox_pending_on("C1").await.unwrap(), 2);
+        assert_eq!(tx.outbox_pending_on("C2").await.unwrap(), 0);
+        tx.commit().await.unwrap();
+        let item = store.outbox_get(ids_[1]).await.unwrap().unwrap();
+        assert_eq!(item.payload, "{\"text\":\"v2\"}");
+        assert_eq!(store.outbox_counts().await.unwrap(), counts(2, 0, 0));
+
+        // Claimed by a sender (going out as it is): not replaced; the caller queues anew.
+        let post = store.outbox_claim("s", 20, 10_000, 10).await.unwrap();
+        store.outbox_sent(post[0].id, "s", "{}", 21).await.unwrap();
+        let claimed = store.outbox_claim("s", 30, 10_000, 10).await.unwrap();
+        assert_eq!(ids(&claimed, |i| i.id), ids_[1..]);
+        let mut tx = store.begin().await.unwrap();
+        assert!(
+            !tx.outbox_replace_pending("chat.update", "summary", "{\"text\":\"v3\"}", 40)
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+        // Its lease ran out (its sender died): it can take the latest content again.
+        let mut tx = store.begin().await.unwrap();
+        assert!(
+            tx.outbox_replace_pending("chat.update", "summary", "{\"text\":\"v4\"}", 20_000)
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.outbox_get(ids_[1]).await.unwrap().unwrap().payload,
+            "{\"text\":\"v4\"}"
+        );
+        // Sent: nothing pending to replace.
+        let again = store.outbox_claim("s", 20_001, 30_000, 10).await.unwrap();
+        store
+            .outbox_sent(again[0].id, "s", "{}", 20_002)
+            .await
+            .unwrap();
+        let mut tx = store.begin().await.unwrap();
+        assert!(
+            !tx.outbox_replace_pending("chat.update", "summary", "{}", 20_003)
+                .await
+                .unwrap()
+        );
+    })
+    .await;
+}

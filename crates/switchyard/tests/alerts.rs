@@ -66,12 +66,15 @@ condition = "labels.team == 'db' AND severity != 'low'"
 channels = ["C0DB"]
 mentions = ["@here"]
 continue = true
+# Every repeat's thread line, for the update-in-place flow (the default is 4h).
+repeat_interval = "0s"
 
 [[apps.alerts.rules]]
 name = "paging"
 condition = "severity == 'critical' && labels.team == 'db'"
 channels = ["C0ONCALL"]
 mentions = ["U0ONCALL"]
+repeat_interval = "0s"
 
 [[apps.alerts.rules]]
 name = "other db alerts (a critical one stopped at paging)"
@@ -84,6 +87,8 @@ struct Env {
     server: Server,
     http: reqwest::Client,
     token: String,
+    /// What started the server, to start it again (`Env::restart`).
+    config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -95,10 +100,21 @@ impl Env {
 
     /// As [`Env::start`], on the given store (SQLite in a directory of its own without one).
     async fn start_on(extra: &str, store_url: Option<String>) -> Self {
+        Self::start_with(ALERTS, extra, store_url, false).await
+    }
+
+    /// With `alerts` as the `[apps.alerts]` config, and the sandbox's rate limits (Slack's)
+    /// on or off.
+    async fn start_with(
+        alerts: &str,
+        extra: &str,
+        store_url: Option<String>,
+        rate_limits: bool,
+    ) -> Self {
         let sandbox = Sandbox::start(SandboxConfig {
             seed: Seed::parse_toml(SEED, "alerts_seed.toml").unwrap(),
             rate_limits: RateLimitSettings {
-                enabled: false,
+                enabled: rate_limits,
                 ..Default::default()
             },
             ..Default::default()
@@ -109,7 +125,7 @@ impl Env {
         let store_url =
             store_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("a.db").display()));
         let text = format!(
-            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{store_url}\"\n[engine]\npoll_interval_ms = 100\n{ALERTS}\n{extra}",
+            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{store_url}\"\n[engine]\npoll_interval_ms = 100\n{alerts}\n{extra}",
             sandbox.bot_token(),
             sandbox.signing_secret(),
             sandbox.api_url(),
@@ -151,7 +167,33 @@ impl Env {
             server,
             http,
             token,
+            config,
             _dir: dir,
+        }
+    }
+
+    /// Stops the server, then starts another on the same store and sandbox.
+    async fn restart(self) -> Self {
+        let Self {
+            sandbox,
+            server,
+            http,
+            token,
+            config,
+            _dir,
+        } = self;
+        assert!(server.shutdown().await, "the first server stopped in time");
+        let apps = switchyard_apps::builtin(&config).unwrap();
+        let server = Server::start(config.clone(), apps, StartOptions::default())
+            .await
+            .unwrap();
+        Self {
+            sandbox,
+            server,
+            http,
+            token,
+            config,
+            _dir,
         }
     }
 
@@ -675,4 +717,319 @@ channels = ["C1"]
         stderr.contains("apps.alerts.severity_channels.urgent"),
         "{stderr}"
     );
+}
+
+// ---- grouping, timing and storms ----
+
+const GROUPED: &str = r#"
+[apps.alerts]
+enabled = true
+default_channel = "C0ALERTS"
+repeat_interval = "3s"
+
+[[apps.alerts.rules]]
+name = "web"
+condition = "labels.team == 'web'"
+channels = ["C0DB"]
+group_by = ["cluster"]
+group_wait = "1s"
+group_interval = "2s"
+"#;
+
+fn web_alert(key: &str, cluster: &str) -> Value {
+    json!({
+        "title": format!("{key} is slow"), "severity": "high", "source": "prometheus",
+        "labels": {"team": "web", "cluster": cluster}, "dedup_key": key
+    })
+}
+
+fn now_s() -> f64 {
+    switchyard_engine::now_ms() as f64 / 1000.0
+}
+
+fn ts_of(message: &Value) -> f64 {
+    message["ts"].as_str().unwrap().parse().unwrap()
+}
+
+impl Env {
+    /// The details of the audit records whose action starts with `prefix`, oldest first.
+    async fn audited(&self, prefix: &str) -> Vec<String> {
+        let mut entries = self
+            .server
+            .store()
+            .audit_query(&AuditFilter {
+                action_prefix: Some(prefix.into()),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        entries.reverse();
+        entries.into_iter().map(|e| e.record.detail).collect()
+    }
+
+    /// Everything the bot wrote in `channel`: top-level messages and their threads' replies.
+    async fn everything_in(&self, channel: &str) -> (Vec<Value>, Vec<Value>) {
+        let v = self.get(&format!("/channels/{channel}/messages")).await;
+        let top: Vec<Value> = v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["bot_id"].is_string())
+            .cloned()
+            .collect();
+        let mut replies = Vec::new();
+        for m in &top {
+            if m["reply_count"].as_i64().unwrap_or(0) > 0 {
+                let ts = m["ts"].as_str().unwrap();
+                let thread = self.get(&format!("/channels/{channel}/threads/{ts}")).await;
+                replies.extend(thread["messages"].as_array().unwrap()[1..].iter().cloned());
+            }
+        }
+        (top, replies)
+    }
+}
+
+#[tokio::test]
+async fn groups_wait_then_post_together_and_repeats_keep_to_repeat_interval() {
+    let env = Env::start_with(GROUPED, "", None, true).await;
+    let fired = now_s();
+    let (status, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!([
+                web_alert("w1", "eu"),
+                web_alert("w2", "eu"),
+                web_alert("w3", "us")
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+
+    // Held for group_wait, then posted by the app's tick: one flush per group.
+    let messages = env.messages_when("C0DB", |m| m.len() == 3).await;
+    for m in &messages {
+        assert!(ts_of(m) - fired >= 0.99, "held for group_wait: {m}");
+    }
+    let flushes = env.audited("alerts.flush").await;
+    assert_eq!(flushes.len(), 2, "{flushes:?}");
+    assert!(
+        flushes
+            .iter()
+            .any(|d| d.contains("2 alert(s)") && d.contains("cluster=eu")),
+        "{flushes:?}"
+    );
+    assert!(
+        flushes
+            .iter()
+            .any(|d| d.contains("1 alert(s)") && d.contains("cluster=us")),
+        "{flushes:?}"
+    );
+
+    // Sent again within repeat_interval: the message is edited, no thread line. The
+    // acknowledgement's line after it is the thread's first.
+    let w1 = messages
+        .iter()
+        .find(|m| blocks_text(m).contains("`w1`"))
+        .unwrap();
+    let ts_w1 = w1["ts"].as_str().unwrap().to_string();
+    let (_, reply) = env.send("/api/v1/alerts", web_alert("w1", "eu")).await;
+    assert_eq!(reply["alerts"][0]["result"], "updated");
+    let mut ack = web_alert("w1", "eu");
+    ack["status"] = json!("acknowledged");
+    env.send("/api/v1/alerts", ack).await;
+    assert_eq!(
+        env.replies("C0DB", &ts_w1, 1).await,
+        [":eyes: Acknowledged via prometheus."]
+    );
+    env.messages_when("C0DB", |m| {
+        m.iter()
+            .any(|m| blocks_text(m).contains("`w1` · seen 2 times"))
+    })
+    .await;
+
+    // A new alert of a group that posted waits for group_interval after that flush.
+    let (_, reply) = env.send("/api/v1/alerts", web_alert("w4", "eu")).await;
+    assert_eq!(reply["alerts"][0]["result"], "posted");
+    let messages = env.messages_when("C0DB", |m| m.len() == 4).await;
+    let w4 = messages
+        .iter()
+        .find(|m| blocks_text(m).contains("`w4`"))
+        .expect("w4 posted");
+    assert!(
+        ts_of(w4) - fired >= 2.99,
+        "held for group_interval: {w4}, fired at {fired}"
+    );
+
+    // After repeat_interval, a repeat adds its line.
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    env.send("/api/v1/alerts", web_alert("w1", "eu")).await;
+    assert_eq!(
+        env.replies("C0DB", &ts_w1, 2).await[1],
+        ":repeat: Fired again (3 times)."
+    );
+}
+
+#[tokio::test]
+async fn a_pending_group_flush_survives_a_restart() {
+    let config = GROUPED.replace("group_wait = \"1s\"", "group_wait = \"3s\"");
+    let env = Env::start_with(&config, "", None, false).await;
+    let (status, _) = env
+        .send(
+            "/api/v1/alerts",
+            json!([web_alert("r1", "eu"), web_alert("r2", "eu")]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let env = env.restart().await;
+    env.messages_when("C0DB", |m| m.len() == 2).await;
+    let flushes = env.audited("alerts.flush").await;
+    assert_eq!(flushes.len(), 1, "flushed once: {flushes:?}");
+}
+
+const STORMY: &str = r#"
+[apps.alerts]
+enabled = true
+default_channel = "C0ALERTS"
+
+[apps.alerts.severity_channels]
+critical = "C0CRIT"
+
+[[apps.alerts.rules]]
+name = "cluster"
+condition = "labels.kind == 'storm'"
+channels = ["C0DB"]
+"#;
+
+/// 2,000 alerts for one channel with Slack's rate limits on: a few posted, the rest folded
+/// into one summary with their details in its thread; none missing, no 429, and another
+/// channel's alert goes meanwhile.
+#[tokio::test]
+async fn a_storm_is_folded_into_one_summary_and_its_thread_with_nothing_lost() {
+    const N: usize = 2_000;
+    let env = Env::start_with(STORMY, "", None, true).await;
+    let severities = ["critical", "high", "medium", "low"];
+    let sources = ["prometheus", "grafana", "zabbix"];
+    for batch in 0..N / 100 {
+        let alerts: Vec<Value> = (batch * 100..(batch + 1) * 100)
+            .map(|i| {
+                json!({
+                    "title": format!("Node {i} unreachable"),
+                    "severity": severities[i % 4], "source": sources[i % 3],
+                    "labels": {"kind": "storm", "node": format!("n{i}")},
+                    "dedup_key": format!("storm-{i:04}")
+                })
+            })
+            .collect();
+        let (status, reply) = env.send("/api/v1/alerts", json!(alerts)).await;
+        assert_eq!(status, 200, "{reply}");
+        if batch == N / 200 {
+            // Another channel's alert, in the middle of the storm.
+            let (_, reply) = env
+                .send(
+                    "/api/v1/alerts",
+                    json!({"title": "Payments down", "severity": "critical", "dedup_key": "pay"}),
+                )
+                .await;
+            assert_eq!(reply["alerts"][0]["channels"], json!(["C0CRIT"]));
+        }
+    }
+    // Not behind the storm: the other channel has its alert while the storm still posts.
+    env.messages_when("C0CRIT", |m| m.len() == 1).await;
+
+    let mut missing: Vec<usize> = (0..N).collect();
+    let mut last = (Vec::new(), Vec::new());
+    for _ in 0..240 {
+        last = env.everything_in("C0DB").await;
+        let text: String = last
+            .0
+            .iter()
+            .chain(&last.1)
+            .map(|m| format!("{}{}", m["blocks"], m["text"]))
+            .collect();
+        missing.retain(|i| !text.contains(&format!("`storm-{i:04}`")));
+        if missing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (top, replies) = last;
+    assert!(
+        missing.is_empty(),
+        "{} alerts missing from Slack",
+        missing.len()
+    );
+    let summaries: Vec<&Value> = top
+        .iter()
+        .filter(|m| blocks_text(m).contains("Alert storm"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "one summary: {top:#?}");
+    let posted_alone = top.len() - 1;
+    eprintln!(
+        "storm of {N}: {posted_alone} posted alone, 1 summary, {} thread messages",
+        replies.len()
+    );
+    assert!(
+        posted_alone <= 10,
+        "a few posted on their own: {posted_alone}"
+    );
+    assert!(
+        replies.len() <= 40,
+        "the thread has many alerts to a message: {} replies",
+        replies.len()
+    );
+    // The summary ends with the storm's whole count.
+    let folded = N - posted_alone;
+    let summary = env
+        .messages_when("C0DB", |m| {
+            m.iter()
+                .any(|m| blocks_text(m).contains(&format!("Alert storm: {folded} alerts")))
+        })
+        .await;
+    let summary = summary
+        .iter()
+        .find(|m| blocks_text(m).contains("Alert storm"))
+        .unwrap()
+        .clone();
+    for part in ["By severity", "prometheus", "zabbix", "Newest"] {
+        assert!(blocks_text(&summary).contains(part), "{part}: {summary}");
+    }
+
+    // Nothing refused by Slack (every call paced within its limit) and nothing failed.
+    let stats = env.get("/stats").await;
+    for method in ["chat.postMessage", "chat.update"] {
+        assert_eq!(stats["api_calls"][method]["failed"], 0, "{method}: {stats}");
+    }
+    assert_eq!(env.server.store().outbox_counts().await.unwrap().failed, 0);
+
+    // A folded alert is resolved through the API: a line in the storm's thread, the summary's
+    // counts follow.
+    let (_, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!({"title": "Node 1999 unreachable", "severity": "high", "source": "zabbix",
+                   "status": "resolved", "dedup_key": "storm-1999"}),
+        )
+        .await;
+    assert_eq!(reply["alerts"][0]["result"], "updated", "{reply}");
+    env.messages_when("C0DB", |m| {
+        m.iter().any(|m| {
+            let text = blocks_text(m);
+            text.contains("Alert storm") && text.contains("resolved: 1")
+        })
+    })
+    .await;
+    let ts = summary["ts"].as_str().unwrap();
+    let mut found = false;
+    for _ in 0..100 {
+        let thread = env.get(&format!("/channels/C0DB/threads/{ts}")).await;
+        found = thread["messages"].as_array().unwrap().iter().any(|m| {
+            let text = m["blocks"].to_string();
+            text.contains("Resolved via zabbix") && text.contains("`storm-1999`")
+        });
+        if found {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(found, "the resolution is a line in the storm's thread");
 }

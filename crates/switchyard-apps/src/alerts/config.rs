@@ -27,6 +27,12 @@ pub struct AlertsConfig {
     pub severity_labels: BTreeMap<String, String>,
     /// Link buttons for the Create incident / Run playbook hooks (`super::hooks`).
     pub hooks: super::hooks::HooksConfig,
+    /// Grouping and timing (Alertmanager's names and meanings) for the routes that do not set
+    /// their own: the severity map, the default channel, and rules without them (`groups`).
+    pub group_by: Vec<String>,
+    pub group_wait: Option<String>,
+    pub group_interval: Option<String>,
+    pub repeat_interval: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +54,15 @@ pub struct RuleConfig {
     /// Keep evaluating the rules after this one matched.
     #[serde(default, rename = "continue")]
     pub continue_matching: bool,
+    /// This rule's grouping and timing; the section's when absent (see `groups`).
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
+    #[serde(default)]
+    pub group_wait: Option<String>,
+    #[serde(default)]
+    pub group_interval: Option<String>,
+    #[serde(default)]
+    pub repeat_interval: Option<String>,
 }
 
 pub const SEVERITIES: [&str; 4] = ["critical", "high", "medium", "low"];
@@ -101,6 +116,7 @@ impl ValidateSection for AlertsConfig {
         {
             problems.push(("template".into(), e.to_string()));
         }
+        problems.extend(super::groups::validate(self));
         problems
     }
 }
@@ -201,12 +217,25 @@ pub fn route(
     compiled: &CompiledRules,
     alert: &Alert,
 ) -> Vec<(String, Vec<String>)> {
-    let mut targets: Vec<(String, Vec<String>)> = Vec::new();
-    let mut add = |channel: &str, mentions: &[String]| {
-        let at = match targets.iter().position(|(c, _)| c == channel) {
+    route_rules(config, compiled, alert)
+        .into_iter()
+        .map(|(channel, mentions, _)| (channel, mentions))
+        .collect()
+}
+
+/// As [`route`], with the rule that sent the alert to each channel first (`None`: the
+/// severity map or the default channel): its grouping and timing apply there.
+pub fn route_rules(
+    config: &AlertsConfig,
+    compiled: &CompiledRules,
+    alert: &Alert,
+) -> Vec<(String, Vec<String>, Option<usize>)> {
+    let mut targets: Vec<(String, Vec<String>, Option<usize>)> = Vec::new();
+    let mut add = |channel: &str, mentions: &[String], rule: Option<usize>| {
+        let at = match targets.iter().position(|(c, _, _)| c == channel) {
             Some(at) => at,
             None => {
-                targets.push((channel.to_string(), Vec::new()));
+                targets.push((channel.to_string(), Vec::new(), rule));
                 targets.len() - 1
             }
         };
@@ -217,13 +246,13 @@ pub fn route(
         }
     };
     let mut matched = false;
-    for (rule, program) in config.rules.iter().zip(&compiled.0) {
+    for (i, (rule, program)) in config.rules.iter().zip(&compiled.0).enumerate() {
         if !program.as_ref().is_some_and(|p| matches(p, alert)) {
             continue;
         }
         matched = true;
         for channel in &rule.channels {
-            add(channel, &rule.mentions);
+            add(channel, &rule.mentions, Some(i));
         }
         if !rule.continue_matching {
             break;
@@ -231,9 +260,9 @@ pub fn route(
     }
     if !matched {
         if let Some(channel) = config.severity_channels.get(alert.severity.as_str()) {
-            add(channel, &[]);
+            add(channel, &[], None);
         } else if let Some(channel) = &config.default_channel {
-            add(channel, &[]);
+            add(channel, &[], None);
         }
     }
     targets

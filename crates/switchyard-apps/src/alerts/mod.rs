@@ -20,6 +20,7 @@ pub mod blocks;
 pub mod config;
 pub mod dry_run;
 pub mod grafana;
+pub mod groups;
 pub mod hooks;
 pub mod inhibit;
 pub mod intake;
@@ -27,6 +28,7 @@ pub mod matchers;
 pub mod mute;
 pub mod silences;
 pub mod state;
+pub mod storm;
 mod to_webhooks;
 
 use async_trait::async_trait;
@@ -48,12 +50,13 @@ const ALERTMANAGER_PATH: &str = "/api/v1/alertmanager";
 const GRAFANA_PATH: &str = "/api/v1/grafana";
 const SCOPE: &str = "alerts:write";
 
-/// The app's table, for the engine and the CLI.
+/// The app's tables, for the engine and the CLI.
 pub fn migrations() -> Vec<AppMigration> {
     let mut all = state::MIGRATIONS.to_vec();
     all.extend(silences::MIGRATIONS);
     all.extend(inhibit::MIGRATIONS);
     all.extend(mute::MIGRATIONS);
+    all.extend(groups::MIGRATIONS);
     all
 }
 
@@ -79,6 +82,7 @@ pub struct Alerts {
     config: AlertsConfig,
     rules: config::CompiledRules,
     templates: blocks::Templates,
+    groupings: groups::Groupings,
     webhooks: to_webhooks::WebhookTargets,
     inhibit: inhibit::Rules,
 }
@@ -127,6 +131,7 @@ impl Alerts {
                 &config.hooks,
                 claims,
             )?,
+            groupings: groups::Groupings::new(&config),
             webhooks: Default::default(),
             inhibit: inhibit::Rules::new(&config.inhibit_rules),
             config,
@@ -154,25 +159,20 @@ impl Alerts {
         )
     }
 
-    /// Edits every message of the alert and adds `line` to each one's thread.
+    /// Edits every message of the alert and adds `line` to each one's thread (or to its
+    /// storm's thread, when folded; see `groups::edit_all`).
     async fn edit_all(
         &self,
         ctx: &mut Ctx<'_>,
         row: &AlertRow,
         line: &str,
+        change: groups::Change,
+        previous: Status,
     ) -> Result<(), AppError> {
         if row.channels.is_empty() {
             return Ok(());
         }
-        let note = self.silence_note(ctx, &row.alert).await?;
-        for (channel, mentions) in &row.channels {
-            let key = ref_key(&row.alert.dedup_key, channel);
-            let mut message = self.message(row, mentions).map_err(render_err)?;
-            mute::add_note(&mut message, note.as_deref());
-            ctx.update(channel, &key, message);
-            ctx.post_in_thread_of(channel, &key, json!({ "text": line }));
-        }
-        Ok(())
+        groups::edit_all(self, ctx, row, line, change, previous).await
     }
 
     /// One alert from the API: stored, and posted or its messages edited.
@@ -185,16 +185,12 @@ impl Alerts {
         let (outcome, channels) = match existing {
             None if alert.status == Status::Resolved => (Received::Ignored, Vec::new()),
             None => {
-                let targets = config::route(&self.config, &self.rules, &alert);
+                let targets = groups::targets(self, &alert);
                 let row = AlertRow {
                     status: alert.status,
                     channels: targets
-                        .into_iter()
-                        .map(|(channel, mentions)| {
-                            let words: Vec<String> =
-                                mentions.iter().map(|m| blocks::mention_syntax(m)).collect();
-                            (channel, words.join(" "))
-                        })
+                        .iter()
+                        .map(|t| (t.channel.clone(), t.mentions.clone()))
                         .collect(),
                     occurrences: 1,
                     first_ms: alert.started_at_ms.unwrap_or(now),
@@ -205,10 +201,7 @@ impl Alerts {
                 if let Some(mute) = self.mute_for(ctx, &row.alert).await? {
                     return self.hold(ctx, row, mute).await;
                 }
-                for (channel, mentions) in &row.channels {
-                    let message = self.message(&row, mentions).map_err(render_err)?;
-                    ctx.post(channel, message, None, Some(&ref_key(&key, channel)));
-                }
+                groups::deliver(self, ctx, &row, &targets).await?;
                 state::save(ctx.db().await?, &row, now).await?;
                 self.after_save(ctx, &row).await?;
                 let channels: Vec<String> = row.channels.iter().map(|(c, _)| c.clone()).collect();
@@ -230,6 +223,13 @@ impl Alerts {
                 (Received::Posted, channels)
             }
             Some(mut row) => {
+                let previous = row.status;
+                let same_episode =
+                    alert.started_at_ms.is_some() && alert.started_at_ms == row.alert.started_at_ms;
+                let still_firing = previous != Status::Resolved
+                    && alert.status == Status::Firing
+                    && same_episode
+                    && groups::repeat_due(self, ctx, &row).await?;
                 let line = match (row.status, alert.status) {
                     (Status::Resolved, Status::Resolved) => None,
                     (Status::Resolved, Status::Firing) => {
@@ -239,12 +239,11 @@ impl Alerts {
                         row.resolved_by = None;
                         Some((":fire: Firing again.".to_string(), "alerts.reopen"))
                     }
-                    (_, Status::Firing)
-                        if alert.started_at_ms.is_some()
-                            && alert.started_at_ms == row.alert.started_at_ms =>
-                    {
-                        None
+                    // The same episode sent again: a reminder once per repeat_interval.
+                    (_, Status::Firing) if same_episode && still_firing => {
+                        Some((":repeat: Still firing.".to_string(), "alerts.repeat"))
                     }
+                    (_, Status::Firing) if same_episode => None,
                     (_, Status::Firing) => {
                         row.occurrences += 1;
                         Some((
@@ -280,7 +279,13 @@ impl Alerts {
                             started_at_ms: row.alert.started_at_ms,
                             ..alert
                         };
-                        self.edit_all(ctx, &row, &line).await?;
+                        let change = match action {
+                            "alerts.reopen" => groups::Change::Reopen,
+                            "alerts.repeat" => groups::Change::Repeat,
+                            "alerts.ack" => groups::Change::Ack,
+                            _ => groups::Change::Resolve,
+                        };
+                        self.edit_all(ctx, &row, &line, change, previous).await?;
                         state::save(ctx.db().await?, &row, now).await?;
                         self.after_save(ctx, &row).await?;
                         ctx.audit(
@@ -338,6 +343,7 @@ impl Alerts {
             }
             return Ok(());
         }
+        let previous = row.status;
         row.status = target;
         if target == Status::Acknowledged {
             row.acked_by = Some(user.to_string());
@@ -351,8 +357,19 @@ impl Alerts {
         };
         let mut verb_cap = verb.to_string();
         verb_cap[..1].make_ascii_uppercase();
-        self.edit_all(ctx, &row, &format!("{emoji} {verb_cap} by <@{user}>."))
-            .await?;
+        let change = if target == Status::Acknowledged {
+            groups::Change::Ack
+        } else {
+            groups::Change::Resolve
+        };
+        self.edit_all(
+            ctx,
+            &row,
+            &format!("{emoji} {verb_cap} by <@{user}>."),
+            change,
+            previous,
+        )
+        .await?;
         let now = ctx.now_ms();
         state::save(ctx.db().await?, &row, now).await?;
         self.after_save(ctx, &row).await?;
@@ -396,8 +413,9 @@ impl App for Alerts {
                 GRAFANA_PATH,
                 silences::SILENCES_PATH,
             ],
-            // Silences that end let go of their alerts on the next tick.
-            tick_ms: Some(1_000),
+            // Silences that end let go of their alerts, and held groups are flushed when due
+            // (`groups::flush_due`), on the next tick.
+            tick_ms: Some(250),
             scopes: vec!["chat:write"],
             channels,
             ..Declaration::default()
@@ -419,7 +437,8 @@ impl App for Alerts {
     }
 
     async fn tick(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
-        self.tick_silences(ctx).await
+        self.tick_silences(ctx).await?;
+        groups::flush_due(self, ctx).await
     }
 
     async fn metrics(&self, store: &switchyard_engine::Store) -> String {

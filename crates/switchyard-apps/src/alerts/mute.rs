@@ -12,7 +12,7 @@ use switchyard_engine::{AppError, AppMigration, Ctx, Outcome, StoreError};
 
 use super::intake::{Alert, Status};
 use super::state::{self, AlertRow};
-use super::{Alerts, inhibit, ref_key, render_err, silences};
+use super::{Alerts, inhibit, silences};
 
 pub const MIGRATIONS: [AppMigration; 3] = [
     AppMigration {
@@ -364,10 +364,12 @@ impl Alerts {
             return Ok(false);
         }
         row.channels = routed;
-        for (channel, mentions) in &row.channels {
-            let message = self.message(&row, mentions).map_err(render_err)?;
-            ctx.post(channel, message, None, Some(&ref_key(key, channel)));
-        }
+        // Posted as a new alert is: grouped, and folded in a storm (`groups`).
+        let targets: Vec<super::groups::Target> = super::groups::targets(self, &row.alert)
+            .into_iter()
+            .filter(|t| row.channels.iter().any(|(c, _)| *c == t.channel))
+            .collect();
+        super::groups::deliver(self, ctx, &row, &targets).await?;
         unhold(ctx.db().await?, key).await?;
         let now = ctx.now_ms();
         state::save(ctx.db().await?, &row, now).await?;
@@ -430,7 +432,8 @@ impl Alerts {
             return Ok(());
         }
         let line = format!(":loud_sound: Silence `#{}` ended.", silence.id);
-        self.edit_all(ctx, &row, &line).await
+        self.edit_all(ctx, &row, &line, super::groups::Change::Note, row.status)
+            .await
     }
 
     /// Alerts held by an inhibit rule the config no longer has (after a reload, or a restart

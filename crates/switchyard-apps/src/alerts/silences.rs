@@ -662,7 +662,8 @@ impl Alerts {
             slack_time(silence.ends_ms),
             silence.id
         );
-        self.edit_all(ctx, &row, &line).await?;
+        self.edit_all(ctx, &row, &line, super::groups::Change::Note, row.status)
+            .await?;
         Ok(())
     }
 

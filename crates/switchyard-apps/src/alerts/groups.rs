@@ -1,0 +1,739 @@
+//! Grouping and timing, with Alertmanager's names and meanings: alerts that a route (a rule,
+//! the severity map or the default channel) sends to a channel and that agree on the route's
+//! `group_by` labels form a group there.
+//!
+//! - `group_wait`: a new group's first alerts are held that long, then posted together (0, the
+//!   default: at once, as the latency target needs).
+//! - `group_interval`: once a group has posted, alerts joining it are held until that long after
+//!   its last flush (0, the default: at once — each alert is a message of its own here, so
+//!   holding it back only delays it; Alertmanager's 5 m re-sends the whole group instead).
+//! - `repeat_interval` (default 4 h): an alert sent again while firing adds a thread line at most
+//!   once per interval; in between its message is only edited (the count).
+//!
+//! A group ends when all its alerts are resolved; the next alert starts it anew (`group_wait`
+//! again). Held alerts wait in `alerts_members` (mode `held`) and their group's `flush_at`; the
+//! app's tick posts what is due, so a restart loses no pending flush, and on PostgreSQL the
+//! group's row lock makes one replica flush it. Whether an alert is posted on its own or folded
+//! into the group's storm summary is [`super::storm`]'s decision.
+
+use serde_json::json;
+use switchyard_engine::sqlx::{self, AnyConnection, Row};
+use switchyard_engine::{AppError, AppMigration, Backend, Ctx, Outcome, StoreError};
+
+use super::config::AlertsConfig;
+use super::intake::{Alert, Status};
+use super::state::AlertRow;
+use super::{Alerts, ref_key, storm};
+
+/// Numbered from 200: silences, inhibition and muting use 100–199.
+pub const MIGRATIONS: [AppMigration; 1] = [AppMigration {
+    version: 200,
+    sqlite: "CREATE TABLE alerts_groups (
+        group_key     TEXT NOT NULL,
+        channel       TEXT NOT NULL,
+        label         TEXT NOT NULL,
+        active        INTEGER NOT NULL,
+        last_flush_ms INTEGER,
+        flush_at      INTEGER,
+        episodes      INTEGER NOT NULL DEFAULT 0,
+        fold          TEXT,
+        PRIMARY KEY (group_key, channel)
+    );
+    CREATE INDEX alerts_groups_due ON alerts_groups (flush_at);
+    CREATE TABLE alerts_members (
+        dedup_key   TEXT NOT NULL,
+        channel     TEXT NOT NULL,
+        group_key   TEXT NOT NULL,
+        mode        TEXT NOT NULL,
+        fold_ref    TEXT,
+        held_ms     INTEGER NOT NULL,
+        notified_ms INTEGER NOT NULL,
+        PRIMARY KEY (dedup_key, channel)
+    );
+    CREATE INDEX alerts_members_by_group ON alerts_members (group_key, channel, mode, held_ms);",
+    postgres: "CREATE TABLE alerts_groups (
+        group_key     TEXT NOT NULL,
+        channel       TEXT NOT NULL,
+        label         TEXT NOT NULL,
+        active        BIGINT NOT NULL,
+        last_flush_ms BIGINT,
+        flush_at      BIGINT,
+        episodes      BIGINT NOT NULL DEFAULT 0,
+        fold          TEXT,
+        PRIMARY KEY (group_key, channel)
+    );
+    CREATE INDEX alerts_groups_due ON alerts_groups (flush_at);
+    CREATE TABLE alerts_members (
+        dedup_key   TEXT NOT NULL,
+        channel     TEXT NOT NULL,
+        group_key   TEXT NOT NULL,
+        mode        TEXT NOT NULL,
+        fold_ref    TEXT,
+        held_ms     BIGINT NOT NULL,
+        notified_ms BIGINT NOT NULL,
+        PRIMARY KEY (dedup_key, channel)
+    );
+    CREATE INDEX alerts_members_by_group ON alerts_members (group_key, channel, mode, held_ms);",
+}];
+
+pub const DEFAULT_WAIT_MS: i64 = 0;
+pub const DEFAULT_INTERVAL_MS: i64 = 0;
+pub const DEFAULT_REPEAT_MS: i64 = 4 * 3_600_000;
+/// Groups flushed per tick at most (the rest on the next one).
+const FLUSH_PER_TICK: i64 = 64;
+
+/// One route's grouping and timing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grouping {
+    /// Label names; `...` groups by every label (each alert alone); empty: one group for the
+    /// route's channel.
+    pub by: Vec<String>,
+    pub wait_ms: i64,
+    pub interval_ms: i64,
+    pub repeat_ms: i64,
+}
+
+/// The section's grouping and each rule's, read once per config.
+pub struct Groupings {
+    section: Grouping,
+    rules: Vec<Grouping>,
+}
+
+/// `30s`, `5m`, `4h`, `0` (ms); `None` if it is none of those.
+fn duration_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(0);
+    }
+    switchyard_engine::admin::parse_duration_ms(text).filter(|ms| *ms >= 0)
+}
+
+impl Groupings {
+    /// A bad duration falls back to its default (check-config reports it, see [`validate`]).
+    pub fn new(config: &AlertsConfig) -> Self {
+        let pick = |own: Option<&String>, fallback: i64| {
+            own.and_then(|t| duration_ms(t)).unwrap_or(fallback)
+        };
+        let section = Grouping {
+            by: config.group_by.clone(),
+            wait_ms: pick(config.group_wait.as_ref(), DEFAULT_WAIT_MS),
+            interval_ms: pick(config.group_interval.as_ref(), DEFAULT_INTERVAL_MS),
+            repeat_ms: pick(config.repeat_interval.as_ref(), DEFAULT_REPEAT_MS),
+        };
+        let rules = config
+            .rules
+            .iter()
+            .map(|rule| Grouping {
+                by: rule.group_by.clone().unwrap_or_else(|| section.by.clone()),
+                wait_ms: pick(rule.group_wait.as_ref(), section.wait_ms),
+                interval_ms: pick(rule.group_interval.as_ref(), section.interval_ms),
+                repeat_ms: pick(rule.repeat_interval.as_ref(), section.repeat_ms),
+            })
+            .collect();
+        Self { section, rules }
+    }
+}
+
+/// check-config's problems with the grouping keys, each named by its key.
+pub fn validate(config: &AlertsConfig) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let mut check = |key: String, value: Option<&String>| {
+        if let Some(text) = value
+            && duration_ms(text).is_none()
+        {
+            problems.push((
+                key,
+                format!("{text:?} is not a duration (0, 30s, 5m, 4h, 2d)"),
+            ));
+        }
+    };
+    check("group_wait".into(), config.group_wait.as_ref());
+    check("group_interval".into(), config.group_interval.as_ref());
+    check("repeat_interval".into(), config.repeat_interval.as_ref());
+    for (i, rule) in config.rules.iter().enumerate() {
+        check(format!("rules[{i}].group_wait"), rule.group_wait.as_ref());
+        check(
+            format!("rules[{i}].group_interval"),
+            rule.group_interval.as_ref(),
+        );
+        check(
+            format!("rules[{i}].repeat_interval"),
+            rule.repeat_interval.as_ref(),
+        );
+    }
+    problems
+}
+
+/// Where an alert goes: a channel, whom it mentions there, and its group there.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub channel: String,
+    /// In Slack's syntax.
+    pub mentions: String,
+    pub group_key: String,
+    /// The group for people: the route and the grouping labels' values.
+    pub label: String,
+    pub grouping: Grouping,
+}
+
+/// A grouping label's value: the label, or for `severity`, `source` and `title` without such a
+/// label the alert's own field.
+fn label_value(alert: &Alert, name: &str) -> String {
+    if let Some(value) = alert.labels.get(name) {
+        return value.clone();
+    }
+    match name {
+        "severity" => alert.severity.as_str().to_string(),
+        "source" => alert.source.clone(),
+        "title" | "alertname" => alert.title.clone(),
+        _ => String::new(),
+    }
+}
+
+/// The alert's targets, in routing order.
+pub fn targets(app: &Alerts, alert: &Alert) -> Vec<Target> {
+    super::config::route_rules(&app.config, &app.rules, alert)
+        .into_iter()
+        .map(|(channel, mentions, rule)| {
+            let (route, grouping) = match rule {
+                Some(i) => (
+                    app.config.rules[i].name.clone(),
+                    app.groupings.rules[i].clone(),
+                ),
+                None if app
+                    .config
+                    .severity_channels
+                    .contains_key(alert.severity.as_str()) =>
+                {
+                    (
+                        format!("severity {}", alert.severity.as_str()),
+                        app.groupings.section.clone(),
+                    )
+                }
+                None => ("default".to_string(), app.groupings.section.clone()),
+            };
+            let values: Vec<String> = if grouping.by.iter().any(|b| b == "...") {
+                vec![format!("alert={}", alert.dedup_key)]
+            } else {
+                grouping
+                    .by
+                    .iter()
+                    .map(|name| format!("{name}={}", label_value(alert, name)))
+                    .collect()
+            };
+            let words: Vec<String> = mentions
+                .iter()
+                .map(|m| super::blocks::mention_syntax(m))
+                .collect();
+            Target {
+                channel,
+                mentions: words.join(" "),
+                group_key: format!("{route}|{}", values.join(",")),
+                label: if values.is_empty() {
+                    route
+                } else {
+                    format!("{route} · {}", values.join(", "))
+                },
+                grouping,
+            }
+        })
+        .collect()
+}
+
+// ---- the tables ----
+
+/// A group in one channel.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub key: String,
+    pub channel: String,
+    pub label: String,
+    /// Its alerts not resolved.
+    pub active: i64,
+    /// When it last posted (`None`: not yet in this life of the group).
+    pub last_flush_ms: Option<i64>,
+    /// When its held alerts are due.
+    pub flush_at: Option<i64>,
+    /// Storms it has had (numbers each storm's summary).
+    pub episodes: i64,
+    /// Its storm, while it lasts.
+    pub fold: Option<storm::Fold>,
+}
+
+/// How an alert is in a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Waiting for its group's flush.
+    Held,
+    /// A message of its own.
+    Posted,
+    /// A line in its group's storm thread.
+    Folded,
+    /// Resolved while held: never posted.
+    Dropped,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Posted => "posted",
+            Self::Folded => "folded",
+            Self::Dropped => "dropped",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "held" => Self::Held,
+            "folded" => Self::Folded,
+            "dropped" => Self::Dropped,
+            _ => Self::Posted,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub group_key: String,
+    pub mode: Mode,
+    /// The storm summary's ref, when folded.
+    pub fold_ref: Option<String>,
+    pub notified_ms: i64,
+}
+
+fn db_err(e: sqlx::Error) -> AppError {
+    AppError::Store(StoreError::Query {
+        op: "alerts groups",
+        source: e,
+    })
+}
+
+fn json_err(e: serde_json::Error) -> AppError {
+    AppError::Internal(format!("alerts groups: {e}"))
+}
+
+fn lock(ctx: &Ctx<'_>) -> bool {
+    ctx.store().backend() == Backend::Postgres
+}
+
+async fn load_group(
+    conn: &mut AnyConnection,
+    key: &str,
+    channel: &str,
+    lock: bool,
+) -> Result<Option<Group>, AppError> {
+    let sql = format!(
+        "SELECT label, active, last_flush_ms, flush_at, episodes, fold FROM alerts_groups
+         WHERE group_key = $1 AND channel = $2{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let Some(row) = sqlx::query(&sql)
+        .bind(key)
+        .bind(channel)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?
+    else {
+        return Ok(None);
+    };
+    let fold: Option<String> = row.try_get(5).map_err(db_err)?;
+    Ok(Some(Group {
+        key: key.to_string(),
+        channel: channel.to_string(),
+        label: row.try_get(0).map_err(db_err)?,
+        active: row.try_get(1).map_err(db_err)?,
+        last_flush_ms: row.try_get(2).map_err(db_err)?,
+        flush_at: row.try_get(3).map_err(db_err)?,
+        episodes: row.try_get(4).map_err(db_err)?,
+        fold: fold
+            .map(|f| serde_json::from_str(&f))
+            .transpose()
+            .map_err(json_err)?,
+    }))
+}
+
+async fn save_group(conn: &mut AnyConnection, group: &Group) -> Result<(), AppError> {
+    if group.active <= 0 && group.flush_at.is_none() {
+        // All resolved: the group ends, and the next alert starts it anew.
+        sqlx::query("DELETE FROM alerts_groups WHERE group_key = $1 AND channel = $2")
+            .bind(&group.key)
+            .bind(&group.channel)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        return Ok(());
+    }
+    let fold = group
+        .fold
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(json_err)?;
+    sqlx::query(
+        "INSERT INTO alerts_groups
+           (group_key, channel, label, active, last_flush_ms, flush_at, episodes, fold)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (group_key, channel) DO UPDATE SET label = excluded.label,
+           active = excluded.active, last_flush_ms = excluded.last_flush_ms,
+           flush_at = excluded.flush_at, episodes = excluded.episodes, fold = excluded.fold",
+    )
+    .bind(&group.key)
+    .bind(&group.channel)
+    .bind(&group.label)
+    .bind(group.active)
+    .bind(group.last_flush_ms)
+    .bind(group.flush_at)
+    .bind(group.episodes)
+    .bind(fold)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+async fn load_member(
+    conn: &mut AnyConnection,
+    dedup_key: &str,
+    channel: &str,
+) -> Result<Option<Member>, AppError> {
+    let row = sqlx::query(
+        "SELECT group_key, mode, fold_ref, notified_ms FROM alerts_members
+         WHERE dedup_key = $1 AND channel = $2",
+    )
+    .bind(dedup_key)
+    .bind(channel)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let Some(row) = row else { return Ok(None) };
+    let mode: String = row.try_get(1).map_err(db_err)?;
+    Ok(Some(Member {
+        group_key: row.try_get(0).map_err(db_err)?,
+        mode: Mode::parse(&mode),
+        fold_ref: row.try_get(2).map_err(db_err)?,
+        notified_ms: row.try_get(3).map_err(db_err)?,
+    }))
+}
+
+async fn save_member(
+    conn: &mut AnyConnection,
+    dedup_key: &str,
+    channel: &str,
+    member: &Member,
+    now_ms: i64,
+) -> Result<(), AppError> {
+    sqlx::query(
+        "INSERT INTO alerts_members
+           (dedup_key, channel, group_key, mode, fold_ref, held_ms, notified_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (dedup_key, channel) DO UPDATE SET group_key = excluded.group_key,
+           mode = excluded.mode, fold_ref = excluded.fold_ref,
+           notified_ms = excluded.notified_ms",
+    )
+    .bind(dedup_key)
+    .bind(channel)
+    .bind(&member.group_key)
+    .bind(member.mode.as_str())
+    .bind(member.fold_ref.clone())
+    .bind(now_ms)
+    .bind(member.notified_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+// ---- the flow ----
+
+/// A new firing alert (or one firing again after it was dropped): joins its group in each
+/// target channel, and is posted, folded or held there.
+pub async fn deliver(
+    app: &Alerts,
+    ctx: &mut Ctx<'_>,
+    row: &AlertRow,
+    targets: &[Target],
+) -> Result<(), AppError> {
+    for target in targets {
+        join(app, ctx, row, target).await?;
+    }
+    Ok(())
+}
+
+async fn join(
+    app: &Alerts,
+    ctx: &mut Ctx<'_>,
+    row: &AlertRow,
+    target: &Target,
+) -> Result<(), AppError> {
+    let now = ctx.now_ms();
+    let lock = lock(ctx);
+    let mut group = load_group(ctx.db().await?, &target.group_key, &target.channel, lock)
+        .await?
+        .unwrap_or_else(|| Group {
+            key: target.group_key.clone(),
+            channel: target.channel.clone(),
+            label: target.label.clone(),
+            active: 0,
+            last_flush_ms: None,
+            flush_at: None,
+            episodes: 0,
+            fold: None,
+        });
+    group.active += 1;
+    let send_now = match (group.last_flush_ms, group.flush_at) {
+        // A flush is due: the alert goes with it.
+        (_, Some(_)) => false,
+        (None, None) => target.grouping.wait_ms == 0,
+        (Some(last), None) => now >= last + target.grouping.interval_ms,
+    };
+    if send_now {
+        emit(app, ctx, &mut group, row, &target.mentions).await?;
+        group.last_flush_ms = Some(now);
+    } else {
+        if group.flush_at.is_none() {
+            group.flush_at = Some(match group.last_flush_ms {
+                None => now + target.grouping.wait_ms,
+                Some(last) => last + target.grouping.interval_ms,
+            });
+        }
+        let member = Member {
+            group_key: group.key.clone(),
+            mode: Mode::Held,
+            fold_ref: None,
+            notified_ms: now,
+        };
+        save_member(
+            ctx.db().await?,
+            &row.alert.dedup_key,
+            &group.channel,
+            &member,
+            now,
+        )
+        .await?;
+    }
+    save_group(ctx.db().await?, &group).await
+}
+
+/// Posts the alert in the group's channel, or folds it into the group's storm.
+async fn emit(
+    app: &Alerts,
+    ctx: &mut Ctx<'_>,
+    group: &mut Group,
+    row: &AlertRow,
+    mentions: &str,
+) -> Result<(), AppError> {
+    let now = ctx.now_ms();
+    let key = &row.alert.dedup_key;
+    let member = if storm::should_fold(ctx, group).await? {
+        let fold_ref = storm::fold_new(ctx, group, row).await?;
+        Member {
+            group_key: group.key.clone(),
+            mode: Mode::Folded,
+            fold_ref: Some(fold_ref),
+            notified_ms: now,
+        }
+    } else {
+        let message = app.message(row, mentions).map_err(super::render_err)?;
+        ctx.post(
+            &group.channel,
+            message,
+            None,
+            Some(&ref_key(key, &group.channel)),
+        );
+        Member {
+            group_key: group.key.clone(),
+            mode: Mode::Posted,
+            fold_ref: None,
+            notified_ms: now,
+        }
+    };
+    save_member(ctx.db().await?, key, &group.channel, &member, now).await
+}
+
+/// What happened to an alert already known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Sent again while firing: a thread line only once per `repeat_interval`.
+    Repeat,
+    Ack,
+    Resolve,
+    /// Firing again after it was resolved.
+    Reopen,
+    /// A note, its status unchanged (a silence made or ended).
+    Note,
+}
+
+/// The repeat interval in force for the alert in `channel` (its route's there).
+fn repeat_ms(app: &Alerts, alert: &Alert, channel: &str) -> i64 {
+    targets(app, alert)
+        .into_iter()
+        .find(|t| t.channel == channel)
+        .map_or(DEFAULT_REPEAT_MS, |t| t.grouping.repeat_ms)
+}
+
+/// Whether any of the alert's channels is due a repeat line (its `repeat_interval` has passed
+/// since it was last told there).
+pub async fn repeat_due(app: &Alerts, ctx: &mut Ctx<'_>, row: &AlertRow) -> Result<bool, AppError> {
+    let now = ctx.now_ms();
+    for (channel, _) in &row.channels {
+        let member = load_member(ctx.db().await?, &row.alert.dedup_key, channel).await?;
+        let notified = member.map_or(0, |m| m.notified_ms);
+        if now - notified >= repeat_ms(app, &row.alert, channel) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Shows a change of a known alert wherever it is: its own message edited with a thread line
+/// (a repeat's line at most once per `repeat_interval`), or a line in its storm's thread and
+/// the summary's counts; a held alert shows its state when its group flushes.
+pub async fn edit_all(
+    app: &Alerts,
+    ctx: &mut Ctx<'_>,
+    row: &AlertRow,
+    line: &str,
+    change: Change,
+    previous: Status,
+) -> Result<(), AppError> {
+    let now = ctx.now_ms();
+    let lock = lock(ctx);
+    let dedup_key = row.alert.dedup_key.clone();
+    // A silence in force is noted on the alert's own messages.
+    let note = app.silence_note(ctx, &row.alert).await?;
+    for (channel, mentions) in &row.channels {
+        let member = load_member(ctx.db().await?, &dedup_key, channel).await?;
+        let Some(mut member) = member else {
+            // Posted before groups existed: its own message, as then.
+            let key = ref_key(&dedup_key, channel);
+            let mut message = app.message(row, mentions).map_err(super::render_err)?;
+            super::mute::add_note(&mut message, note.as_deref());
+            ctx.update(channel, &key, message);
+            ctx.post_in_thread_of(channel, &key, json!({ "text": line }));
+            continue;
+        };
+        let mut group = load_group(ctx.db().await?, &member.group_key, channel, lock).await?;
+        let repeat_line = now - member.notified_ms >= repeat_ms(app, &row.alert, channel);
+        match member.mode {
+            Mode::Posted => {
+                let key = ref_key(&dedup_key, channel);
+                let mut message = app.message(row, mentions).map_err(super::render_err)?;
+                super::mute::add_note(&mut message, note.as_deref());
+                if change == Change::Repeat && !repeat_line {
+                    ctx.update_latest(channel, &key, message).await?;
+                } else {
+                    ctx.update(channel, &key, message);
+                    ctx.post_in_thread_of(channel, &key, json!({ "text": line }));
+                    member.notified_ms = now;
+                }
+            }
+            Mode::Folded => {
+                if change != Change::Repeat || repeat_line {
+                    let fold_ref = member.fold_ref.clone().unwrap_or_default();
+                    storm::fold_change(
+                        ctx,
+                        group.as_mut(),
+                        channel,
+                        &fold_ref,
+                        row,
+                        line,
+                        previous,
+                    )
+                    .await?;
+                    member.notified_ms = now;
+                }
+            }
+            Mode::Held => {
+                if change == Change::Resolve {
+                    member.mode = Mode::Dropped;
+                }
+            }
+            Mode::Dropped => {
+                if change == Change::Reopen {
+                    // Never posted: it joins its group again as a new alert.
+                    if let Some(target) = targets(app, &row.alert)
+                        .into_iter()
+                        .find(|t| t.channel == *channel)
+                    {
+                        join(app, ctx, row, &target).await?;
+                    }
+                    continue;
+                }
+            }
+        }
+        if let Some(group) = group.as_mut() {
+            match change {
+                Change::Resolve => group.active -= 1,
+                Change::Reopen => group.active += 1,
+                _ => {}
+            }
+            save_group(ctx.db().await?, group).await?;
+        }
+        save_member(ctx.db().await?, &dedup_key, channel, &member, now).await?;
+    }
+    Ok(())
+}
+
+/// The app's tick: flushes the groups whose held alerts are due.
+pub async fn flush_due(app: &Alerts, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+    let now = ctx.now_ms();
+    let due = sqlx::query(
+        "SELECT group_key, channel FROM alerts_groups WHERE flush_at <= $1
+         ORDER BY flush_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(FLUSH_PER_TICK)
+    .fetch_all(ctx.store().reader())
+    .await
+    .map_err(db_err)?;
+    let lock = lock(ctx);
+    for found in due {
+        let key: String = found.try_get(0).map_err(db_err)?;
+        let channel: String = found.try_get(1).map_err(db_err)?;
+        let Some(mut group) = load_group(ctx.db().await?, &key, &channel, lock).await? else {
+            continue;
+        };
+        if group.flush_at.is_none_or(|at| at > now) {
+            // Another replica flushed it first.
+            continue;
+        }
+        let held = sqlx::query(
+            "SELECT dedup_key FROM alerts_members
+             WHERE group_key = $1 AND channel = $2 AND mode = 'held' ORDER BY held_ms",
+        )
+        .bind(&key)
+        .bind(&channel)
+        .fetch_all(&mut *ctx.db().await?)
+        .await
+        .map_err(db_err)?;
+        let mut posted = 0;
+        for member in held {
+            let dedup_key: String = member.try_get(0).map_err(db_err)?;
+            let Some(row) = super::state::load(ctx.db().await?, &dedup_key, lock).await? else {
+                continue;
+            };
+            let mentions = row
+                .channels
+                .iter()
+                .find(|(c, _)| *c == channel)
+                .map(|(_, m)| m.clone())
+                .unwrap_or_default();
+            emit(app, ctx, &mut group, &row, &mentions).await?;
+            posted += 1;
+        }
+        group.flush_at = None;
+        group.last_flush_ms = Some(now);
+        save_group(ctx.db().await?, &group).await?;
+        if posted == 0 {
+            continue;
+        }
+        ctx.audit(
+            "alerts.flush",
+            &format!("group:{key}"),
+            Outcome::Ok,
+            &format!("{posted} alert(s) of {:?} to {channel}", group.label),
+        );
+    }
+    Ok(())
+}
