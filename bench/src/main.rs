@@ -10,6 +10,8 @@
 //!
 //! Machines are noisy: compare the ratios within one run, not figures across runs.
 
+use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,7 +20,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use sha2::Sha256;
 use switchyard_sandbox::{DeliverySettings, Manifest, RateLimitSettings, Sandbox, SandboxConfig};
 
 #[derive(Parser)]
@@ -69,6 +77,9 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     ack_errors: u64,
+    replies_during_acks_per_s: f64,
+    contender_cpu_us_per_ack: f64,
+    bench_cpu_us_per_ack: f64,
     e2e_per_s: f64,
     e2e_missing: usize,
 }
@@ -99,7 +110,7 @@ fn rss_mb(pid: u32) -> f64 {
 
 struct Contender {
     child: Child,
-    url: String,
+    addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -178,7 +189,7 @@ async fn start(name: &str, args: &Args, world: &World) -> Result<(Contender, f64
             return Ok((
                 Contender {
                     child,
-                    url,
+                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
                     _dir: dir,
                 },
                 startup,
@@ -189,53 +200,194 @@ async fn start(name: &str, args: &Args, world: &World) -> Result<(Contender, f64
     bail!("{name} did not start")
 }
 
-fn mention(world: &World, n: u64) -> String {
-    let (channel, ts) = &world.threads[n as usize % world.threads.len()];
-    let sb = &world.sandbox;
-    json!({
-        "token": "bench", "team_id": sb.team_id(), "api_app_id": sb.app_id(), "type": "event_callback",
-        "event_id": format!("EvBENCH{n:012}"), "event_time": now(),
-        "authorizations": [{"team_id": sb.team_id(), "user_id": sb.bot_user_id(), "is_bot": true, "is_enterprise_install": false}],
-        "event": {"type": "app_mention", "user": world.alice, "text": format!("<@{}> ping", sb.bot_user_id()),
-                  "ts": ts, "channel": channel, "event_ts": ts, "channel_type": "channel"},
-    })
-    .to_string()
+/// Signed `app_mention` deliveries, made as cheaply as autocannon's pre-built requests: the body
+/// is a template with only the event id spliced in (every delivery needs its own, or Switchyard
+/// would drop it as a retry), the HMAC key is set up once, and the headers that never change are
+/// built once. The generator shares the cores with the contender, so what it saves goes to the
+/// contender (all of them alike).
+struct Deliveries {
+    /// Keyed once; cloned per delivery.
+    mac: Hmac<Sha256>,
+    /// `X-Slack-Request-Timestamp`, fixed for the whole test: tests are seconds long, well inside
+    /// the 300 s window the receivers allow (a `--seconds` near 300 would get 401s).
+    timestamp: HeaderValue,
+    /// The body up to the event id's digits.
+    head: String,
+    /// The rest of the body, one per bench channel.
+    tails: Vec<String>,
 }
 
-async fn deliver(world: &World, url: &str, body: String) -> Result<Duration> {
-    let ts = now();
-    let signature =
-        switchyard_sandbox::signing::sign(world.sandbox.signing_secret(), ts, body.as_bytes());
-    let sent = Instant::now();
-    let r = world
-        .http
-        .post(format!("{url}/slack/events"))
-        .header("content-type", "application/json")
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header("x-slack-signature", signature)
-        .body(body)
-        .send()
-        .await?;
-    let took = sent.elapsed();
-    if !r.status().is_success() {
-        bail!("HTTP {}", r.status());
+impl Deliveries {
+    fn new(world: &World) -> Self {
+        let sb = &world.sandbox;
+        let ts = now();
+        let head = format!(
+            "{{\"token\":\"bench\",\"team_id\":\"{}\",\"api_app_id\":\"{}\",\"type\":\"event_callback\",\"event_id\":\"EvBENCH",
+            sb.team_id(),
+            sb.app_id()
+        );
+        let tails = world
+            .threads
+            .iter()
+            .map(|(channel, thread_ts)| {
+                format!(
+                    "\",\"event_time\":{ts},\"authorizations\":[{{\"team_id\":\"{}\",\"user_id\":\"{}\",\"is_bot\":true,\"is_enterprise_install\":false}}],\"event\":{{\"type\":\"app_mention\",\"user\":\"{}\",\"text\":\"<@{}> ping\",\"ts\":\"{thread_ts}\",\"channel\":\"{channel}\",\"event_ts\":\"{thread_ts}\",\"channel_type\":\"channel\"}}}}",
+                    sb.team_id(),
+                    sb.bot_user_id(),
+                    world.alice,
+                    sb.bot_user_id(),
+                )
+            })
+            .collect();
+        let mac = Hmac::<Sha256>::new_from_slice(sb.signing_secret().as_bytes())
+            .expect("HMAC takes keys of any size");
+        Self {
+            mac,
+            timestamp: HeaderValue::from(ts),
+            head,
+            tails,
+        }
     }
-    Ok(took)
+
+    /// Delivery `n`: its body and its `X-Slack-Signature`.
+    fn make(&self, n: u64) -> (Bytes, HeaderValue) {
+        let tail = &self.tails[n as usize % self.tails.len()];
+        let mut body = String::with_capacity(self.head.len() + 12 + tail.len());
+        body.push_str(&self.head);
+        let _ = write!(body, "{n:012}");
+        body.push_str(tail);
+        let mut mac = self.mac.clone();
+        mac.update(b"v0:");
+        mac.update(self.timestamp.as_bytes());
+        mac.update(b":");
+        mac.update(body.as_bytes());
+        let mut signature = [0u8; 3 + 64];
+        signature[..3].copy_from_slice(b"v0=");
+        hex::encode_to_slice(mac.finalize().into_bytes(), &mut signature[3..])
+            .expect("64 hex digits fit");
+        (
+            Bytes::from(body),
+            HeaderValue::from_bytes(&signature).expect("hex is a valid header value"),
+        )
+    }
 }
 
-async fn ack_test(world: Arc<World>, url: String, args: &Args, base: u64) -> (f64, f64, f64, u64) {
+type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// One keep-alive HTTP/1.1 connection, as autocannon keeps one per client: a bare hyper client,
+/// no pool, no URL parsing per request.
+async fn connect(addr: SocketAddr) -> Result<Connection> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Posts one delivery on `connection` (opened, or opened again after an error, on demand) and
+/// returns how long its ack took.
+async fn deliver(
+    connection: &mut Option<Connection>,
+    addr: SocketAddr,
+    deliveries: &Deliveries,
+    n: u64,
+) -> Result<Duration> {
+    let (body, signature) = deliveries.make(n);
+    if connection.as_ref().is_none_or(|c| c.is_closed()) {
+        *connection = Some(connect(addr).await?);
+    }
+    let sender = connection.as_mut().expect("connected above");
+    let request = hyper::Request::post("/slack/events")
+        .header(HOST, "127.0.0.1")
+        .header(CONTENT_TYPE, "application/json")
+        .header("x-slack-request-timestamp", deliveries.timestamp.clone())
+        .header("x-slack-signature", signature)
+        .body(Full::new(body))?;
+    let sent = Instant::now();
+    let answered = async {
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        anyhow::Ok(status)
+    }
+    .await;
+    let took = sent.elapsed();
+    match answered {
+        Ok(status) if status.is_success() => Ok(took),
+        Ok(status) => bail!("HTTP {status}"),
+        Err(e) => {
+            *connection = None;
+            Err(e)
+        }
+    }
+}
+
+/// CPU seconds `pid` has used so far, all its threads (utime + stime in `/proc/PID/stat`).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line, in USER_HZ (100 on Linux).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// What the ack test measured.
+struct AckFigures {
+    per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    /// Replies the contender posted while the test ran, per second: whether handling kept up.
+    replies_per_s: f64,
+    /// CPU used per ack by the contender, and by this process (the load generator and the
+    /// sandbox answering the contender's replies).
+    contender_cpu_us: f64,
+    bench_cpu_us: f64,
+}
+
+async fn ack_test(
+    world: Arc<World>,
+    contender: &Contender,
+    args: &Args,
+    base: u64,
+) -> Result<AckFigures> {
+    let deliveries = Arc::new(Deliveries::new(&world));
     let counter = Arc::new(AtomicU64::new(base));
     let errors = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let posted_before = posted(&world).await?;
+    let (contender_cpu, bench_cpu) = (
+        cpu_seconds(contender.child.id()),
+        cpu_seconds(std::process::id()),
+    );
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (world, url, counter, errors) =
-            (world.clone(), url.clone(), counter.clone(), errors.clone());
+        let (deliveries, counter, errors, addr) = (
+            deliveries.clone(),
+            counter.clone(),
+            errors.clone(),
+            contender.addr,
+        );
         workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
+            let mut latencies = Vec::with_capacity(1 << 16);
+            let mut connection = None;
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                match deliver(&world, &url, mention(&world, n)).await {
+                match deliver(&mut connection, addr, &deliveries, n).await {
                     Ok(d) => latencies.push(d),
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
@@ -249,17 +401,25 @@ async fn ack_test(world: Arc<World>, url: String, args: &Args, base: u64) -> (f6
     for w in workers {
         all.extend(w.await.unwrap_or_default());
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    let contender_cpu = cpu_seconds(contender.child.id()) - contender_cpu;
+    let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu;
+    let replied = posted(&world).await? - posted_before;
     all.sort();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
-    (
-        all.len() as f64 / args.seconds as f64,
-        pct(0.5),
-        pct(0.99),
-        errors.load(Ordering::Relaxed),
-    )
+    let per_ack_us = |cpu: f64| cpu * 1e6 / (all.len().max(1) as f64);
+    Ok(AckFigures {
+        per_s: all.len() as f64 / elapsed,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        errors: errors.load(Ordering::Relaxed),
+        replies_per_s: replied as f64 / elapsed,
+        contender_cpu_us: per_ack_us(contender_cpu),
+        bench_cpu_us: per_ack_us(bench_cpu),
+    })
 }
 
 /// Replies Slack (the sandbox) accepted so far, from its cheap counters.
@@ -276,21 +436,29 @@ async fn posted(world: &World) -> Result<usize> {
         .unwrap_or(0) as usize)
 }
 
-async fn e2e_test(world: Arc<World>, url: String, args: &Args, base: u64) -> Result<(f64, usize)> {
+async fn e2e_test(
+    world: Arc<World>,
+    addr: SocketAddr,
+    args: &Args,
+    base: u64,
+) -> Result<(f64, usize)> {
+    let deliveries = Arc::new(Deliveries::new(&world));
     let before = posted(&world).await?;
     let started = Instant::now();
     let counter = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (world, url, counter) = (world.clone(), url.clone(), counter.clone());
+        let (deliveries, counter) = (deliveries.clone(), counter.clone());
         let total = args.events as u64;
         workers.push(tokio::spawn(async move {
+            let mut connection = None;
             loop {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 if n >= total {
                     break;
                 }
-                let _ = deliver(&world, &url, mention(&world, base + n)).await;
+                // A failed delivery shows up as a missing reply.
+                let _ = deliver(&mut connection, addr, &deliveries, base + n).await;
             }
         }));
     }
@@ -324,8 +492,14 @@ async fn measure(name: &str, args: &Args, world: &Arc<World>, base: u64) -> Resu
     f.startup_ms = startup;
     tokio::time::sleep(Duration::from_secs(1)).await;
     f.idle_rss_mb = rss_mb(contender.child.id());
-    (f.acks_per_s, f.p50_ms, f.p99_ms, f.ack_errors) =
-        ack_test(world.clone(), contender.url.clone(), args, base).await;
+    let acks = ack_test(world.clone(), &contender, args, base).await?;
+    f.acks_per_s = acks.per_s;
+    f.p50_ms = acks.p50_ms;
+    f.p99_ms = acks.p99_ms;
+    f.ack_errors = acks.errors;
+    f.replies_during_acks_per_s = acks.replies_per_s;
+    f.contender_cpu_us_per_ack = acks.contender_cpu_us;
+    f.bench_cpu_us_per_ack = acks.bench_cpu_us;
     drop(contender);
     if name == "switchyard-acks-only" {
         // Nothing is handled: there is no end to end to measure.
@@ -333,13 +507,8 @@ async fn measure(name: &str, args: &Args, world: &Arc<World>, base: u64) -> Resu
     }
     // A fresh process for end to end, so the ack test's backlog does not count.
     let (contender, _) = start(name, args, world).await?;
-    (f.e2e_per_s, f.e2e_missing) = e2e_test(
-        world.clone(),
-        contender.url.clone(),
-        args,
-        base + 10_000_000,
-    )
-    .await?;
+    (f.e2e_per_s, f.e2e_missing) =
+        e2e_test(world.clone(), contender.addr, args, base + 10_000_000).await?;
     drop(contender);
     Ok(f)
 }
@@ -421,9 +590,9 @@ async fn main() -> Result<()> {
         args.seconds, args.concurrency, args.events, args.channels
     );
     println!(
-        "| contender | acks/s | ack p50 ms | ack p99 ms | errors | e2e replies/s | missing | idle RSS MB | start ms | acks ÷ Bolt JS | e2e ÷ Bolt JS |"
+        "| contender | acks/s | ack p50 ms | ack p99 ms | errors | replies/s during acks | CPU µs/ack: contender | bench | e2e replies/s | missing | idle RSS MB | start ms | acks ÷ Bolt JS | e2e ÷ Bolt JS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, f) in &results {
         let acks_only = name == "switchyard-acks-only";
         let ratio = |ours: f64, theirs: Option<f64>| match theirs {
@@ -431,11 +600,14 @@ async fn main() -> Result<()> {
             _ => "–".into(),
         };
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.0} | {} | {} |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {:.1} | {:.0} | {} | {} |",
             f.acks_per_s,
             f.p50_ms,
             f.p99_ms,
             f.ack_errors,
+            f.replies_during_acks_per_s,
+            f.contender_cpu_us_per_ack,
+            f.bench_cpu_us_per_ack,
             if acks_only {
                 "–".into()
             } else {

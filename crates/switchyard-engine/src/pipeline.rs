@@ -376,15 +376,17 @@ pub struct Engine {
 
 impl Engine {
     /// Takes what Slack sent and returns the ack's body (`None`: an empty 200). Commits to the
-    /// inbox first; the work itself runs afterwards.
+    /// inbox first; the work itself runs afterwards. `raw`, when given, is `payload`'s JSON
+    /// text as it arrived: it is stored as it is instead of serializing `payload` again.
     pub async fn receive(
         self: &Arc<Self>,
         kind: Kind,
         payload: Value,
+        raw: Option<String>,
     ) -> Result<Option<Value>, EngineError> {
         let started = Instant::now();
         crate::metrics::RECEIVED.inc(kind.as_str());
-        let acked = self.route_and_commit(kind, payload).await;
+        let acked = self.route_and_commit(kind, payload, raw).await;
         if acked.is_ok() {
             crate::metrics::ACK_SECONDS.observe(started.elapsed());
         }
@@ -395,6 +397,7 @@ impl Engine {
         self: &Arc<Self>,
         kind: Kind,
         payload: Value,
+        raw: Option<String>,
     ) -> Result<Option<Value>, EngineError> {
         let registry = self.registry.current();
         let route = registry.route(kind, &payload, &self.bot);
@@ -414,7 +417,7 @@ impl Engine {
         }
         // Slack gives up on an ack after 3 s. A commit that takes longer is better not acked at
         // all: Slack sends the delivery again and the inbox takes it once.
-        tokio::time::timeout(ACK_BUDGET, self.accept(kind, payload))
+        tokio::time::timeout(ACK_BUDGET, self.accept(kind, payload, raw))
             .await
             .map_err(|_| {
                 EngineError::Inbox(format!("the inbox commit took over {ACK_BUDGET:?}"))
@@ -423,24 +426,26 @@ impl Engine {
     }
 
     /// Commits an input to the inbox (once per dedupe key) and starts handling it; returns its
-    /// inbox id.
-    pub async fn accept(self: &Arc<Self>, kind: Kind, payload: Value) -> Result<i64, EngineError> {
+    /// inbox id. `raw`: as in [`Engine::receive`].
+    pub async fn accept(
+        self: &Arc<Self>,
+        kind: Kind,
+        payload: Value,
+        raw: Option<String>,
+    ) -> Result<i64, EngineError> {
         let now = now_ms();
+        let dedupe_key = dedupe_key(kind, &payload);
         let item = NewInboxItem {
-            dedupe_key: dedupe_key(kind, &payload),
+            dedupe_key: dedupe_key.clone(),
             kind: kind.as_str().into(),
-            payload: payload.to_string(),
+            payload: raw.unwrap_or_else(|| payload.to_string()),
             received_at_ms: now,
         };
-        let inserted = self
-            .inbox
-            .insert(item.clone())
-            .await
-            .map_err(EngineError::Inbox)?;
+        let inserted = self.inbox.insert(item).await.map_err(EngineError::Inbox)?;
         match inserted {
             InboxInsert::Duplicate(id) => {
                 crate::metrics::DEDUPLICATED.inc();
-                tracing::debug!(id, key = %item.dedupe_key, "duplicate delivery dropped");
+                tracing::debug!(id, key = %dedupe_key, "duplicate delivery dropped");
                 Ok(id)
             }
             InboxInsert::New(id) => {

@@ -184,7 +184,9 @@ async fn events(
                     "event_id and event are required".into(),
                 ));
             }
-            Ok(ack(r.engine.receive(Kind::Event, payload).await))
+            // Stored as Slack sent it (checked as UTF-8 with the signature), not serialized again.
+            let raw = String::from_utf8(Vec::from(bytes)).ok();
+            Ok(ack(r.engine.receive(Kind::Event, payload, raw).await))
         }
         // `app_rate_limited` and anything new: acknowledged, nothing to do.
         Some(_) => Ok(StatusCode::OK.into_response()),
@@ -230,7 +232,7 @@ async fn commands(
     }
     Ok(ack(r
         .engine
-        .receive(Kind::Command, Value::Object(fields))
+        .receive(Kind::Command, Value::Object(fields), None)
         .await))
 }
 
@@ -263,5 +265,8 @@ async fn interactions(
             "payload needs a type".into(),
         ));
     }
-    Ok(ack(r.engine.receive(Kind::Interaction, payload).await))
+    Ok(ack(r
+        .engine
+        .receive(Kind::Interaction, payload, None)
+        .await))
 }

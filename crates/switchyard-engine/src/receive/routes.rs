@@ -101,7 +101,7 @@ async fn accept(State(route): State<Route>, headers: HeaderMap, body: Body) -> R
         "token": token,
     });
     crate::metrics::RECEIVED.inc(Kind::Http.as_str());
-    match route.engine.accept(Kind::Http, payload).await {
+    match route.engine.accept(Kind::Http, payload, None).await {
         Ok(id) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({"ok": true, "id": id})),

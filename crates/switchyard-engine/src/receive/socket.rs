@@ -197,7 +197,7 @@ async fn connect_once(
                         let engine = engine.clone();
                         let ack_tx = ack_tx.clone();
                         receiving.spawn(async move {
-                            match engine.receive(kind, payload).await {
+                            match engine.receive(kind, payload, None).await {
                                 Ok(body) => {
                                     let mut ack = json!({"envelope_id": envelope_id});
                                     if let Some(body) = body {
