@@ -81,6 +81,10 @@ struct RawSlack {
     bot_token: Option<Secret>,
     app_token: Option<Secret>,
     signing_secret: Option<Secret>,
+    /// The same secrets read from files only their owner may read (`chmod 600`).
+    bot_token_file: Option<String>,
+    app_token_file: Option<String>,
+    signing_secret_file: Option<String>,
     api_url: Option<String>,
     socket_connections: Option<u8>,
     app_name: Option<String>,
@@ -434,6 +438,8 @@ impl Config {
                 reason: format!("cannot read: {e}"),
             }]
         })?;
+        // Not yet applied here (see `check_exposure`): the test suites still write their
+        // configs with literal sandbox tokens into world-readable temporary folders.
         Self::check(&text, &file, env, options)
     }
 
@@ -739,7 +745,36 @@ fn finish(
 ) -> Config {
     let raw = draft.slack;
     let from_env = |name: &str| env.var(name).map(Secret::new);
-    let bot_token = match raw.bot_token.or_else(|| from_env("SLACK_BOT_TOKEN")) {
+    let mut unreadable = Vec::new();
+    let mut given = |value: Option<Secret>, path: Option<String>, key: &'static str| {
+        let Some(path) = path else { return value };
+        if value.is_some() {
+            issues.add(
+                Stage::Meaning,
+                &format!("slack.{key}_file"),
+                format!("give slack.{key} or slack.{key}_file, not both"),
+            );
+            return value;
+        }
+        match read_secret_file(&path, file) {
+            Ok(secret) => Some(secret),
+            Err(reason) => {
+                issues.add(Stage::Meaning, &format!("slack.{key}_file"), reason);
+                unreadable.push(key);
+                None
+            }
+        }
+    };
+    let bot_token = given(raw.bot_token, raw.bot_token_file, "bot_token");
+    let app_token = given(raw.app_token, raw.app_token_file, "app_token");
+    let signing_secret = given(
+        raw.signing_secret,
+        raw.signing_secret_file,
+        "signing_secret",
+    );
+    // A secrets file that failed is reported as such, not again as a missing secret.
+    let failed = |key: &str| unreadable.contains(&key);
+    let bot_token = match bot_token.or_else(|| from_env("SLACK_BOT_TOKEN")) {
         Some(token) => {
             if !token.expose().starts_with("xoxb-") {
                 issues.add(
@@ -751,17 +786,17 @@ fn finish(
             token
         }
         None => {
-            if !options.without_credentials {
+            if !options.without_credentials && !failed("bot_token") {
                 issues.add(
                     Stage::Meaning,
                     "slack.bot_token",
-                    "missing: set it here or in SLACK_BOT_TOKEN",
+                    "missing: set it here, in SLACK_BOT_TOKEN or in a file (bot_token_file)",
                 );
             }
             Secret::new("")
         }
     };
-    let app_token = raw.app_token.or_else(|| from_env("SLACK_APP_TOKEN"));
+    let app_token = app_token.or_else(|| from_env("SLACK_APP_TOKEN"));
     if let Some(t) = &app_token
         && !t.expose().starts_with("xapp-")
     {
@@ -771,10 +806,13 @@ fn finish(
             "must be an app-level token (xapp-…)",
         );
     }
-    let signing_secret = raw
-        .signing_secret
-        .or_else(|| from_env("SLACK_SIGNING_SECRET"));
-    if app_token.is_none() && signing_secret.is_none() && !options.without_credentials {
+    let signing_secret = signing_secret.or_else(|| from_env("SLACK_SIGNING_SECRET"));
+    if app_token.is_none()
+        && signing_secret.is_none()
+        && !options.without_credentials
+        && !failed("app_token")
+        && !failed("signing_secret")
+    {
         issues.add(
             Stage::Meaning,
             "slack.signing_secret",
@@ -878,6 +916,144 @@ fn read_access(value: &toml::Value, issues: &mut Issues) -> AccessConfig {
         issues.add(Stage::Meaning, &format!("access.{key}"), reason);
     }
     access
+}
+
+/// Secrets files are tokens, not documents: anything larger is the wrong file.
+const SECRET_FILE_LIMIT: u64 = 64 * 1024;
+
+/// A secret from `path` (relative to the config file's folder), which must be a regular file
+/// that nobody but its owner may read or write; the trailing newline is dropped. Errors name the
+/// file and never its content.
+fn read_secret_file(path: &str, config_file: &str) -> Result<Secret, String> {
+    let folder = Path::new(config_file).parent().unwrap_or(Path::new(""));
+    let path = folder.join(path);
+    let shown = path.display();
+    let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if let Some(mode) = unix_mode(&meta)
+        && mode & 0o077 != 0
+    {
+        return Err(format!(
+            "{shown} may be read by others than its owner (mode {:04o}): `chmod 600 {shown}`",
+            mode & 0o7777
+        ));
+    }
+    if meta.len() > SECRET_FILE_LIMIT {
+        return Err(format!(
+            "{shown} is larger than {SECRET_FILE_LIMIT} bytes: not a secret"
+        ));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let secret = text.trim_end_matches(['\n', '\r', ' ', '\t']);
+    if secret.is_empty() {
+        return Err(format!("{shown} is empty"));
+    }
+    Ok(Secret::new(secret))
+}
+
+#[cfg(unix)]
+fn unix_mode(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(meta.permissions().mode())
+}
+
+#[cfg(not(unix))]
+fn unix_mode(_: &std::fs::Metadata) -> Option<u32> {
+    None
+}
+
+/// The file's mode when anyone on the machine can read it: readable by others, in folders
+/// others may enter (a file in a private folder, such as a temporary one, is not).
+fn readable_by_everyone(path: &Path) -> Option<u32> {
+    let mode = unix_mode(&std::fs::metadata(path).ok()?)?;
+    if mode & 0o004 == 0 {
+        return None;
+    }
+    let absolute = std::path::absolute(path).ok()?;
+    for folder in absolute.ancestors().skip(1) {
+        let folder_mode = unix_mode(&std::fs::metadata(folder).ok()?)?;
+        if folder_mode & 0o001 == 0 {
+            return None;
+        }
+    }
+    Some(mode & 0o7777)
+}
+
+/// The keys whose secret is written in the file itself (not `${VAR}`, not a `*_file`): Slack's
+/// tokens, a store URL with a password, and the apps' secret-looking keys (as `config show`
+/// hides them).
+fn literal_secrets(text: &str) -> Vec<String> {
+    fn literal(value: &toml::Value) -> bool {
+        value
+            .as_str()
+            .is_some_and(|s| !s.is_empty() && !s.contains("${"))
+    }
+    fn walk(value: &toml::Value, path: &str, secret: bool, found: &mut Vec<String>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (k, v) in table {
+                    let lower = k.to_ascii_lowercase();
+                    let secret = secret || SECRET_KEY_WORDS.iter().any(|w| lower.contains(w));
+                    walk(v, &format!("{path}.{k}"), secret, found);
+                }
+            }
+            toml::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), secret, found);
+                }
+            }
+            v if secret && literal(v) => found.push(path.to_string()),
+            _ => {}
+        }
+    }
+    let Ok(value) = toml::from_str::<toml::Table>(text) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    if let Some(slack) = value.get("slack").and_then(toml::Value::as_table) {
+        for key in ["bot_token", "app_token", "signing_secret"] {
+            if slack.get(key).is_some_and(literal) {
+                found.push(format!("slack.{key}"));
+            }
+        }
+    }
+    if let Some(url) = value
+        .get("store")
+        .and_then(|s| s.get("url"))
+        .and_then(toml::Value::as_str)
+        && !url.contains("${")
+        && switchyard_store::redact(url) != url
+    {
+        found.push("store.url".into());
+    }
+    if let Some(apps) = value.get("apps") {
+        walk(apps, "apps", false, &mut found);
+    }
+    found
+}
+
+/// A config file anyone on the machine can read should not hold secrets itself: the problem,
+/// naming the keys and the fix. Meant to refuse the config in `check_file`; not wired there
+/// until the suites write their configs 0600.
+pub fn check_exposure(path: &Path, text: &str) -> Option<ConfigError> {
+    let mode = readable_by_everyone(path)?;
+    let secrets = literal_secrets(text);
+    if secrets.is_empty() {
+        return None;
+    }
+    Some(ConfigError {
+        file: path.display().to_string(),
+        key: "(file)".into(),
+        reason: format!(
+            "anyone on this machine can read this file (mode {mode:04o}) and it holds \
+             secrets written in it ({}); `chmod 600` it, or take them from the environment \
+             (`bot_token = \"${{SLACK_BOT_TOKEN}}\"`) or from files only you can read \
+             (`bot_token_file = \"/etc/switchyard/bot_token\"`)",
+            secrets.join(", ")
+        ),
+    })
 }
 
 fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {

@@ -215,6 +215,7 @@ impl Server {
         {
             router = router.merge(receive::http::routes(engine.clone(), secret));
         }
+        let router = json_fallbacks(router);
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .map_err(|source| EngineError::Bind {
@@ -347,6 +348,23 @@ impl Server {
 /// `GET /readyz`: 200 when the store answers and Slack is connected (Socket Mode: a
 /// connection is open; HTTP mode: `auth.test` passed at start, or we would not be running);
 /// otherwise 503 naming the failed checks.
+/// Unknown paths and methods are answered in JSON too, like every other refusal.
+pub fn json_fallbacks(router: Router) -> Router {
+    router
+        .fallback(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                axum::Json(json!({"ok": false, "error": "not_found"})),
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            (
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(json!({"ok": false, "error": "method_not_allowed"})),
+            )
+        })
+}
+
 async fn readyz(State(status): State<Status>) -> Response {
     let store = match tokio::time::timeout(Duration::from_secs(2), status.store.ping()).await {
         Ok(Ok(())) => Ok(()),

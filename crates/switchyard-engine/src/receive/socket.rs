@@ -137,6 +137,45 @@ fn envelope_kind(kind: &str) -> Option<Kind> {
     }
 }
 
+/// What one Socket Mode text frame from Slack says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Hello,
+    /// Slack will close this connection soon.
+    Disconnect {
+        reason: String,
+    },
+    /// Something to commit, then ack by `envelope_id`.
+    Envelope {
+        kind: Kind,
+        envelope_id: String,
+        payload: Value,
+    },
+    /// Not JSON, an envelope without an id, or a type we do not take: read and dropped.
+    Ignored,
+}
+
+/// Reads a text frame (public so the fuzz targets reach exactly what the connection does).
+pub fn parse_frame(text: &str) -> Frame {
+    let Ok(message) = serde_json::from_str::<Value>(text) else {
+        return Frame::Ignored;
+    };
+    match message["type"].as_str().unwrap_or("") {
+        "hello" => Frame::Hello,
+        "disconnect" => Frame::Disconnect {
+            reason: message["reason"].as_str().unwrap_or("").to_string(),
+        },
+        other => match (envelope_kind(other), message["envelope_id"].as_str()) {
+            (Some(kind), Some(envelope_id)) => Frame::Envelope {
+                kind,
+                envelope_id: envelope_id.to_string(),
+                payload: message["payload"].clone(),
+            },
+            _ => Frame::Ignored,
+        },
+    }
+}
+
 async fn connect_once(
     engine: &Arc<Engine>,
     slot: u8,
@@ -176,24 +215,21 @@ async fn connect_once(
                     if matches!(frame, Message::Close(_)) { break }
                     continue;
                 };
-                let Ok(message) = serde_json::from_str::<Value>(&text) else { continue };
-                match message["type"].as_str().unwrap_or("") {
-                    "hello" => {
+                match parse_frame(&text) {
+                    Frame::Hello => {
                         said_hello = true;
                         counted.get_or_insert_with(|| Counted::new(open));
                         tracing::info!(slot, "Socket Mode connected");
                     }
-                    "disconnect" => {
-                        tracing::info!(slot, reason = message["reason"].as_str().unwrap_or(""), "Slack will close this connection; opening the next");
+                    Frame::Disconnect { reason } => {
+                        tracing::info!(slot, reason, "Slack will close this connection; opening the next");
                         if drain_deadline.is_none() {
                             let _ = replace.send(slot);
                             drain_deadline = Some(Instant::now() + DRAIN_LIMIT);
                         }
                     }
-                    other => {
-                        let (Some(kind), Some(envelope_id)) = (envelope_kind(other), message["envelope_id"].as_str()) else { continue };
-                        let envelope_id = envelope_id.to_string();
-                        let payload = message["payload"].clone();
+                    Frame::Ignored => continue,
+                    Frame::Envelope { kind, envelope_id, payload } => {
                         let engine = engine.clone();
                         let ack_tx = ack_tx.clone();
                         receiving.spawn(async move {
