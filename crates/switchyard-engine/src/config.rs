@@ -516,7 +516,7 @@ impl Config {
         serde_path_to_error::deserialize(store).map_err(|e| {
             err(
                 format!("store.{}", e.path()).trim_end_matches('.'),
-                e.inner().to_string(),
+                without_values(e.inner()),
             )
         })
     }
@@ -654,6 +654,51 @@ fn section_names() -> String {
         .join(", ")
 }
 
+/// A deserializer's message without the value it found: after `${VAR}` expansion that value
+/// may be a secret (`invalid type: string "xoxb-…", expected a sequence`), so the reason
+/// names the kind of value only (`invalid type: a string, expected a sequence`).
+fn without_values(e: &impl std::fmt::Display) -> String {
+    let message = e.to_string();
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    loop {
+        let string_at = rest.find("string \"");
+        let variant_at = rest.find("variant `");
+        match (string_at, variant_at) {
+            // serde writes a found string with `{:?}`: it ends at the first unescaped quote.
+            (Some(at), v) if v.is_none_or(|v| at < v) => {
+                out.push_str(&rest[..at]);
+                out.push_str("a string");
+                let quoted = &rest[at + "string \"".len()..];
+                let mut escaped = false;
+                let end = quoted
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        let close = c == '"' && !escaped;
+                        escaped = c == '\\' && !escaped;
+                        close
+                    })
+                    .map_or(quoted.len(), |(i, _)| i + 1);
+                rest = &quoted[end..];
+            }
+            // An unknown variant is written raw in backticks, before `, expected`.
+            (_, Some(at)) => {
+                out.push_str(&rest[..at]);
+                out.push_str("variant");
+                let quoted = &rest[at + "variant `".len()..];
+                let end = quoted
+                    .rfind("`, expected")
+                    .or_else(|| quoted.rfind('`'))
+                    .map_or(quoted.len(), |i| i + 1);
+                rest = &quoted[end..];
+            }
+            _ => break,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Reads a table into `T` key by key, so every unknown key and wrong type is reported; the keys
 /// that failed are left out (to their defaults).
 fn read_table<T: DeserializeOwned + Default>(
@@ -682,7 +727,7 @@ fn read_table<T: DeserializeOwned + Default>(
                 issues.add(
                     Stage::Shape,
                     &format!("{prefix}.{inner}"),
-                    e.inner().to_string(),
+                    without_values(e.inner()),
                 );
             }
         }
@@ -697,7 +742,7 @@ fn read_table<T: DeserializeOwned + Default>(
             } else {
                 format!("{prefix}.{path}")
             };
-            issues.add(Stage::Shape, &key, e.inner().to_string());
+            issues.add(Stage::Shape, &key, without_values(e.inner()));
             T::default()
         }
     }
@@ -1187,6 +1232,29 @@ mod tests {
         assert!(c.slack.socket_mode());
         assert_eq!(c.slack.api_url, "http://127.0.0.1:1/api/");
         assert_eq!(c.slack.socket_connections, 2);
+    }
+
+    #[test]
+    fn a_wrong_type_error_does_not_echo_an_expanded_secret() {
+        // The fuzzer's finding: a secret expanded under a key of the wrong type was echoed.
+        let text = "[slack]\nsocket_connections = \"${SECRET}\"\n[log]\nformat = \"${SECRET}\"\n";
+        let secret = "xoxb-very-\\\"secret";
+        let errors = Config::check(
+            text,
+            "s.toml",
+            &env(&[("SECRET", secret)]),
+            &Default::default(),
+        )
+        .unwrap_err();
+        assert!(!errors.is_empty());
+        for e in &errors {
+            let shown = e.to_string();
+            assert!(!shown.contains("very"), "{shown}");
+        }
+        assert!(
+            errors.iter().any(|e| e.to_string().contains("a string")),
+            "{errors:?}"
+        );
     }
 
     #[test]
