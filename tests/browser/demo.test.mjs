@@ -265,6 +265,10 @@ test("Block Kit, confirm dialogs, selects and ephemerals in the web client", asy
 
     // Bob does not see alice's ephemeral.
     await page.getByTestId("me").selectOption({ label: "Bob Builder (@bob)" });
+    // The page redraws for bob after the switch: wait for alice's ephemeral to go (it throws if
+    // it never does), rather than counting at once on what may still be alice's view.
+    await page.locator(".msg.ephemeral", { hasText: "Only you can see this hint." })
+      .waitFor({ state: "detached", timeout: 10000 });
     await message.locator(".edited").waitFor();
     assert.equal(await page.locator(".msg.ephemeral", { hasText: "Only you can see this hint." }).count(), 0);
     assert.deepEqual(errors, [], "the page threw");
