@@ -257,6 +257,7 @@ impl Engine {
         batch.tx().await?;
         let (mut tx, taken) = batch.open.take().expect("opened above");
         let mut outbox = Vec::new();
+        let mut audit = Vec::new();
         for (id, handled) in results {
             if !taken.contains(&id) {
                 // Its lease ran out and another worker has it: its work is dropped here.
@@ -266,20 +267,16 @@ impl Engine {
             match handled {
                 Handled::Ok(calls, records) => {
                     outbox.extend(calls);
-                    for record in &records {
-                        tx.audit(record).await?;
-                    }
+                    audit.extend(records);
                 }
                 Handled::Failed {
                     outcome,
                     notice,
-                    audit,
+                    audit: records,
                 } => {
                     tx.inbox_outcome(id, &outcome).await?;
                     outbox.extend(notice);
-                    for record in &audit {
-                        tx.audit(record).await?;
-                    }
+                    audit.extend(records);
                 }
                 Handled::Again(error) => {
                     tx.inbox_requeue(id, &error, now + RETRY_AFTER_MS, MAX_ATTEMPTS)
@@ -287,6 +284,7 @@ impl Engine {
                 }
             }
         }
+        tx.audit_many(&audit).await?;
         tx.enqueue_many(&outbox).await?;
         tx.commit().await
     }

@@ -93,9 +93,7 @@ impl Engine {
             Some((tx, _)) => tx,
             None => self.store.begin().await?,
         };
-        for record in &audit {
-            tx.audit(record).await?;
-        }
+        tx.audit_many(&audit).await?;
         tx.enqueue_many(&outbox).await?;
         tx.commit().await?;
         if !outbox.is_empty() {

@@ -6,12 +6,13 @@
 //! changed, only pruned by age ([`Store::audit_prune`]).
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::str::FromStr;
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Store, StoreError, Tx, query_err};
+use crate::{INSERT_CHUNK, Placeholders, Store, StoreError, Tx, query_err};
 
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
@@ -221,6 +222,42 @@ impl Tx<'_> {
             .execute(self.conn())
             .await
             .map_err(query_err("audit"))?;
+        Ok(())
+    }
+
+    /// Records several records in this transaction, as [`Tx::audit`] would one by one, with one
+    /// statement per few hundred: a batch's records cost one trip to the database.
+    pub async fn audit_many(&mut self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        for chunk in records.chunks(INSERT_CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO audit (at, actor_kind, actor, via, action, object, outcome, detail) \
+                 VALUES ",
+            );
+            let mut p = Placeholders::new(self.backend);
+            for i in 0..chunk.len() {
+                let _ = write!(
+                    sql,
+                    "{}({}, {}, {}, {}, {}, {}, {}, {})",
+                    if i > 0 { "," } else { "" },
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next()
+                );
+            }
+            let mut query = sqlx::query(&sql);
+            for record in chunk {
+                query = bind_record(query, record);
+            }
+            query
+                .execute(self.conn())
+                .await
+                .map_err(query_err("audit"))?;
+        }
         Ok(())
     }
 }

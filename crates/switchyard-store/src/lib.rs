@@ -46,8 +46,9 @@
 //!   inbox item's completion, so they commit together or not at all.
 //!
 //! One code path serves both databases through sqlx's `Any` driver (placeholders `$1, $2…`);
-//! only the migrations (`migrations/sqlite`, `migrations/postgres`, run at connect) and the claim
-//! queries' locking clause differ.
+//! only the migrations (`migrations/sqlite`, `migrations/postgres`, run at connect), the claim
+//! queries' locking clause and the placeholders of the statements built at run time (plain `?`
+//! on SQLite, see `Placeholders`) differ.
 
 #![warn(missing_docs)]
 
@@ -353,6 +354,49 @@ fn clamp_i32(n: i64) -> i32 {
     n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
+/// Bind placeholders for a statement built at run time, numbered in the order they appear:
+/// `$1, $2…` on PostgreSQL, a plain `?` on SQLite. SQLite binds a plain `?` by position but
+/// finds a numbered one by scanning the statement's list of names, when preparing and again
+/// when binding, so a batch statement with thousands of `$N` costs their square. Values are
+/// bound in the order their placeholders appear, so a value used twice is bound twice.
+struct Placeholders {
+    backend: Backend,
+    count: usize,
+}
+
+/// One placeholder, as [`Placeholders::next`] numbered it.
+struct Placeholder(Option<usize>);
+
+impl Placeholders {
+    fn new(backend: Backend) -> Self {
+        Self { backend, count: 0 }
+    }
+
+    /// The next placeholder.
+    fn next(&mut self) -> Placeholder {
+        self.count += 1;
+        Placeholder((self.backend == Backend::Postgres).then_some(self.count))
+    }
+
+    /// `n` placeholders separated by commas, for an `IN (…)` list.
+    fn list(&mut self, n: usize) -> String {
+        let mut list = String::with_capacity(n * 4);
+        for i in 0..n {
+            let _ = write!(list, "{}{}", if i > 0 { "," } else { "" }, self.next());
+        }
+        list
+    }
+}
+
+impl std::fmt::Display for Placeholder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "${n}"),
+            None => f.write_str("?"),
+        }
+    }
+}
+
 /// The store: a connection pool and which database is behind it. Cheap to clone (the clones
 /// share the pool).
 #[derive(Debug, Clone)]
@@ -555,6 +599,7 @@ impl Store {
         let turn = self.write_turn().await;
         Ok(Tx {
             tx: self.pool.begin().await.map_err(query_err("begin"))?,
+            backend: self.backend,
             _turn: turn,
         })
     }
@@ -603,12 +648,12 @@ impl Store {
         // a round trip to the database, on the path every ack waits for.
         if items.len() > INSERT_CHUNK {
             let mut tx = self.pool.begin().await.map_err(query_err(op))?;
-            let results = insert_inbox_rows(&mut tx, items, lease).await?;
+            let results = insert_inbox_rows(&mut tx, self.backend, items, lease).await?;
             tx.commit().await.map_err(query_err(op))?;
             Ok(results)
         } else {
             let mut conn = self.pool.acquire().await.map_err(query_err(op))?;
-            insert_inbox_rows(&mut conn, items, lease).await
+            insert_inbox_rows(&mut conn, self.backend, items, lease).await
         }
     }
 
@@ -894,25 +939,29 @@ impl Store {
             })
             .collect();
         // The sent ones (nearly all) in one statement per chunk: `response` by a CASE on id.
-        for chunk in sent.chunks(INSERT_CHUNK / 2) {
+        // Each id appears twice (its case and the list), so a chunk binds three values a row.
+        for chunk in sent.chunks(INSERT_CHUNK / 3) {
+            let mut p = Placeholders::new(self.backend);
+            let sent_at = p.next();
             let mut cases = String::new();
-            let mut list = String::new();
-            for i in 0..chunk.len() {
-                let p = 3 + 2 * i;
-                let _ = write!(cases, " WHEN ${p} THEN ${}", p + 1);
-                if i > 0 {
-                    list.push(',');
-                }
-                let _ = write!(list, "${p}");
+            for _ in chunk {
+                let _ = write!(cases, " WHEN {} THEN {}", p.next(), p.next());
             }
+            let lease_owner = p.next();
+            let list = p.list(chunk.len());
             let sql = format!(
-                "UPDATE outbox SET state = 'sent', sent_at = $1, response = CASE id{cases} END, \
-                 lease_owner = NULL, lease_until = NULL \
-                 WHERE lease_owner = $2 AND state = 'pending' AND id IN ({list}) RETURNING id"
+                "UPDATE outbox SET state = 'sent', sent_at = {sent_at}, \
+                 response = CASE id{cases} END, lease_owner = NULL, lease_until = NULL \
+                 WHERE lease_owner = {lease_owner} AND state = 'pending' AND id IN ({list}) \
+                 RETURNING id"
             );
-            let mut query = sqlx::query(&sql).bind(now_ms).bind(owner);
+            let mut query = sqlx::query(&sql).bind(now_ms);
             for (id, response) in chunk {
                 query = query.bind(*id).bind(*response);
+            }
+            query = query.bind(owner);
+            for (id, _) in chunk {
+                query = query.bind(*id);
             }
             for row in query.fetch_all(&mut *tx).await.map_err(query_err(op))? {
                 finished.insert(row.try_get::<i64, _>("id").map_err(query_err(op))?);
@@ -933,12 +982,12 @@ impl Store {
         }
         for chunk in refs.chunks(INSERT_CHUNK / 3) {
             let mut sql = String::from("INSERT INTO message_refs (ref_key, channel, ts) VALUES ");
+            let mut p = Placeholders::new(self.backend);
             for i in 0..chunk.len() {
-                let p = 1 + 3 * i;
                 if i > 0 {
                     sql.push(',');
                 }
-                let _ = write!(sql, "(${p}, ${}, ${})", p + 1, p + 2);
+                let _ = write!(sql, "({}, {}, {})", p.next(), p.next(), p.next());
             }
             sql.push_str(
                 " ON CONFLICT (ref_key) DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
@@ -1047,23 +1096,15 @@ impl Store {
         if methods.is_empty() || keys.is_some_and(|k| k.is_empty()) {
             return Ok(Vec::new());
         }
-        let mut sql = String::from(
-            "SELECT ordering_key, sent_at FROM outbox WHERE state = 'sent' AND sent_at >= $1 \
-             AND id > (SELECT COALESCE(MAX(id), 0) - 5000 FROM outbox) AND method IN (",
+        let mut p = Placeholders::new(self.backend);
+        let mut sql = format!(
+            "SELECT ordering_key, sent_at FROM outbox WHERE state = 'sent' AND sent_at >= {} \
+             AND id > (SELECT COALESCE(MAX(id), 0) - 5000 FROM outbox) AND method IN ({})",
+            p.next(),
+            p.list(methods.len())
         );
-        let mut n = 1;
-        for i in 0..methods.len() {
-            n += 1;
-            let _ = write!(sql, "{}${n}", if i > 0 { "," } else { "" });
-        }
-        sql.push(')');
         if let Some(keys) = keys {
-            sql.push_str(" AND ordering_key IN (");
-            for i in 0..keys.len() {
-                n += 1;
-                let _ = write!(sql, "{}${n}", if i > 0 { "," } else { "" });
-            }
-            sql.push(')');
+            let _ = write!(sql, " AND ordering_key IN ({})", p.list(keys.len()));
         }
         sql.push_str(" ORDER BY sent_at");
         let mut query = sqlx::query(&sql).bind(since_ms);
@@ -1143,6 +1184,7 @@ impl Store {
 /// [`Store::inbox_insert_many`]'s statements, on a connection or in a transaction.
 async fn insert_inbox_rows(
     db: &mut AnyConnection,
+    backend: Backend,
     items: &[NewInboxItem],
     lease: Option<(&str, i64)>,
 ) -> Result<Vec<InboxInsert>, StoreError> {
@@ -1156,23 +1198,33 @@ async fn insert_inbox_rows(
             "INSERT INTO inbox (dedupe_key, kind, payload, received_at, lease_owner, \
              lease_until) VALUES ",
         );
+        let mut p = Placeholders::new(backend);
         for i in 0..chunk.len() {
-            let p = 3 + 4 * i;
             if i > 0 {
                 sql.push(',');
             }
-            let _ = write!(sql, "(${p}, ${}, ${}, ${}, $1, $2)", p + 1, p + 2, p + 3);
+            let _ = write!(
+                sql,
+                "({}, {}, {}, {}, {}, {})",
+                p.next(),
+                p.next(),
+                p.next(),
+                p.next(),
+                p.next(),
+                p.next()
+            );
         }
         sql.push_str(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
-        let mut query = sqlx::query(&sql)
-            .bind(lease.map(|(owner, _)| owner.to_string()))
-            .bind(lease.map(|(_, until)| until));
+        let (owner, until) = (lease.map(|(owner, _)| owner), lease.map(|(_, until)| until));
+        let mut query = sqlx::query(&sql);
         for item in chunk {
             query = query
                 .bind(&item.dedupe_key)
                 .bind(&item.kind)
                 .bind(&item.payload)
-                .bind(item.received_at_ms);
+                .bind(item.received_at_ms)
+                .bind(owner)
+                .bind(until);
         }
         let rows = query.fetch_all(&mut *db).await.map_err(query_err(op))?;
         for row in &rows {
@@ -1189,10 +1241,7 @@ async fn insert_inbox_rows(
         .filter(|k| !ids.contains_key(*k))
         .collect();
     for chunk in missing.chunks(INSERT_CHUNK) {
-        let placeholders = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let placeholders = Placeholders::new(backend).list(chunk.len());
         let sql = format!("SELECT id, dedupe_key FROM inbox WHERE dedupe_key IN ({placeholders})");
         let mut query = sqlx::query(&sql);
         for key in chunk {
@@ -1233,6 +1282,7 @@ struct Claim<'a> {
 /// the inbox item's completion commit together. Dropped without [`Tx::commit`], it rolls back.
 pub struct Tx<'c> {
     tx: sqlx::Transaction<'c, Any>,
+    backend: Backend,
     // Dropped after `tx` (fields drop in order): the turn ends once the transaction has.
     _turn: WriteTurn,
 }
@@ -1328,14 +1378,14 @@ impl Tx<'_> {
         let op = "inbox take";
         let mut taken = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(INSERT_CHUNK) {
-            let list = (4..4 + chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(",");
+            let mut p = Placeholders::new(self.backend);
+            let (handled_at, lease_owner, state) = (p.next(), p.next(), p.next());
+            let list = p.list(chunk.len());
             let sql = format!(
-                "UPDATE inbox SET state = 'done', outcome = 'handled', handled_at = $1, \
+                "UPDATE inbox SET state = 'done', outcome = 'handled', handled_at = {handled_at}, \
                  lease_owner = NULL, lease_until = NULL \
-                 WHERE lease_owner = $2 AND state = $3 AND id IN ({list}) RETURNING id"
+                 WHERE lease_owner = {lease_owner} AND state = {state} AND id IN ({list}) \
+                 RETURNING id"
             );
             let mut query = sqlx::query(&sql).bind(now_ms).bind(owner).bind("pending");
             for id in chunk {
@@ -1397,19 +1447,20 @@ impl Tx<'_> {
                 "INSERT INTO outbox (ordering_key, method, payload, ref_key, not_before, \
                  created_at) VALUES ",
             );
+            let mut p = Placeholders::new(self.backend);
             for i in 0..chunk.len() {
-                let p = 1 + 6 * i;
                 if i > 0 {
                     sql.push(',');
                 }
                 let _ = write!(
                     sql,
-                    "(${p}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5
+                    "({}, {}, {}, {}, {}, {})",
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next()
                 );
             }
             let mut query = sqlx::query(&sql);

@@ -202,6 +202,54 @@ async fn audit_is_part_of_the_transaction() {
 }
 
 #[tokio::test]
+async fn a_batch_of_records_is_written_in_order_in_the_transaction() {
+    on_both(|store| async move {
+        // More than one statement's worth, each record's fields in its own row.
+        let records: Vec<AuditRecord> = (0..1_100)
+            .map(|i| {
+                let outcome = [Outcome::Ok, Outcome::Refused, Outcome::Failed][i % 3];
+                record(
+                    i as i64,
+                    &format!("U{i}"),
+                    "a.batch",
+                    &format!("o:{i}"),
+                    outcome,
+                )
+            })
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        tx.audit_many(&records[..3]).await.unwrap();
+        drop(tx);
+        let mut tx = store.begin().await.unwrap();
+        tx.audit_many(&records).await.unwrap();
+        tx.audit_many(&[]).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut all = Vec::new();
+        let mut before_id = None;
+        loop {
+            let page = store
+                .audit_query(&AuditFilter {
+                    limit: 1_000,
+                    before_id,
+                    ..AuditFilter::default()
+                })
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            before_id = Some(last.id);
+            all.extend(page);
+        }
+        all.reverse();
+        let written: Vec<AuditRecord> = all.into_iter().map(|e| e.record).collect();
+        assert_eq!(
+            written, records,
+            "all of them, in order, none from the dropped one"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn audit_prunes_by_age() {
     on_both(|store| async move {
         seed(&store).await;

@@ -959,6 +959,87 @@ async fn outcomes_are_recorded_together_with_their_refs() {
 }
 
 #[tokio::test]
+async fn a_large_batch_is_taken_and_its_outcomes_recorded_across_statements() {
+    on_both(|store| async move {
+        // More rows than one statement holds, so every batch statement is split.
+        let n = 1_100;
+        let items: Vec<NewInboxItem> = (0..n).map(|i| inbox(&format!("Ev{i}"))).collect();
+        let inserted = store
+            .inbox_insert_many(&items, Some(("w", i64::MAX)))
+            .await
+            .unwrap();
+        let mut ids: Vec<i64> = inserted
+            .iter()
+            .map(|r| match r {
+                InboxInsert::New(id) => *id,
+                other => panic!("new: {other:?}"),
+            })
+            .collect();
+        let theirs = new_inbox(&store, "Other", Some(("w2", i64::MAX))).await;
+        ids.push(theirs);
+        let mut tx = store.begin().await.unwrap();
+        let taken = tx.inbox_take(&ids, "w", 5).await.unwrap();
+        assert_eq!(taken.len(), n, "all but the other owner's");
+        assert!(!taken.contains(&theirs));
+        let calls: Vec<NewOutboxItem> = (0..n)
+            .map(|i| {
+                let mut call = outbox(&format!("C{i}"), &format!("t{i}"));
+                call.ref_key = Some(format!("r{}", i % 700));
+                call
+            })
+            .collect();
+        tx.enqueue_many(&calls).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.inbox_counts().await.unwrap(), counts(1, n as i64, 0));
+        let claimed = store
+            .outbox_claim("s", 10, 10_000, n as u32 + 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), n);
+        for (i, item) in claimed.iter().enumerate() {
+            assert_eq!(item.ordering_key, format!("C{i}"), "in order");
+            assert_eq!(item.payload, calls[i].payload);
+        }
+        let outcomes: Vec<OutboxOutcome> = claimed
+            .iter()
+            .enumerate()
+            .map(|(i, item)| OutboxOutcome {
+                id: item.id,
+                result: OutboxResult::Sent {
+                    response: format!("{{\"ok\":true,\"ts\":\"{i}.0\"}}"),
+                    message_ref: item.ref_key.clone().map(|key| {
+                        (
+                            key,
+                            MessageRef {
+                                channel: item.ordering_key.clone(),
+                                ts: format!("{i}.0"),
+                            },
+                        )
+                    }),
+                },
+            })
+            .collect();
+        let recorded = store.outbox_finish_many("s", &outcomes, 20).await.unwrap();
+        assert!(recorded.iter().all(|r| *r));
+        for (i, item) in claimed.iter().enumerate() {
+            let sent = store.outbox_get(item.id).await.unwrap().unwrap();
+            assert_eq!(sent.state, "sent");
+            assert_eq!(
+                sent.response.as_deref(),
+                Some(format!("{{\"ok\":true,\"ts\":\"{i}.0\"}}").as_str()),
+                "each response to its own row"
+            );
+        }
+        // The last post of a ref wins: r0 was posted by rows 0 and 700.
+        let r0 = store.message_ref("r0").await.unwrap().unwrap();
+        assert_eq!((r0.channel.as_str(), r0.ts.as_str()), ("C700", "700.0"));
+        let r699 = store.message_ref("r699").await.unwrap().unwrap();
+        assert_eq!((r699.channel.as_str(), r699.ts.as_str()), ("C699", "699.0"));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_batch_insert_reports_duplicates_within_and_across_batches() {
     on_both(|store| async move {
         let first = store
