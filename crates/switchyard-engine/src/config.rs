@@ -1298,6 +1298,27 @@ mod tests {
     }
 
     #[test]
+    fn the_outbox_keeps_sent_calls_a_week_unless_told() {
+        let base = "[slack]\nbot_token = \"xoxb-1\"\nsigning_secret = \"s\"\n";
+        let c = Config::parse(base, "s.toml", &env(&[])).unwrap();
+        assert_eq!(c.outbox.retention_days, 7);
+        let c = Config::parse(
+            &format!("{base}[outbox]\nretention_days = 0\n"),
+            "s.toml",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.outbox.retention_days, 0);
+        let e = Config::parse(
+            &format!("{base}[outbox]\nretention_days = -1\n"),
+            "s.toml",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(e.key.starts_with("outbox"), "{e}");
+    }
+
+    #[test]
     fn errors_name_file_key_and_reason() {
         let e = Config::parse("[slack]\nbot_tokn = \"x\"\n", "s.toml", &env(&[])).unwrap_err();
         assert_eq!(e.file, "s.toml");

@@ -674,6 +674,51 @@ mod tests {
         assert_eq!(slack_ts(-5), "0.000000");
     }
 
+    #[tokio::test]
+    async fn pruning_takes_old_sent_calls_in_chunks_and_keeps_the_rest() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let now = 30 * DAY_MS;
+        let item = |n: usize| switchyard_store::NewOutboxItem {
+            ordering_key: format!("C{n}"),
+            method: "chat.postMessage".into(),
+            payload: "{}".into(),
+            ref_key: None,
+            not_before_ms: 0,
+            created_at_ms: 1,
+        };
+        let old = PRUNE_CHUNK as usize + 5;
+        let mut tx = store.begin().await.unwrap();
+        let items: Vec<_> = (0..old + 2).map(item).collect();
+        tx.enqueue_many(&items).await.unwrap();
+        tx.commit().await.unwrap();
+        let claimed = store.outbox_claim("s", 10, now, 10_000).await.unwrap();
+        let outcomes: Vec<OutboxOutcome> = claimed
+            .iter()
+            .take(old + 1)
+            .map(|i| OutboxOutcome {
+                id: i.id,
+                result: OutboxResult::Sent {
+                    response: "{}".into(),
+                    message_ref: None,
+                },
+            })
+            .collect();
+        // All but one sent ten days ago; one sent yesterday; one still pending.
+        let (long_ago, yesterday) = outcomes.split_at(old);
+        store
+            .outbox_finish_many("s", long_ago, now - 10 * DAY_MS)
+            .await
+            .unwrap();
+        store
+            .outbox_finish_many("s", yesterday, now - DAY_MS)
+            .await
+            .unwrap();
+        assert_eq!(prune_sent(&store, 0, now).await.unwrap(), 0, "0 keeps all");
+        assert_eq!(prune_sent(&store, 7, now).await.unwrap(), old as u64);
+        let counts = store.outbox_counts().await.unwrap();
+        assert_eq!((counts.pending, counts.done_or_sent), (1, 1));
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         assert!(backoff(0) < Duration::from_secs(1));
