@@ -397,12 +397,12 @@ impl Sender {
             args["channel"] = json!(found.channel);
             args["thread_ts"] = json!(found.ts);
         }
-        if item.method == "chat.postMessage" && tag_post(&mut args, item.id) {
-            if let Some(since) = item.unconfirmed_since_ms
-                && let Some(found) = self.find_post(&args, item.id, since).await?
-            {
-                return Ok(found);
-            }
+        if item.method == "chat.postMessage"
+            && tag_post(&mut args, item.id)
+            && let Some(since) = item.unconfirmed_since_ms
+            && let Some(found) = self.find_post(&args, item.id, since).await?
+        {
+            return Ok(found);
         }
         // An edit of a message we posted: find where it went.
         if let Some(key) = item.ref_key.as_deref()
