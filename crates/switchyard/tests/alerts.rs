@@ -1023,7 +1023,7 @@ async fn a_storm_is_folded_into_one_summary_and_its_thread_with_nothing_lost() {
     for _ in 0..100 {
         let thread = env.get(&format!("/channels/C0DB/threads/{ts}")).await;
         found = thread["messages"].as_array().unwrap().iter().any(|m| {
-            let text = m["blocks"].to_string();
+            let text = format!("{}{}", m["blocks"], m["text"]);
             text.contains("Resolved via zabbix") && text.contains("`storm-1999`")
         });
         if found {
