@@ -972,8 +972,9 @@ async fn a_storm_is_folded_into_one_summary_and_its_thread_with_nothing_lost() {
         posted_alone <= 10,
         "a few posted on their own: {posted_alone}"
     );
+    // ~500 alerts to a thread message (plain text, up to 38,000 characters): 4 here.
     assert!(
-        replies.len() <= 40,
+        replies.len() <= 10,
         "the thread has many alerts to a message: {} replies",
         replies.len()
     );

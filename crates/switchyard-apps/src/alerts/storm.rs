@@ -42,6 +42,8 @@ const SOURCES: usize = 8;
 pub const BATCH_CHARS: usize = 38_000;
 /// Slack's limit on a message's text.
 const SLACK_TEXT_CHARS: usize = 40_000;
+// A full batch, its part line and its longest last line stay within Slack's limit.
+const _: () = assert!(BATCH_CHARS + 1_000 + 100 <= SLACK_TEXT_CHARS);
 
 /// A group's storm: the summary's counts and the open thread message.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
