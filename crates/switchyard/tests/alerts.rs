@@ -676,6 +676,7 @@ app_token = "xapp-1"
 [apps.alerts]
 enabled = true
 template = "{% if %}"
+storm_backlog = 0
 
 [apps.alerts.severity_channels]
 urgent = "C1"
@@ -689,6 +690,8 @@ channels = ["C1"]
 name = "broken db rule"
 condition = "severity == == 'critical' AND"
 channels = ["C1"]
+storm_quiet = "soon"
+storm_backlog = 2
 "#,
     )
     .unwrap();
@@ -717,6 +720,17 @@ channels = ["C1"]
         stderr.contains("apps.alerts.severity_channels.urgent"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains(&format!("{file}: apps.alerts.storm_backlog"))
+            && stderr.contains("0 is not a number of calls waiting from 1 to 1000"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}: apps.alerts.rules[1].storm_quiet"))
+            && stderr.contains("\"soon\" is not a duration"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("rules[1].storm_backlog"), "{stderr}");
 }
 
 // ---- grouping, timing and storms ----
@@ -1033,4 +1047,59 @@ async fn a_storm_is_folded_into_one_summary_and_its_thread_with_nothing_lost() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(found, "the resolution is a line in the storm's thread");
+}
+
+const TIGHT: &str = r#"
+[apps.alerts]
+enabled = true
+default_channel = "C0ALERTS"
+
+[[apps.alerts.rules]]
+name = "tight"
+condition = "labels.kind == 'tight'"
+channels = ["C0ONCALL"]
+storm_backlog = 1
+storm_quiet = "1s"
+"#;
+
+fn tight_alert(key: &str) -> Value {
+    json!({"title": format!("{key} down"), "severity": "high", "source": "zabbix",
+           "labels": {"kind": "tight"}, "dedup_key": key})
+}
+
+/// A rule's own `storm_backlog` and `storm_quiet`: with one call waiting its group folds, and
+/// once it has been quiet for a second its next alert is a message of its own again.
+#[tokio::test]
+async fn a_rules_storm_backlog_and_quiet_period_apply_to_its_group() {
+    let env = Env::start_with(TIGHT, "", None, true).await;
+    let alerts: Vec<Value> = (0..10).map(|i| tight_alert(&format!("t-{i}"))).collect();
+    let (status, reply) = env.send("/api/v1/alerts", json!(alerts)).await;
+    assert_eq!(status, 200, "{reply}");
+    // The first is posted; from the second on, one call waits: folded.
+    let top = env
+        .messages_when("C0ONCALL", |m| {
+            m.iter()
+                .any(|m| blocks_text(m).contains("Alert storm: 9 alerts"))
+        })
+        .await;
+    assert_eq!(top.len(), 2, "one posted alone and the summary: {top:#?}");
+    assert!(blocks_text(&top[0]).contains("`t-0`"), "{top:#?}");
+    for _ in 0..100 {
+        let (_, replies) = env.everything_in("C0ONCALL").await;
+        let text: String = replies.iter().map(|m| m["text"].to_string()).collect();
+        if (1..10).all(|i| text.contains(&format!("`t-{i}`"))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Quiet for longer than storm_quiet, the line drained: the next alert is posted alone.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (_, reply) = env.send("/api/v1/alerts", tight_alert("t-after")).await;
+    assert_eq!(reply["alerts"][0]["result"], "posted", "{reply}");
+    let top = env
+        .messages_when("C0ONCALL", |m| {
+            m.iter().any(|m| blocks_text(m).contains("`t-after`"))
+        })
+        .await;
+    assert_eq!(top.len(), 3, "{top:#?}");
 }

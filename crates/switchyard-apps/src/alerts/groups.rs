@@ -91,6 +91,10 @@ pub struct Grouping {
     pub wait_ms: i64,
     pub interval_ms: i64,
     pub repeat_ms: i64,
+    /// Calls waiting in the channel's line from which the group's next alert is folded.
+    pub storm_backlog: i64,
+    /// A storm ends once its group has had no new alert for this long.
+    pub storm_quiet_ms: i64,
 }
 
 /// The section's grouping and each rule's, read once per config.
@@ -100,7 +104,7 @@ pub struct Groupings {
 }
 
 /// `30s`, `5m`, `4h`, `0` (ms); `None` if it is none of those.
-fn duration_ms(text: &str) -> Option<i64> {
+pub(super) fn duration_ms(text: &str) -> Option<i64> {
     let text = text.trim();
     if text == "0" {
         return Some(0);
@@ -119,6 +123,11 @@ impl Groupings {
             wait_ms: pick(config.group_wait.as_ref(), DEFAULT_WAIT_MS),
             interval_ms: pick(config.group_interval.as_ref(), DEFAULT_INTERVAL_MS),
             repeat_ms: pick(config.repeat_interval.as_ref(), DEFAULT_REPEAT_MS),
+            storm_backlog: config
+                .storm_backlog
+                .filter(|n| storm::backlog_ok(*n))
+                .unwrap_or(storm::DEFAULT_BACKLOG),
+            storm_quiet_ms: pick(config.storm_quiet.as_ref(), storm::DEFAULT_QUIET_MS),
         };
         let rules = config
             .rules
@@ -128,6 +137,11 @@ impl Groupings {
                 wait_ms: pick(rule.group_wait.as_ref(), section.wait_ms),
                 interval_ms: pick(rule.group_interval.as_ref(), section.interval_ms),
                 repeat_ms: pick(rule.repeat_interval.as_ref(), section.repeat_ms),
+                storm_backlog: rule
+                    .storm_backlog
+                    .filter(|n| storm::backlog_ok(*n))
+                    .unwrap_or(section.storm_backlog),
+                storm_quiet_ms: pick(rule.storm_quiet.as_ref(), section.storm_quiet_ms),
             })
             .collect();
         Self { section, rules }
@@ -488,7 +502,7 @@ async fn join(
         (Some(last), None) => now >= last + target.grouping.interval_ms,
     };
     if send_now {
-        emit(app, ctx, &mut group, row, &target.mentions).await?;
+        emit(app, ctx, &mut group, &target.grouping, row, &target.mentions).await?;
         group.last_flush_ms = Some(now);
     } else {
         if group.flush_at.is_none() {
@@ -520,13 +534,14 @@ async fn emit(
     app: &Alerts,
     ctx: &mut Ctx<'_>,
     group: &mut Group,
+    grouping: &Grouping,
     row: &AlertRow,
     mentions: &str,
 ) -> Result<(), AppError> {
     let now = ctx.now_ms();
     let key = &row.alert.dedup_key;
-    let member = if storm::should_fold(ctx, group).await? {
-        let fold_ref = storm::fold_new(ctx, group, row).await?;
+    let member = if storm::should_fold(ctx, group, grouping).await? {
+        let fold_ref = storm::fold_new(ctx, group, grouping, row).await?;
         Member {
             group_key: group.key.clone(),
             mode: Mode::Folded,
@@ -719,7 +734,13 @@ pub async fn flush_due(app: &Alerts, ctx: &mut Ctx<'_>) -> Result<(), AppError> 
                 .find(|(c, _)| *c == channel)
                 .map(|(_, m)| m.clone())
                 .unwrap_or_default();
-            emit(app, ctx, &mut group, &row, &mentions).await?;
+            // The group's route's grouping (its members share it; the section's if the
+            // config changed since they joined).
+            let grouping = targets(app, &row.alert)
+                .into_iter()
+                .find(|t| t.channel == channel && t.group_key == key)
+                .map_or_else(|| app.groupings.section.clone(), |t| t.grouping);
+            emit(app, ctx, &mut group, &grouping, &row, &mentions).await?;
             posted += 1;
         }
         group.flush_at = None;

@@ -4,9 +4,10 @@
 //! newest few — edited in place as the group grows, with every alert listed in its thread,
 //! many to a thread message.
 //!
-//! - A group starts folding when its channel already has [`STORM_BACKLOG`] calls waiting in
-//!   the outbox (so each alert posted on its own would wait longer still), and keeps folding
-//!   until it has had no new alert for [`STORM_QUIET_MS`].
+//! - A group starts folding when its channel already has `storm_backlog` calls waiting in
+//!   the outbox (so each alert posted on its own would wait longer still; default
+//!   [`DEFAULT_BACKLOG`]), and keeps folding until it has had no new alert for `storm_quiet`
+//!   ([`DEFAULT_QUIET_MS`]); both per rule or for the section, as grouping is.
 //! - The summary is edited with [`Ctx::update_latest`]: while an edit waits in the channel's
 //!   line, the next one replaces it, so a storm of changes is a few `chat.update` calls.
 //! - Thread lines go into the open thread message while it still waits in line
@@ -25,14 +26,20 @@ use serde_json::{Value, json};
 use switchyard_engine::{AppError, Ctx};
 
 use super::blocks::{cut, escape};
-use super::groups::Group;
+use super::config::AlertsConfig;
+use super::groups::{Group, Grouping};
 use super::intake::Status;
 use super::state::AlertRow;
 
-/// Calls waiting in a channel's line from which a group's next alert is folded, not posted.
-pub const STORM_BACKLOG: i64 = 5;
-/// A storm ends once its group has had no new alert for this long.
-pub const STORM_QUIET_MS: i64 = 60_000;
+/// Calls waiting in a channel's line from which a group's next alert is folded, not posted
+/// (`storm_backlog`, per rule or for the section).
+pub const DEFAULT_BACKLOG: i64 = 5;
+/// `storm_backlog`'s bounds: 1 folds from the first call waiting; past a few hundred, folding
+/// would begin only after minutes of a channel's posts.
+pub const MIN_BACKLOG: i64 = 1;
+pub const MAX_BACKLOG: i64 = 1_000;
+/// A storm ends once its group has had no new alert for this long (`storm_quiet`).
+pub const DEFAULT_QUIET_MS: i64 = 60_000;
 /// The newest alerts the summary names.
 const NEWEST: usize = 5;
 /// Sources the summary counts by name (the rest as "other").
@@ -64,20 +71,66 @@ pub struct Fold {
     pub batch_queued: bool,
 }
 
-fn storming(group: &Group, now_ms: i64) -> bool {
+pub fn backlog_ok(n: i64) -> bool {
+    (MIN_BACKLOG..=MAX_BACKLOG).contains(&n)
+}
+
+/// check-config's problems with `storm_backlog` and `storm_quiet`, each named by its key.
+pub fn validate(config: &AlertsConfig) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let mut check = |at: String, backlog: Option<i64>, quiet: Option<&String>| {
+        if let Some(n) = backlog
+            && !backlog_ok(n)
+        {
+            problems.push((
+                format!("{at}storm_backlog"),
+                format!(
+                    "{n} is not a number of calls waiting from {MIN_BACKLOG} to {MAX_BACKLOG}"
+                ),
+            ));
+        }
+        if let Some(text) = quiet
+            && super::groups::duration_ms(text).is_none()
+        {
+            problems.push((
+                format!("{at}storm_quiet"),
+                format!("{text:?} is not a duration (0, 30s, 5m, 4h, 2d)"),
+            ));
+        }
+    };
+    check(
+        String::new(),
+        config.storm_backlog,
+        config.storm_quiet.as_ref(),
+    );
+    for (i, rule) in config.rules.iter().enumerate() {
+        check(
+            format!("rules[{i}]."),
+            rule.storm_backlog,
+            rule.storm_quiet.as_ref(),
+        );
+    }
+    problems
+}
+
+fn storming(group: &Group, grouping: &Grouping, now_ms: i64) -> bool {
     group
         .fold
         .as_ref()
-        .is_some_and(|f| now_ms - f.last_ms < STORM_QUIET_MS)
+        .is_some_and(|f| now_ms - f.last_ms < grouping.storm_quiet_ms)
 }
 
 /// Whether the group's next alert is folded: the group is storming, or its channel's line is
-/// already long.
-pub async fn should_fold(ctx: &mut Ctx<'_>, group: &Group) -> Result<bool, AppError> {
-    if storming(group, ctx.now_ms()) {
+/// already `storm_backlog` long.
+pub async fn should_fold(
+    ctx: &mut Ctx<'_>,
+    group: &Group,
+    grouping: &Grouping,
+) -> Result<bool, AppError> {
+    if storming(group, grouping, ctx.now_ms()) {
         return Ok(true);
     }
-    Ok(ctx.queued(&group.channel).await? >= STORM_BACKLOG)
+    Ok(ctx.queued(&group.channel).await? >= grouping.storm_backlog)
 }
 
 fn summary_ref(group: &Group) -> String {
@@ -108,10 +161,11 @@ fn line(emoji: &str, row: &AlertRow, what: &str) -> String {
 pub async fn fold_new(
     ctx: &mut Ctx<'_>,
     group: &mut Group,
+    grouping: &Grouping,
     row: &AlertRow,
 ) -> Result<String, AppError> {
     let now = ctx.now_ms();
-    let fresh = !storming(group, now);
+    let fresh = !storming(group, grouping, now);
     if fresh {
         group.episodes += 1;
         group.fold = Some(Fold {
