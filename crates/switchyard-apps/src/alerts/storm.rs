@@ -84,9 +84,7 @@ pub fn validate(config: &AlertsConfig) -> Vec<(String, String)> {
         {
             problems.push((
                 format!("{at}storm_backlog"),
-                format!(
-                    "{n} is not a number of calls waiting from {MIN_BACKLOG} to {MAX_BACKLOG}"
-                ),
+                format!("{n} is not a number of calls waiting from {MIN_BACKLOG} to {MAX_BACKLOG}"),
             ));
         }
         if let Some(text) = quiet
@@ -295,11 +293,7 @@ async fn append(
 
 /// The open thread message: a part line, then its lines, as plain mrkdwn text.
 fn batch_message(channel: &str, fold: &Fold) -> Value {
-    let mut text = format!(
-        "_Part {} · {} line(s)_",
-        fold.batch_seq,
-        fold.batch.len()
-    );
+    let mut text = format!("_Part {} · {} line(s)_", fold.batch_seq, fold.batch.len());
     for line in &fold.batch {
         text.push('\n');
         text.push_str(line);
@@ -403,28 +397,54 @@ mod tests {
             ..Fold::default()
         };
         let worst = row(&"<".repeat(300), &"&".repeat(300), &">".repeat(300));
-        let longest = line(":large_yellow_circle:", &worst, ":white_check_mark: Resolved via x. ");
-        assert!(longest.chars().count() < 1_000, "{}", longest.chars().count());
+        let longest = line(
+            ":large_yellow_circle:",
+            &worst,
+            ":white_check_mark: Resolved via x. ",
+        );
+        assert!(
+            longest.chars().count() < 1_000,
+            "{}",
+            longest.chars().count()
+        );
         while chars(&fold.batch) + longest.chars().count() < BATCH_CHARS {
             fold.batch.push(longest.clone());
         }
         let message = batch_message("C1", &fold);
         assert!(message.get("blocks").is_none());
         let text = message["text"].as_str().unwrap();
-        assert!(text.chars().count() <= SLACK_TEXT_CHARS, "{}", text.chars().count());
+        assert!(
+            text.chars().count() <= SLACK_TEXT_CHARS,
+            "{}",
+            text.chars().count()
+        );
 
         // Typical lines: ~500 to a message.
         let mut fold = Fold::default();
         for i in 0..100_000 {
-            let l = line(":large_yellow_circle:", &row(&format!("a1b2c3d4e5f6{i:04}"), "Disk full on node-1234", "alertmanager"), "");
+            let l = line(
+                ":large_yellow_circle:",
+                &row(
+                    &format!("a1b2c3d4e5f6{i:04}"),
+                    "Disk full on node-1234",
+                    "alertmanager",
+                ),
+                "",
+            );
             if chars(&fold.batch) + l.chars().count() >= BATCH_CHARS {
                 break;
             }
             fold.batch.push(l);
         }
-        let text = batch_message("C1", &fold)["text"].as_str().unwrap().to_string();
+        let text = batch_message("C1", &fold)["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(text.chars().count() <= SLACK_TEXT_CHARS);
         assert!(fold.batch.len() >= 450, "{}", fold.batch.len());
-        assert!(text.contains("`a1b2c3d4e5f60000`") && text.contains(&format!("`a1b2c3d4e5f6{:04}`", fold.batch.len() - 1)));
+        assert!(
+            text.contains("`a1b2c3d4e5f60000`")
+                && text.contains(&format!("`a1b2c3d4e5f6{:04}`", fold.batch.len() - 1))
+        );
     }
 }
