@@ -973,9 +973,7 @@ async fn opposite_orders_of_groups_do_not_deadlock_on_postgresql() {
             clients.push(tokio::spawn(async move {
                 for round in 0..40 {
                     let alerts: Vec<Value> = (0..6)
-                        .map(|i| {
-                            web_alert(&format!("lock-{client}-{round}-{i}"), order[i % 2])
-                        })
+                        .map(|i| web_alert(&format!("lock-{client}-{round}-{i}"), order[i % 2]))
                         .collect();
                     let (status, reply) = env.send("/api/v1/alerts", json!(alerts)).await;
                     assert_eq!(status, 200, "round {round} of client {client}: {reply}");
