@@ -228,3 +228,8 @@ receivers:
     drop(am);
     env.server.shutdown().await;
 }
+
+/// The top-level messages in `channel` (Alertmanager's own too) once there are at least `n`.
+async fn messages(env: &AlertsEnv, channel: &str, n: usize) -> Vec<Value> {
+    env.all_messages_when(channel, n, |m| m.len() >= n).await
+}
