@@ -91,3 +91,17 @@ where
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// Writes a file only its owner may read, as an operator keeps a config holding secrets:
+/// `switchyard` refuses a config that anyone on the machine can read while it holds secrets
+/// written in it, and the suites' configs hold the sandbox's tokens (in temporary folders that
+/// others may enter). Otherwise as `std::fs::write`.
+pub fn write_private(
+    path: impl AsRef<std::path::Path>,
+    contents: impl AsRef<[u8]>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = path.as_ref();
+    std::fs::write(path, contents)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
