@@ -469,8 +469,9 @@ async fn read_outbox_depth(store: Store, pending: Arc<AtomicI64>, stop: Cancella
     }
 }
 
-/// Applies `[audit] retention_days` at start and then once an hour. With several replicas each
-/// prunes; the deletes are idempotent.
+/// Applies `[audit] retention_days` at start and then once an hour, and forgets sync routes'
+/// stored replies older than [`crate::sync_routes::REPLAY_WINDOW_MS`]. With several replicas
+/// each prunes; the deletes are idempotent.
 async fn prune_audit_hourly(store: Store, retention_days: u32, stop: CancellationToken) {
     let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
     every_hour.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -483,6 +484,12 @@ async fn prune_audit_hourly(store: Store, retention_days: u32, stop: Cancellatio
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, retention_days, "pruned the audit log"),
             Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
+        }
+        let before = crate::now_ms() - crate::sync_routes::REPLAY_WINDOW_MS;
+        match store.sync_replies_prune(before).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned sync routes' stored replies"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune sync routes' stored replies"),
         }
     }
 }
