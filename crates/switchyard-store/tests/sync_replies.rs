@@ -47,14 +47,22 @@ async fn a_reply_is_stored_with_its_change_or_not_at_all() {
         // Rolled back (dropped): neither the change nor the reply.
         let mut tx = store.begin().await.unwrap();
         tx.audit(&change("a")).await.unwrap();
-        assert!(tx.sync_reply_put("k1", &reply("f1", "{\"ok\":true}"), 10).await.unwrap());
+        assert!(
+            tx.sync_reply_put("k1", &reply("f1", "{\"ok\":true}"), 10)
+                .await
+                .unwrap()
+        );
         drop(tx);
         assert_eq!(store.sync_reply("k1").await.unwrap(), None);
         assert_eq!(changes(&store).await, 0);
 
         let mut tx = store.begin().await.unwrap();
         tx.audit(&change("a")).await.unwrap();
-        assert!(tx.sync_reply_put("k1", &reply("f1", "{\"ok\":true}"), 10).await.unwrap());
+        assert!(
+            tx.sync_reply_put("k1", &reply("f1", "{\"ok\":true}"), 10)
+                .await
+                .unwrap()
+        );
         tx.commit().await.unwrap();
         assert_eq!(
             store.sync_reply("k1").await.unwrap(),
@@ -64,7 +72,11 @@ async fn a_reply_is_stored_with_its_change_or_not_at_all() {
 
         // Once per key: a second put (another body even) changes nothing.
         let mut tx = store.begin().await.unwrap();
-        assert!(!tx.sync_reply_put("k1", &reply("f2", "{}"), 11).await.unwrap());
+        assert!(
+            !tx.sync_reply_put("k1", &reply("f2", "{}"), 11)
+                .await
+                .unwrap()
+        );
         tx.commit().await.unwrap();
         assert_eq!(
             store.sync_reply("k1").await.unwrap().unwrap().fingerprint,
@@ -84,7 +96,12 @@ async fn of_two_requests_with_one_key_in_flight_the_second_sees_the_first() {
             return;
         }
         let mut first = store.begin().await.unwrap();
-        assert!(first.sync_reply_put("k", &reply("f", "1"), 10).await.unwrap());
+        assert!(
+            first
+                .sync_reply_put("k", &reply("f", "1"), 10)
+                .await
+                .unwrap()
+        );
         let second = tokio::spawn({
             let store = store.clone();
             async move {
@@ -105,8 +122,12 @@ async fn of_two_requests_with_one_key_in_flight_the_second_sees_the_first() {
 async fn old_replies_are_pruned() {
     on_both(|store| async move {
         let mut tx = store.begin().await.unwrap();
-        tx.sync_reply_put("old", &reply("f", "1"), 100).await.unwrap();
-        tx.sync_reply_put("new", &reply("f", "2"), 200).await.unwrap();
+        tx.sync_reply_put("old", &reply("f", "1"), 100)
+            .await
+            .unwrap();
+        tx.sync_reply_put("new", &reply("f", "2"), 200)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(store.sync_replies_prune(150).await.unwrap(), 1);
         assert_eq!(store.sync_reply("old").await.unwrap(), None);

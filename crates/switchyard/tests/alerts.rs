@@ -311,7 +311,11 @@ impl Env {
             .headers()
             .get("idempotent-replayed")
             .is_some_and(|v| v == "true");
-        (reply.status().as_u16(), replayed, reply.json().await.unwrap())
+        (
+            reply.status().as_u16(),
+            replayed,
+            reply.json().await.unwrap(),
+        )
     }
 
     /// Every audit record so far.
@@ -345,11 +349,16 @@ async fn idempotent_sync_route(env: &Env) {
     assert_eq!(env.audit_count().await, audited, "nothing audited again");
 
     // The same key for another request: refused, nothing done.
-    let other = json!({"title": "Disk full on web-2", "severity": "low", "dedup_key": "idem-other"});
+    let other =
+        json!({"title": "Disk full on web-2", "severity": "low", "dedup_key": "idem-other"});
     let (status, replayed, refused) = env.send_keyed("key-1", &other).await;
     assert_eq!((status, replayed), (422, false), "{refused}");
     assert_eq!(refused["error"], "idempotency_key_reused", "{refused}");
-    assert_eq!(env.audit_count().await, audited, "nothing audited for the 422");
+    assert_eq!(
+        env.audit_count().await,
+        audited,
+        "nothing audited for the 422"
+    );
 
     // A failed request keeps nothing under its key: fixed, it is done.
     let (status, _, bad) = env.send_keyed("key-2", &json!({"title": ""})).await;

@@ -239,7 +239,11 @@ fn a_config_anyone_can_read_holding_a_secret_is_refused_with_the_fix() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let out = run(dir.path(), &["config", "show", "--config", &file], &env);
     refused(&out, "config show");
-    assert!(out.stdout.is_empty(), "nothing shown: {}", text(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing shown: {}",
+        text(&out.stdout)
+    );
     // `serve` stops before it starts anything (bounded: were it to start, it would not end).
     let mut command = switchyard(dir.path());
     command
@@ -267,7 +271,11 @@ fn a_config_anyone_can_read_holding_a_secret_is_refused_with_the_fix() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = run(dir.path(), &["check-config", "--config", &file], &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).is_empty(), "no warning either: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).is_empty(),
+        "no warning either: {}",
+        text(&out.stderr)
+    );
     // So does taking the secret from the environment, the file left readable.
     std::fs::write(
         &path,
