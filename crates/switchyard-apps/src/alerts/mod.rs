@@ -316,6 +316,7 @@ impl Alerts {
         } else {
             (Status::Resolved, "resolved", "alerts.resolve")
         };
+        groups::lock_for_keys(self, ctx, &[key.to_string()]).await?;
         let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
         let object = format!("alert:{key}");
         let Some(mut row) = state::load(ctx.db().await?, key, lock).await? else {
@@ -514,6 +515,7 @@ impl App for Alerts {
             Ok(alerts) => alerts,
             Err(e) => return Ok(bad_request(&e)),
         };
+        groups::lock_for(self, ctx, &alerts.iter().collect::<Vec<_>>()).await?;
         let mut results = Vec::with_capacity(alerts.len());
         for alert in alerts {
             let copies = self.webhooks.for_alert(&self.config, &self.rules, &alert);
