@@ -512,11 +512,15 @@ async fn prune_hourly(
     }
 }
 
-/// `auth.test`, retried briefly: who our bot is.
+/// `auth.test`, retried through a Slack hiccup (429s for as long as `Retry-After` says,
+/// transient failures with backoff) for up to [`IDENTIFY_PATIENCE`]: who our bot is. A
+/// restart while Slack is slow or limiting must not end the process (found by the chaos
+/// soak: a restarted replica took every injected fault on its own `auth.test` and exited).
 async fn identify(slack: &SlackApi) -> Result<BotIdentity, EngineError> {
+    let started = std::time::Instant::now();
     let mut last = None;
-    for attempt in 0..5u32 {
-        match slack.call("auth.test", &json!({})).await {
+    for attempt in 0u32.. {
+        let wait = match slack.call("auth.test", &json!({})).await {
             Ok(v) => {
                 return Ok(BotIdentity {
                     user_id: v["user_id"].as_str().unwrap_or("").to_string(),
@@ -528,15 +532,28 @@ async fn identify(slack: &SlackApi) -> Result<BotIdentity, EngineError> {
                     "Slack refused the bot token: {e}"
                 )));
             }
-            Err(e) => last = Some(e),
+            Err(crate::slack::CallError::RateLimited { retry_after }) => {
+                last = Some(format!("rate limited; retry after {retry_after:?}"));
+                retry_after
+            }
+            Err(e) => {
+                last = Some(e.to_string());
+                (Duration::from_millis(200) * 2u32.pow(attempt.min(4))).min(Duration::from_secs(3))
+            }
+        };
+        if started.elapsed() + wait > IDENTIFY_PATIENCE {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
+        tokio::time::sleep(wait).await;
     }
     Err(EngineError::Startup(format!(
         "cannot reach Slack: {}",
-        last.map(|e| e.to_string()).unwrap_or_default()
+        last.unwrap_or_default()
     )))
 }
+
+/// How long the start waits for Slack's `auth.test`.
+const IDENTIFY_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The store's groups and bindings are read again this often, so changes made elsewhere (the
 /// `switchyard access` command, another replica) take effect within it; changes through this

@@ -294,7 +294,8 @@ impl World {
             .arg("serve")
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            // The sender's info lines say which lost posts it found in Slack (counted below).
+            .env("RUST_LOG", "warn,switchyard_engine::sender=info")
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -1248,6 +1249,36 @@ async fn soak(plan: Plan) {
         failures.push(format!("{expired} event(s) never acked in Slack's retries"));
     }
 
+    // Calls Slack accepted against the calls the outbox recorded as made, by method: the
+    // difference is calls made more than once (an attempt whose outcome was lost, made
+    // again). `response_url` and webhook posts are not in the sandbox's call log.
+    let mut recorded: HashMap<String, i64> = HashMap::new();
+    for row in switchyard_store::sqlx::query(
+        "SELECT method, COUNT(*) AS n FROM outbox WHERE state = 'sent' GROUP BY method",
+    )
+    .fetch_all(store.reader())
+    .await
+    .unwrap()
+    {
+        recorded.insert(row.get("method"), row.get::<i64, _>("n"));
+    }
+    let mut repeated_calls = Vec::new();
+    for (method, n) in &recorded {
+        let accepted = stats["api_calls"][method.as_str()]["ok"]
+            .as_i64()
+            .unwrap_or(0);
+        repeated_calls.push(format!("{method} {}/{n}", accepted));
+    }
+    repeated_calls.sort();
+    // What the sender did with posts whose earlier attempt's outcome was lost.
+    let (mut found, mut not_found, mut unchecked) = (0, 0, 0);
+    for i in 0..world.plan.replicas {
+        let log = world.replicas.lock().unwrap()[i].log.clone();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        found += text.matches("is in Slack; recorded as sent").count();
+        not_found += text.matches("is not in Slack; posting it").count();
+        unchecked += text.matches("posting it again").count();
+    }
     let c = &world.counts;
     eprintln!(
         "\n== soak {} ({} replica(s), {}, {}) — seed {seed}, {:.0} s ==\n\
@@ -1255,6 +1286,8 @@ async fn soak(plan: Plan) {
          {} oopses, {} clears (slash {}, picker {}, mention {}; {} command re-tries), {} check-ins ({} retried)\n\
          faults fired: {}; socket disconnects {}, socket drops {}\n\
          kills: {}\n\
+         posts whose outcome was lost: {found} found in Slack (recorded, not posted again), {not_found} not there (posted), {unchecked} not checkable (posted)\n\
+         calls Slack accepted / the outbox recorded, by method: {}\n\
          Slack deliveries given up (out of retries): {expired}\n\
          lost: {}\n\
          duplicated: {}\n",
@@ -1289,6 +1322,7 @@ async fn soak(plan: Plan) {
         get(&c.socket_disconnects),
         get(&c.socket_drops),
         get(&c.kills),
+        repeated_calls.join(", "),
         failures.len(),
         duplicates.len(),
     );
