@@ -33,7 +33,6 @@ mod to_webhooks;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use switchyard_engine::admin::civil_from_days;
 use switchyard_engine::{
     App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input, Outcome,
 };
@@ -67,15 +66,7 @@ fn ref_key(key: &str, channel: &str) -> String {
 
 /// `2026-11-26 04:46` (UTC): the fallback of the message's `<!date^…>` token.
 pub fn intake_time_words(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        of_day / 3600,
-        of_day % 3600 / 60
-    )
+    switchyard_engine::admin::format_utc(ms, "%Y-%m-%d %H:%M")
 }
 
 pub struct Alerts {
