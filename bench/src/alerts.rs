@@ -19,6 +19,8 @@
 //!
 //! The sandbox runs in this process; the machine is shared: read the figures within one run.
 
+mod private;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -270,7 +272,7 @@ impl Switchyard {
     async fn start(args: &Args, world: &World, dir: &Path, run: &str) -> Result<Self> {
         let port = free_port();
         let config = dir.join("switchyard.toml");
-        std::fs::write(&config, switchyard_config(world, dir, port, run))?;
+        private::write_private(&config, switchyard_config(world, dir, port, run))?;
         let out = Command::new(&args.switchyard)
             .args([
                 "token",

@@ -10,6 +10,8 @@
 //!
 //! Machines are noisy: compare the ratios within one run, not figures across runs.
 
+mod private;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -128,7 +130,7 @@ async fn start(name: &str, args: &Args, world: &World) -> Result<(Contender, f64
     let mut command = match name {
         "switchyard" | "switchyard-acks-only" => {
             let config = dir.path().join("switchyard.toml");
-            std::fs::write(
+            private::write_private(
                 &config,
                 format!(
                     "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"sqlite://{}\"\n",

@@ -461,9 +461,17 @@ impl Config {
                 reason: format!("cannot read: {e}"),
             }]
         })?;
-        // Not yet applied here (see `check_exposure`): the test suites still write their
-        // configs with literal sandbox tokens into world-readable temporary folders.
-        Self::check(&text, &file, env, options)
+        // Refused, not warned: a warning on stderr is easy to miss, and the file's secrets
+        // are exposed for as long as it stays so. Reported first, with the file's other errors.
+        let exposure = check_exposure(path, &text);
+        match (Self::check(&text, &file, env, options), exposure) {
+            (result, None) => result,
+            (Ok(_), Some(exposed)) => Err(vec![exposed]),
+            (Err(mut errors), Some(exposed)) => {
+                errors.insert(0, exposed);
+                Err(errors)
+            }
+        }
     }
 
     /// Checks a config given as text and reports every error: all of them but a TOML syntax
@@ -1108,8 +1116,8 @@ fn literal_secrets(text: &str) -> Vec<String> {
 }
 
 /// A config file anyone on the machine can read should not hold secrets itself: the problem,
-/// naming the keys and the fix. Meant to refuse the config in `check_file`; not wired there
-/// until the suites write their configs 0600.
+/// naming the keys and the fix. [`Config::check_file`] refuses such a file (so `serve`,
+/// `check-config`, `config show`, `doctor` and a reload do).
 pub fn check_exposure(path: &Path, text: &str) -> Option<ConfigError> {
     let mode = readable_by_everyone(path)?;
     let secrets = literal_secrets(text);

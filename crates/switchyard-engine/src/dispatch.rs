@@ -227,19 +227,38 @@ impl Engine {
                     if savepoint {
                         batch.tx().await?.rollback_to_savepoint().await?;
                     }
-                    tracing::warn!(id = job.id, error = %error, "app error");
                     match error {
-                        AppError::Store(e) => Handled::Again(e.to_string()),
+                        AppError::Store(e) => {
+                            tracing::warn!(id = job.id, error = %e, "app error; will retry");
+                            Handled::Again(e.to_string())
+                        }
                         other => {
-                            let text = match &other {
-                                AppError::User(m) => format!(":warning: {m}"),
-                                other => format!(":warning: That did not work: {other}"),
+                            // A user error is the app's message to the person; anything else
+                            // (a Slack call's transport error, say) is internal: the person
+                            // and the audit get an id, the log the detail.
+                            let (text, detail) = match &other {
+                                AppError::User(m) => {
+                                    tracing::warn!(id = job.id, error = %m, "app refused");
+                                    (format!(":warning: {m}"), m.clone())
+                                }
+                                other => {
+                                    let error_id = crate::error_id();
+                                    tracing::error!(id = job.id, error_id, error = %other, "app error");
+                                    (
+                                        format!(
+                                            ":warning: That did not work (error id {error_id}). \
+                                             Try again; if it keeps failing, give an operator \
+                                             the id."
+                                        ),
+                                        format!("internal error (error id {error_id})"),
+                                    )
+                                }
                             };
                             let audit = audit
                                 .into_iter()
                                 .map(|record| AuditRecord {
                                     outcome: Outcome::Failed,
-                                    detail: other.to_string(),
+                                    detail: detail.clone(),
                                     ..record
                                 })
                                 .collect();

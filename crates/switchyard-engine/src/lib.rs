@@ -63,6 +63,14 @@ pub enum EngineError {
     Inbox(String),
 }
 
+/// A new error id (8 hex digits): what a person or a caller is shown in place of an internal
+/// failure's detail (a store error, a Slack call's transport error), and what the log line with
+/// that detail carries, so an operator can go from one to the other.
+pub fn error_id() -> String {
+    use rand::Rng;
+    format!("{:08x}", rand::rng().random::<u32>())
+}
+
 /// Milliseconds since the Unix epoch: the store's clock.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

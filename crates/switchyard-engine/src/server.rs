@@ -471,7 +471,9 @@ async fn read_outbox_depth(store: Store, pending: Arc<AtomicI64>, stop: Cancella
 }
 
 /// Applies `[audit] retention_days` and `[outbox] retention_days` at start and then once an
-/// hour. With several replicas each prunes; the deletes are idempotent.
+/// hour, and forgets sync routes' stored replies older than
+/// [`crate::sync_routes::REPLAY_WINDOW_MS`]. With several replicas each prunes; the deletes are
+/// idempotent.
 async fn prune_hourly(
     store: Store,
     retention_days: u32,
@@ -500,6 +502,12 @@ async fn prune_hourly(
                 )
             }
             Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
+        }
+        let before = crate::now_ms() - crate::sync_routes::REPLAY_WINDOW_MS;
+        match store.sync_replies_prune(before).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned sync routes' stored replies"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune sync routes' stored replies"),
         }
     }
 }

@@ -1,8 +1,20 @@
 //! Apps' synchronous HTTP routes ([`crate::Declaration::sync_routes`]): the caller waits for
 //! the app's answer, so the request is not queued in the inbox. The app's changes, the Slack
 //! calls they cause (outbox rows) and its audit records commit in one transaction before the
-//! reply is sent; an error or a 4xx/5xx reply commits nothing. Every Slack call still goes
-//! through the outbox and the sender.
+//! reply is sent; an error or a 4xx/5xx reply commits nothing but the app's `refused` audit
+//! records (a refused token, say: the attempt is worth knowing about even though nothing
+//! changed). Every Slack call still goes through the outbox and the sender.
+//!
+//! A request with an `Idempotency-Key` header is done once: its first successful reply is
+//! stored in the same transaction as its change (`sync_replies`), and a repeat — the same key,
+//! from the same caller (its `Authorization`), with the same method, path and body — gets that
+//! reply again (with `Idempotent-Replayed: true`) without the app running. The same key with
+//! another request is refused with 422 `idempotency_key_reused`. Failed replies are not kept:
+//! nothing changed, so a repeat is simply tried again. Replies are kept for
+//! [`REPLAY_WINDOW_MS`].
+//!
+//! An internal failure answers 500 with an `error_id` and nothing of the failure itself; the
+//! log line with the detail carries the same id.
 
 use std::sync::Arc;
 
@@ -12,7 +24,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use switchyard_store::{ActorKind, Via};
+use switchyard_store::{ActorKind, Outcome, SyncReply, Via};
 
 use crate::app::{App, AppError, BatchTx, Ctx, HttpReply, HttpRequest};
 use crate::pipeline::Engine;
@@ -42,6 +54,10 @@ pub fn routes(engine: Arc<Engine>, apps: &[Arc<dyn App>]) -> Router {
     router
 }
 
+/// How long a sync route's stored reply answers repeats of its request: a day, as clients
+/// retrying a lost answer do so within minutes.
+pub const REPLAY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
 async fn serve(
     State((engine, name)): State<(Arc<Engine>, &'static str)>,
     method: Method,
@@ -50,7 +66,7 @@ async fn serve(
     body: Bytes,
 ) -> Response {
     let Ok(body) = String::from_utf8(body.to_vec()) else {
-        return reply(HttpReply::error(400, "body_not_utf8"));
+        return reply(HttpReply::error(400, "body_not_utf8"), false);
     };
     let request = HttpRequest {
         method: method.to_string(),
@@ -62,33 +78,98 @@ async fn serve(
         body,
     };
     let Some(app) = engine.registry.current().app_named(name) else {
-        return reply(HttpReply::error(404, "not_found"));
+        return reply(HttpReply::error(404, "not_found"), false);
     };
     match engine.serve_sync(app.as_ref(), &request).await {
-        Ok(answer) => reply(answer),
+        Ok((answer, replayed)) => reply(answer, replayed),
+        Err(AppError::User(m)) => {
+            tracing::warn!(path = %request.path, error = %m, "sync route refused the request");
+            reply(HttpReply::error(400, &m), false)
+        }
         Err(e) => {
-            tracing::warn!(path = %request.path, error = %e, "sync route failed");
-            match e {
-                AppError::User(m) => reply(HttpReply::error(400, &m)),
-                _ => reply(HttpReply::error(500, "internal_error")),
-            }
+            let error_id = crate::error_id();
+            tracing::error!(path = %request.path, error_id, error = %e, "sync route failed");
+            let mut answer = HttpReply::error(500, "internal_error");
+            answer.body["error_id"] = error_id.into();
+            reply(answer, false)
         }
     }
 }
 
-fn reply(answer: HttpReply) -> Response {
+fn reply(answer: HttpReply, replayed: bool) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(answer.body)).into_response()
+    let mut response = (status, axum::Json(answer.body)).into_response();
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+/// A request's `Idempotency-Key`, as the store keeps it: `key` names the caller's use of the
+/// key (the app, the caller's credentials, the key), `fingerprint` the request. Both are
+/// SHA-256 hashes, so no credential is stored.
+struct Idempotency {
+    key: String,
+    fingerprint: String,
+}
+
+impl Idempotency {
+    fn of(app: &str, request: &HttpRequest) -> Option<Self> {
+        use sha2::{Digest, Sha256};
+        let given = request.header("idempotency-key")?;
+        let hash = |parts: &[&str]| {
+            let mut hasher = Sha256::new();
+            for part in parts {
+                hasher.update(part.as_bytes());
+                hasher.update([0]);
+            }
+            hex::encode(hasher.finalize())
+        };
+        let credentials = request.header("authorization").unwrap_or("");
+        Some(Self {
+            key: hash(&[app, credentials, given]),
+            fingerprint: hash(&[&request.method, &request.path, &request.body]),
+        })
+    }
+
+    /// The answer a stored reply gives this request: the reply again, or 422 when the key was
+    /// used for another request.
+    fn answer(&self, stored: SyncReply) -> (HttpReply, bool) {
+        if stored.fingerprint != self.fingerprint {
+            let mut refused = HttpReply::error(422, "idempotency_key_reused");
+            refused.body["detail"] =
+                "this Idempotency-Key was used for another request; use a new key".into();
+            return (refused, false);
+        }
+        let body = serde_json::from_str(&stored.body).unwrap_or(serde_json::Value::Null);
+        (
+            HttpReply {
+                status: stored.status,
+                body,
+            },
+            true,
+        )
+    }
 }
 
 impl Engine {
     /// Runs `app.serve` in a transaction of its own and commits what it wrote when the reply
-    /// is a success.
+    /// is a success; a repeat of a request with an `Idempotency-Key` is answered from the
+    /// store. The reply, and whether it is a stored one.
     pub(crate) async fn serve_sync(
         &self,
         app: &dyn App,
         request: &HttpRequest,
-    ) -> Result<HttpReply, AppError> {
+    ) -> Result<(HttpReply, bool), AppError> {
+        let idempotency = Idempotency::of(app.declaration().name, request);
+        if let Some(idempotency) = &idempotency
+            && let Some(stored) = self.store.sync_reply(&idempotency.key).await?
+        {
+            return Ok(idempotency.answer(stored));
+        }
         let now = crate::now_ms();
         let mut batch = BatchTx {
             store: self.store.clone(),
@@ -106,11 +187,54 @@ impl Engine {
         );
         let answer = app.serve(&mut ctx, request).await;
         let (outbox, audit, _) = ctx.take();
-        let answer = answer?;
-        if answer.status >= 400 {
-            return Ok(answer);
+        let failed = match &answer {
+            Ok(answer) => answer.status >= 400,
+            Err(_) => true,
+        };
+        if failed {
+            // Nothing the app changed is kept, but a refusal is recorded: on its own, once the
+            // app's transaction (and on SQLite the writer's turn) is given back.
+            drop(batch);
+            for refusal in audit.iter().filter(|r| r.outcome == Outcome::Refused) {
+                if let Err(e) = self.store.audit(refusal).await {
+                    tracing::warn!(error = %e, "cannot audit a refused sync request");
+                }
+            }
+            return answer.map(|answer| (answer, false));
         }
-        self.commit_alone(&mut batch, outbox, audit).await?;
-        Ok(answer)
+        let answer = answer?;
+        let Some(idempotency) = idempotency else {
+            self.commit_alone(&mut batch, outbox, audit).await?;
+            return Ok((answer, false));
+        };
+        let mut tx = match batch.open.take() {
+            Some((tx, _)) => tx,
+            None => self.store.begin().await?,
+        };
+        let stored = SyncReply {
+            fingerprint: idempotency.fingerprint.clone(),
+            status: answer.status,
+            body: answer.body.to_string(),
+        };
+        if !tx.sync_reply_put(&idempotency.key, &stored, now).await? {
+            // The same key committed meanwhile (a repeat sent while the first was running):
+            // this run's work is dropped, and the first one's reply given.
+            drop(tx);
+            return match self.store.sync_reply(&idempotency.key).await? {
+                Some(stored) => Ok(idempotency.answer(stored)),
+                None => Err(AppError::Internal(
+                    "a stored reply vanished under its key".into(),
+                )),
+            };
+        }
+        for record in &audit {
+            tx.audit(record).await?;
+        }
+        tx.enqueue_many(&outbox).await?;
+        tx.commit().await?;
+        if !outbox.is_empty() {
+            self.outbox_ready.notify_one();
+        }
+        Ok((answer, false))
     }
 }

@@ -333,6 +333,18 @@ async fn an_apps_http_route_goes_through_the_inbox_once_per_idempotency_key() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 202);
     }
+    // The key again for another body: refused, as on the sync routes.
+    let r = s
+        .http
+        .post(&url)
+        .header("idempotency-key", "one")
+        .json(&json!({"channel": general, "text": "something else"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "idempotency_key_reused", "{body}");
     s.wait_message("the hook's message", |m| m["text"] == "from the hook")
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -341,7 +353,7 @@ async fn an_apps_http_route_goes_through_the_inbox_once_per_idempotency_key() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|m| m["text"] == "from the hook")
+        .filter(|m| m["text"] == "from the hook" || m["text"] == "something else")
         .count();
     assert_eq!(count, 1);
     s.server.shutdown().await;

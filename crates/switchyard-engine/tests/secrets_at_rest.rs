@@ -26,17 +26,13 @@ fn open_folder() -> tempfile::TempDir {
     dir
 }
 
+/// Every error `Config::check_file` (what `serve`, `check-config` and `config show` read the
+/// file with) reports.
 fn errors(path: &Path, env: &BTreeMap<String, String>) -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| switchyard_engine::config::check_exposure(path, &text))
-        .map(|e| e.to_string())
-        .into_iter()
-        .collect();
-    if let Err(errors) = Config::check_file(path, env, &CheckOptions::default()) {
-        found.extend(errors.iter().map(|e| e.to_string()));
+    match Config::check_file(path, env, &CheckOptions::default()) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
     }
-    found
 }
 
 #[test]
@@ -119,9 +115,10 @@ fn a_world_readable_config_with_secrets_in_it_is_named_with_the_fix() {
                 [apps.machines]\ndevice_token = \"dev-literal\"\n";
     let config = write(&dir.path().join("switchyard.toml"), text, 0o644);
     let found = errors(&config, &no_env());
+    assert_eq!(found.len(), 1, "refused, and only for that: {found:?}");
     let error = &found[0];
     assert!(
-        error.contains("(file)")
+        error.starts_with(&format!("{}: (file): ", config.display()))
             && error.contains("0644")
             && error.contains("slack.bot_token")
             && error.contains("slack.signing_secret")
@@ -141,14 +138,24 @@ fn a_world_readable_config_with_secrets_in_it_is_named_with_the_fix() {
         assert!(!error.contains(secret), "{error}");
     }
 
+    // What loads the config for the server refuses it too, with the same error.
+    let refused = Config::load(&config, &no_env()).unwrap_err().to_string();
+    assert_eq!(&refused, error);
+    // With the file's other errors, it comes first and they are all still there.
+    let broken = write(
+        &dir.path().join("broken.toml"),
+        &format!("{text}[server]\nlisten = \"everywhere\"\n"),
+        0o644,
+    );
+    let found = errors(&broken, &no_env());
+    assert!(
+        found.len() == 2 && found[0].contains("chmod 600") && found[1].contains("server.listen"),
+        "{found:?}"
+    );
+
     // Private, or secrets from the environment: fine.
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert!(
-        !errors(&config, &no_env())
-            .iter()
-            .any(|e| e.contains("(file)")),
-        "a 0600 file is fine"
-    );
+    assert!(errors(&config, &no_env()).is_empty(), "a 0600 file is fine");
     let from_env = write(
         &dir.path().join("env.toml"),
         "[slack]\nbot_token = \"${BOT}\"\nsigning_secret = \"${SIGNING}\"\n",
@@ -166,9 +173,7 @@ fn a_world_readable_config_with_secrets_in_it_is_named_with_the_fix() {
     std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let inside = write(&private.path().join("switchyard.toml"), text, 0o644);
     assert!(
-        !errors(&inside, &no_env())
-            .iter()
-            .any(|e| e.contains("(file)")),
+        errors(&inside, &no_env()).is_empty(),
         "a private folder keeps it private"
     );
 }

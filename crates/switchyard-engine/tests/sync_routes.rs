@@ -1,7 +1,8 @@
 //! An app's own migrations and synchronous routes (`App::migrations`, `Declaration::sync_routes`,
 //! `App::serve`), with an app of the test's own: the table exists at start; a success commits
 //! the app's row, its Slack call (sent through the outbox) and its audit record together; a 4xx
-//! reply commits none of them.
+//! reply commits none of them but a `refused` audit record; an internal failure answers 500
+//! with an error id and none of its detail.
 
 mod common;
 
@@ -56,8 +57,17 @@ impl App for Probe {
             None,
         );
         ctx.audit("probe.hit", &what, Outcome::Ok, "");
+        if what == "explode" {
+            return Err(AppError::Internal(
+                "connection reset by peer (os error 104) talking to db-7".into(),
+            ));
+        }
         Ok(match what.as_str() {
             "refuse" => HttpReply::error(409, "refused"),
+            "deny" => {
+                ctx.audit("probe.deny", &what, Outcome::Refused, "not for you");
+                HttpReply::error(403, "denied")
+            }
             _ => HttpReply::ok(json!({"ok": true, "what": what, "method": request.method})),
         })
     }
@@ -87,6 +97,28 @@ async fn a_sync_route_commits_on_success_only() {
     assert_eq!(refused.status(), 409);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body, json!({"ok": false, "error": "refused"}));
+    // A refusal commits nothing but its `refused` audit record.
+    let denied = http
+        .post(format!("{base}/probe/deny"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    // An internal failure: a 500 with an error id, none of the failure's detail.
+    let failed = http
+        .post(format!("{base}/probe/explode"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 500);
+    let body: Value = failed.json().await.unwrap();
+    assert_eq!(body["error"], "internal_error", "{body}");
+    let error_id = body["error_id"].as_str().unwrap_or_default();
+    assert!(
+        error_id.len() == 8 && error_id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("reset"), "{body}");
 
     let hits: Vec<String> = sqlx::query("SELECT what FROM probe_hits")
         .fetch_all(server.store().reader())
@@ -104,8 +136,16 @@ async fn a_sync_route_commits_on_success_only() {
         })
         .await
         .unwrap();
-    assert_eq!(audit.len(), 1, "{audit:?}");
-    assert_eq!(audit[0].record.actor, "probe-1");
+    let kept: Vec<(&str, Outcome)> = audit
+        .iter()
+        .map(|e| (e.record.action.as_str(), e.record.outcome))
+        .collect();
+    assert_eq!(
+        kept,
+        [("probe.deny", Outcome::Refused), ("probe.hit", Outcome::Ok)],
+        "the success's record and the refusal's, newest first: {audit:?}"
+    );
+    assert!(audit.iter().all(|e| e.record.actor == "probe-1"));
     let texts = h.texts("general", 1).await;
     assert_eq!(
         texts,

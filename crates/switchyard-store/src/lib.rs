@@ -23,6 +23,10 @@
 //! - `access_group_members`, `access_bindings`: groups' members and roles' subjects added at
 //!   run time (see [`Tx::access_group_add`], [`Tx::access_bind`]). Columns: `group_name` /
 //!   `role`, `member` / `subject`, `added_at`; each pair is the primary key.
+//! - `sync_replies`: the first reply of an app's sync route to a request with an
+//!   `Idempotency-Key`, stored with the change it answers (see [`Tx::sync_reply_put`],
+//!   [`Store::sync_reply`]). Columns: `key` (primary key), `fingerprint`, `status`, `body`,
+//!   `created_at`.
 //!
 //! Times are Unix milliseconds in 64-bit integers; JSON is stored as text. The store knows
 //! nothing about Slack or the apps: methods and payloads are opaque strings to it.
@@ -64,6 +68,7 @@ pub use app_migrations::AppMigration;
 mod access;
 mod audit;
 mod health;
+mod sync_replies;
 mod tokens;
 
 pub use access::{GroupMember, RoleBinding};
@@ -72,6 +77,7 @@ pub use audit::{
     UnknownValue, Via,
 };
 pub use health::{Migration, OutboxHealth};
+pub use sync_replies::SyncReply;
 pub use tokens::{
     ADMIN_SCOPE, ApiTokenInfo, CreatedToken, MAX_NAME_LEN, NewApiToken, TOKEN_PREFIX, TokenError,
     parse_scopes, scopes_allow,

@@ -72,7 +72,7 @@ admin = ["U0ADMIN"]
         sandbox.api_url(),
         dir.join("switchyard.db").display(),
     );
-    std::fs::write(&path, text).expect("config written");
+    common::write_private(&path, text).expect("config written");
     path
 }
 
@@ -293,7 +293,7 @@ async fn access_commands_change_list_and_audit_and_a_running_server_follows() {
 fn check_config_lists_every_access_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("switchyard.toml");
-    std::fs::write(
+    common::write_private(
         &path,
         r##"[slack]
 bot_token = "xoxb-1"

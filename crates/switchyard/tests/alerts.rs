@@ -148,6 +148,105 @@ async fn alerts_on_postgresql() {
     .await;
 }
 
+/// `POST /api/v1/alerts` with an `Idempotency-Key`, sent again (a client whose answer was
+/// lost): the same reply, and nothing done twice. On SQLite, and on PostgreSQL.
+#[tokio::test]
+async fn a_resent_alert_with_an_idempotency_key_gets_the_same_reply_and_changes_nothing() {
+    let env = Env::start("").await;
+    idempotent_sync_route(&env).await;
+}
+
+#[tokio::test]
+async fn a_resent_alert_with_an_idempotency_key_on_postgresql() {
+    common::on_postgres_schema("alerts_idempotency", |url| async move {
+        let env = Env::start_on("", Some(url)).await;
+        idempotent_sync_route(&env).await;
+    })
+    .await;
+}
+
+impl Env {
+    /// A POST with an `Idempotency-Key`: status, whether the reply was a replayed one, body.
+    async fn send_keyed(&self, key: &str, body: &Value) -> (u16, bool, Value) {
+        let reply = self
+            .http
+            .post(format!("http://{}/api/v1/alerts", self.server.addr()))
+            .bearer_auth(&self.token)
+            .header("Idempotency-Key", key)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let replayed = reply
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v == "true");
+        (
+            reply.status().as_u16(),
+            replayed,
+            reply.json().await.unwrap(),
+        )
+    }
+
+    /// Every audit record so far.
+    async fn audit_count(&self) -> usize {
+        self.server
+            .store()
+            .audit_query(&switchyard_store::AuditFilter {
+                limit: 1000,
+                ..switchyard_store::AuditFilter::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    }
+}
+
+async fn idempotent_sync_route(env: &Env) {
+    let alert = json!({"title": "Disk full on web-1", "severity": "low", "dedup_key": "idem-disk"});
+    let (status, replayed, first) = env.send_keyed("key-1", &alert).await;
+    assert_eq!((status, replayed), (200, false), "{first}");
+    assert_eq!(first["alerts"][0]["result"], "posted", "{first}");
+    env.messages_when("C0ALERTS", |m| m.len() == 1).await;
+    let audited = env.audit_count().await;
+
+    // The same request again, twice: the stored reply, the app not run.
+    for _ in 0..2 {
+        let (status, replayed, again) = env.send_keyed("key-1", &alert).await;
+        assert_eq!((status, replayed), (200, true), "{again}");
+        assert_eq!(again, first, "the same reply");
+    }
+    assert_eq!(env.audit_count().await, audited, "nothing audited again");
+
+    // The same key for another request: refused, nothing done.
+    let other =
+        json!({"title": "Disk full on web-2", "severity": "low", "dedup_key": "idem-other"});
+    let (status, replayed, refused) = env.send_keyed("key-1", &other).await;
+    assert_eq!((status, replayed), (422, false), "{refused}");
+    assert_eq!(refused["error"], "idempotency_key_reused", "{refused}");
+    assert_eq!(
+        env.audit_count().await,
+        audited,
+        "nothing audited for the 422"
+    );
+
+    // A failed request keeps nothing under its key: fixed, it is done.
+    let (status, _, bad) = env.send_keyed("key-2", &json!({"title": ""})).await;
+    assert_eq!(status, 400, "{bad}");
+    let (status, replayed, done) = env.send_keyed("key-2", &other).await;
+    assert_eq!((status, replayed), (200, false), "{done}");
+    assert_eq!(done["alerts"][0]["result"], "posted", "{done}");
+
+    // Without a key, a resend is a repeat of the alert (what the key saves a client from).
+    let (status, plain) = env.send("/api/v1/alerts", alert.clone()).await;
+    assert_eq!(status, 200, "{plain}");
+    assert_ne!(plain["alerts"][0]["result"], "posted", "{plain}");
+
+    // One message per alert: the replays posted nothing.
+    let messages = env.messages_when("C0ALERTS", |m| m.len() == 2).await;
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+}
+
 async fn routed_posted_once_and_edited_in_place(env: &Env) {
     // A critical db alert: rule "database" (continue) and rule "paging" (stops) match.
     let alert = json!({
@@ -487,7 +586,7 @@ async fn access_gates_the_buttons_by_their_permission_names() {
 fn check_config_names_the_rule_whose_condition_does_not_compile() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(
+    common::write_private(
         &path,
         r#"
 [slack]

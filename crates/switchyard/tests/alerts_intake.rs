@@ -457,7 +457,7 @@ async fn alertsio_post_message_through_incoming_webhooks_with_defaults_and_overr
 fn alerts_test(config: &str, payload: &str, args: &[&str]) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("switchyard.toml");
-    std::fs::write(&config_path, config).unwrap();
+    common::write_private(&config_path, config).unwrap();
     let file = dir.path().join("payload.json");
     std::fs::write(&file, payload).unwrap();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
@@ -611,7 +611,7 @@ fn alertsio_config_show_hides_webhook_urls_and_check_config_names_bad_webhooks()
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("switchyard.toml");
     let run = |text: &str, args: &[&str]| {
-        std::fs::write(&path, text).unwrap();
+        common::write_private(&path, text).unwrap();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
         command
             .current_dir(dir.path())
@@ -680,7 +680,7 @@ fn alertsio_alerts_test_names_the_file_and_field_of_a_bad_payload() {
     // A file that is not there; a config with a broken rule.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("switchyard.toml");
-    std::fs::write(&config, TEST_CONFIG).unwrap();
+    common::write_private(&config, TEST_CONFIG).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["alerts", "test", "missing.json", "--config"])
         .arg(&config)

@@ -567,7 +567,7 @@ equal = ["cluster"]
 fn check_config_names_the_inhibit_rule_at_fault() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(
+    common::write_private(
         &path,
         r#"
 [slack]

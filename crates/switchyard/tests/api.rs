@@ -35,7 +35,7 @@ impl Setup {
             sandbox.api_url(),
             dir.path().join("switchyard.db").display(),
         );
-        std::fs::write(&config, text).expect("config written");
+        common::write_private(&config, text).expect("config written");
         Self {
             sandbox,
             dir,

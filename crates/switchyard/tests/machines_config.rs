@@ -1,6 +1,8 @@
 //! `[apps.machines]` through the operator's commands: `check-config` names file, key and reason
 //! for each of the section's errors; `config show` never shows device tokens.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -52,7 +54,7 @@ fob_codes = ["1"]
 fn check_config_reports_the_machines_sections_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, BAD).unwrap();
+    common::write_private(&path, BAD).unwrap();
     let file = path.display().to_string();
     let out = run(dir.path(), &["check-config", "--config", &file]);
     assert!(!out.status.success());
@@ -77,7 +79,7 @@ fn check_config_reports_collisions_and_fobs_and_show_hides_tokens() {
     let good_shape = BAD
         .replace("relay = 2\n", "")
         .replace("slash_command = \"oops-clear\"", "control_channel = \"C1\"");
-    std::fs::write(&path, &good_shape).unwrap();
+    common::write_private(&path, &good_shape).unwrap();
     let file = path.display().to_string();
     let out = run(dir.path(), &["check-config", "--config", &file]);
     assert!(!out.status.success());
@@ -101,7 +103,7 @@ fn check_config_reports_collisions_and_fobs_and_show_hides_tokens() {
             "name = \"Bob\"\nfob_codes = [\"1\"]",
             "name = \"Bob\"\nfob_codes = [\"2\"]",
         );
-    std::fs::write(&path, &fine).unwrap();
+    common::write_private(&path, &fine).unwrap();
     let out = run(dir.path(), &["check-config", "--config", &file]);
     assert!(
         out.status.success(),
@@ -120,7 +122,7 @@ fn check_config_reports_collisions_and_fobs_and_show_hides_tokens() {
 fn machines_cli_adds_lists_and_removes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.toml");
-    std::fs::write(
+    common::write_private(
         &path,
         format!(
             "[slack]\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n[store]\nurl = \"sqlite://{}\"\n\

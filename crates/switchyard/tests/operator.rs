@@ -47,7 +47,7 @@ fn text(bytes: &[u8]) -> String {
 
 fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, contents).expect("file written");
+    common::write_private(&path, contents).expect("file written");
     path
 }
 
@@ -193,6 +193,102 @@ enabled = true
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["slack"]["signing_secret"], "[redacted]");
     assert_eq!(v["apps"]["ping"]["enabled"], true);
+}
+
+/// A config anyone on the machine can read, holding a secret written in it, is refused by what
+/// reads it — `check-config`, `config show`, `serve` — with one `file: key: reason` line
+/// naming the file, its mode, the secret's key and the fix; a secret from the environment does
+/// not count, and `chmod 600` is the fix.
+#[test]
+fn a_config_anyone_can_read_holding_a_secret_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A folder anyone may enter, as /etc/switchyard is.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &path,
+        "[slack]\nbot_token = \"xoxb-exposed-secret-7\"\napp_token = \"${APP_TOKEN}\"\n\n[apps.ping]\nenabled = true\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file = path.display().to_string();
+    let env = [("APP_TOKEN", "xapp-from-the-environment")];
+    let refused = |out: &Output, what: &str| {
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{what} took it: {stderr}");
+        assert!(
+            stderr.contains(&format!("{file}: (file): "))
+                && stderr.contains("mode 0644")
+                && stderr.contains("slack.bot_token")
+                && stderr.contains("chmod 600"),
+            "{what}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("slack.app_token"),
+            "{what}: a secret from the environment is not held by the file: {stderr}"
+        );
+        for shown in [&stderr, &text(&out.stdout)] {
+            assert!(!shown.contains("xoxb-exposed-secret-7"), "{what}: {shown}");
+        }
+        stderr
+    };
+    let out = run(dir.path(), &["check-config", "--config", &file], &env);
+    let stderr = refused(&out, "check-config");
+    // check-config's errors stay one `file: key: reason` per line, this one among them.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let out = run(dir.path(), &["config", "show", "--config", &file], &env);
+    refused(&out, "config show");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing shown: {}",
+        text(&out.stdout)
+    );
+    // `serve` stops before it starts anything (bounded: were it to start, it would not end).
+    let mut command = switchyard(dir.path());
+    command
+        .args(["serve", "--config", &file])
+        .env("APP_TOKEN", "xapp-from-the-environment")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("switchyard serve runs");
+    let mut ended = false;
+    for _ in 0..600 {
+        if child.try_wait().unwrap().is_some() {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(ended, "serve started with the file: {}", text(&out.stdout));
+    refused(&out, "serve");
+
+    // The fix it names works.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(dir.path(), &["check-config", "--config", &file], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).is_empty(),
+        "no warning either: {}",
+        text(&out.stderr)
+    );
+    // So does taking the secret from the environment, the file left readable.
+    std::fs::write(
+        &path,
+        "[slack]\nbot_token = \"${BOT_TOKEN}\"\napp_token = \"${APP_TOKEN}\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(
+        dir.path(),
+        &["check-config", "--config", &file],
+        &[("BOT_TOKEN", "xoxb-1"), ("APP_TOKEN", "xapp-1")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]

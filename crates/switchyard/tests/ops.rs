@@ -158,7 +158,7 @@ impl Setup {
             self.dir().join("switchyard.pid").display(),
             self.dir().join("switchyard.db").display(),
         );
-        std::fs::write(&path, text).expect("config written");
+        common::write_private(&path, text).expect("config written");
         path
     }
 
@@ -381,7 +381,7 @@ async fn doctor_reports_a_missing_scope_and_a_bad_app_token() {
     let broken = std::fs::read_to_string(&path)
         .unwrap()
         .replace(s.sandbox.app_token(), "xapp-wrong");
-    std::fs::write(&path, broken).unwrap();
+    common::write_private(&path, broken).unwrap();
     let (passed, report) = s.doctor(&path).await;
     assert!(!passed, "{report}");
     assert!(

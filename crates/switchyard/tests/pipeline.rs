@@ -78,7 +78,7 @@ impl Setup {
             self.sandbox.api_url(),
             self.dir.path().join("switchyard.db").display(),
         );
-        std::fs::write(&path, text).expect("config written");
+        common::write_private(&path, text).expect("config written");
         path
     }
 

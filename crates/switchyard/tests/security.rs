@@ -156,7 +156,7 @@ impl Sweep {
             access_section(&id("alice"), &id("bob")),
         );
         let config = dir.path().join("switchyard.toml");
-        std::fs::write(&config, text).unwrap();
+        common::write_private(&config, text).unwrap();
         let secrets = vec![
             sandbox.bot_token().to_string(),
             sandbox.app_token().to_string(),
@@ -557,9 +557,280 @@ async fn every_role_against_every_command_and_action_then_no_secret_anywhere() {
         );
     }
 
-    api_scopes(&mut sweep).await;
+    view_submissions(&mut sweep, &admin, &id_of).await;
+    internal_errors_are_not_shown(&mut sweep).await;
+    api_scopes(&mut sweep, &admin).await;
     injection(&mut sweep, &admin).await;
     sweep.scan_for_secrets().await;
+}
+
+/// The view submissions' matrix: (`callback_id`, permission name, who is refused). Every
+/// modal the apps declare must be listed (checked against their declarations).
+fn view_matrix() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
+    vec![("machines_clear", "machines", &["bob", "carol"])]
+}
+
+/// Every role against every view submission. A modal can only be submitted once open, and only
+/// those allowed can open it; so each person is given `admin` (a runtime binding, through the
+/// API) to open it, and loses it again before submitting: the permission is checked at the
+/// submission itself, so someone whose role was taken away while the modal was open is
+/// refused — audited (actor, permission, through `modal`) and told (a DM: a submission has no
+/// channel) — and the others' submissions are handled.
+async fn view_submissions(sweep: &mut Sweep, admin: &str, id_of: &BTreeMap<String, String>) {
+    let text = std::fs::read_to_string(&sweep.config).unwrap();
+    let env: BTreeMap<String, String> = [
+        ("SWEEP_BOT_TOKEN", sweep.sandbox.bot_token()),
+        ("SWEEP_APP_TOKEN", sweep.sandbox.app_token()),
+        ("SWEEP_SIGNING_SECRET", sweep.sandbox.signing_secret()),
+        ("SWEEP_DEVICE_TOKEN", DEVICE_TOKEN),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = switchyard_engine::Config::parse(&text, "sweep", &env).unwrap();
+    let declared: BTreeSet<&str> = switchyard_apps::builtin(&config)
+        .unwrap()
+        .iter()
+        .flat_map(|app| app.declaration().view_prefixes)
+        .collect();
+    let listed: BTreeSet<&str> = view_matrix().iter().map(|(id, _, _)| *id).collect();
+    assert_eq!(
+        listed, declared,
+        "the view matrix lists every modal the apps declare"
+    );
+
+    let control = sweep.sandbox.control();
+    let users = ["alice", "bob", "carol"];
+    for (callback_id, _, _) in view_matrix() {
+        // The picker lists machines to clear: one is oopsed (by its device).
+        let (status, body) = sweep
+            .request("POST", "/api/machine/oops/laser", Some(DEVICE_TOKEN), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        for user in users {
+            let (status, body) = sweep
+                .request(
+                    "POST",
+                    "/api/v1/access/bind",
+                    Some(admin),
+                    Some(json!({"role": "admin", "subject": id_of[user]})),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            control
+                .post(
+                    "/commands",
+                    &json!({"user": user, "channel": "C0CONTROL", "command": "/oops-clear", "text": ""}),
+                )
+                .await
+                .unwrap();
+            let mut open = false;
+            for _ in 0..400 {
+                let views = control.get(&format!("/views?user={user}")).await.unwrap();
+                if views["views"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|v| v["callback_id"] == callback_id))
+                {
+                    open = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            assert!(open, "{user}'s {callback_id} modal opened");
+            let (status, body) = sweep
+                .request(
+                    "POST",
+                    "/api/v1/access/unbind",
+                    Some(admin),
+                    Some(json!({"role": "admin", "subject": id_of[user]})),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+        // The refused first; alice's allowed clear last, the barrier: submissions are
+        // handled in order.
+        for user in ["bob", "carol", "alice"] {
+            let submitted = control
+                .post(
+                    "/views/submit",
+                    &json!({"user": user, "values": {"machine": {"machine": "Laser Cutter"}}}),
+                )
+                .await
+                .unwrap();
+            assert!(submitted["error"].is_null(), "{user}: {submitted}");
+        }
+    }
+    let alice = id_of["alice"].clone();
+    let entries = sweep
+        .wait_audit(
+            admin,
+            "action=machines",
+            "alice's submission handled",
+            |entries| {
+                entries.iter().any(|e| {
+                    e["actor"] == alice.as_str()
+                        && e["via"] == "modal"
+                        && e["action"] == "machines.clear"
+                })
+            },
+        )
+        .await;
+    let name_of: BTreeMap<&str, &str> = id_of
+        .iter()
+        .map(|(n, i)| (i.as_str(), n.as_str()))
+        .collect();
+    let got: Vec<(String, String)> = entries
+        .iter()
+        .filter(|e| e["via"] == "modal" && e["outcome"] == "refused")
+        .map(|e| {
+            assert_eq!(e["object"], "", "a submission has no channel: {e}");
+            (
+                name_of[e["actor"].as_str().unwrap()].to_string(),
+                e["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(String, String)> = view_matrix()
+        .iter()
+        .flat_map(|(_, name, refused)| refused.iter().map(|u| (u.to_string(), name.to_string())))
+        .collect();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    expected.sort();
+    assert_eq!(
+        got_sorted, expected,
+        "view submission refusals (each once): {entries:#?}"
+    );
+    assert!(
+        entries.iter().any(|e| e["actor"] == alice.as_str()
+            && e["via"] == "modal"
+            && e["action"] == "machines.clear"
+            && e["outcome"] == "ok"),
+        "alice's clear was done: {entries:#?}"
+    );
+    // Each refused person was told, in a DM.
+    for (user, name) in &expected {
+        let id = &id_of[user];
+        let mut told = false;
+        for _ in 0..400 {
+            let calls = control
+                .get("/api_calls?method=chat.postMessage")
+                .await
+                .unwrap();
+            told = calls["calls"].as_array().unwrap().iter().any(|c| {
+                let text = c["args"]["text"].as_str().unwrap_or("");
+                c["args"]["channel"] == id.as_str()
+                    && text.contains(":no_entry:")
+                    && text.contains(&format!("`{name}`"))
+            });
+            if told {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(
+            told,
+            "{user} was told that the {name} submission was refused"
+        );
+    }
+}
+
+/// A handler's internal failure (here `views.open` reset until the trigger expires: the
+/// Slack client's transport error) reaches the person as a short message with an error id,
+/// never the failure's text; the server's log has the id with the detail.
+async fn internal_errors_are_not_shown(sweep: &mut Sweep) {
+    let control = sweep.sandbox.control();
+    let (status, body) = sweep
+        .request("POST", "/api/machine/oops/laser", Some(DEVICE_TOKEN), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let fault = control
+        .post(
+            "/faults",
+            &json!({"target": "web_api", "method": "views.open", "fault": "reset", "times": 1000}),
+        )
+        .await
+        .unwrap();
+    control
+        .post(
+            "/commands",
+            &json!({"user": "alice", "channel": "C0CONTROL", "command": "/oops-clear", "text": ""}),
+        )
+        .await
+        .unwrap();
+    let users: Value = control.get("/users").await.unwrap();
+    let alice = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "alice")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut notice = None;
+    for _ in 0..400 {
+        let ephemerals = control
+            .get(&format!("/ephemerals?user={alice}&channel=C0CONTROL"))
+            .await
+            .unwrap();
+        notice = ephemerals["ephemerals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["message"]["text"].as_str())
+            .find(|t| t.contains("did not work"))
+            .map(str::to_string);
+        if notice.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    sweep
+        .http
+        .delete(format!("{}/_sandbox/faults", sweep.sandbox.url()))
+        .send()
+        .await
+        .unwrap();
+    let notice = notice.expect("alice was told the picker did not open");
+    sweep.answers.push(notice.clone());
+    let error_id = notice
+        .split("error id ")
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    assert_eq!(error_id.len(), 8, "an error id in {notice:?}");
+    for detail in [
+        "reset",
+        "connection",
+        "error sending",
+        "hyper",
+        "os error",
+        "transient",
+    ] {
+        assert!(
+            !notice.to_lowercase().contains(detail),
+            "the notice shows the failure ({detail}): {notice:?}"
+        );
+    }
+    // The operator finds the detail by the id.
+    let mut logged = false;
+    for _ in 0..200 {
+        let log = std::fs::read_to_string(&sweep.log).unwrap_or_default();
+        logged = log
+            .lines()
+            .any(|l| l.contains(&error_id) && l.contains("ERROR") && l.contains("app error"));
+        if logged {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(logged, "the log has error id {error_id} with the detail");
+    assert_eq!(fault["ok"], true, "{fault}");
 }
 
 fn channel_id(name: &str) -> String {
@@ -573,8 +844,9 @@ fn channel_id(name: &str) -> String {
 }
 
 /// Every API route: no token and an unknown token are 401; a token without the route's scope
-/// is 403; with it, neither.
-async fn api_scopes(sweep: &mut Sweep) {
+/// is 403 and audited (the engine's routes and the apps' sync routes alike: the token's id and
+/// name, the route, the scope; never the token); with it, neither.
+async fn api_scopes(sweep: &mut Sweep, admin: &str) {
     let routes: Vec<(&str, &str, &str, Option<Value>)> = vec![
         ("GET", "/api/v1/audit", "audit:read", None),
         ("GET", "/api/v1/access", "access:read", None),
@@ -636,6 +908,7 @@ async fn api_scopes(sweep: &mut Sweep) {
         tokens.insert(*scope, sweep.token(&name, &[scope]).await);
     }
     let unknown = format!("sy_{}", "ab".repeat(32));
+    let mut refusals = BTreeSet::new();
     for (method, path, needed, body) in &routes {
         let (status, answer) = sweep.request(method, path, None, body.clone()).await;
         assert_eq!(status, 401, "{method} {path} without a token: {answer}");
@@ -659,9 +932,40 @@ async fn api_scopes(sweep: &mut Sweep) {
                     answer.to_string().contains(needed),
                     "{method} {path}: the 403 names {needed}: {answer}"
                 );
+                refusals.insert((
+                    format!("route:{path}"),
+                    format!(
+                        "token only-{} lacks scope {needed}",
+                        scope.replace(':', "-")
+                    ),
+                ));
             }
         }
     }
+    let audited = sweep
+        .audit(admin, "action=api.authorize&outcome=refused")
+        .await;
+    let got: BTreeSet<(String, String)> = audited
+        .iter()
+        .map(|e| {
+            assert_eq!(e["actor_kind"], "token", "{e}");
+            assert!(e["actor"].as_str().unwrap().parse::<i64>().is_ok(), "{e}");
+            (
+                e["object"].as_str().unwrap().to_string(),
+                e["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let missing: Vec<_> = refusals.difference(&got).collect();
+    assert!(
+        missing.is_empty(),
+        "403s not audited: {missing:#?}\naudited: {got:#?}"
+    );
+    assert_eq!(
+        audited.len(),
+        refusals.len(),
+        "each 403 audited once: {audited:#?}"
+    );
 }
 
 /// Every mrkdwn text (and notification text) in `message`: none may hold Slack markup from the

@@ -227,7 +227,7 @@ impl World {
         let replicas = (0..plan.replicas)
             .map(|i| {
                 let config = dir.path().join(format!("replica{i}.toml"));
-                std::fs::write(&config, &text).unwrap();
+                common::write_private(&config, &text).unwrap();
                 Replica {
                     config,
                     log: dir.path().join(format!("replica{i}.log")),

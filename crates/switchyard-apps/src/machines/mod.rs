@@ -407,7 +407,15 @@ impl Machines {
                     ctx.set_actor(ActorKind::Token, &token.id.to_string());
                     Some(format!("token {}", token.name))
                 }
-                Ok(Some(_)) => return Ok(HttpReply::error(403, "missing_scope: machines:write")),
+                Ok(Some(token)) => {
+                    return Ok(crate::api_token::missing_scope(
+                        ctx,
+                        request,
+                        token.id,
+                        &token.name,
+                        "machines:write",
+                    ));
+                }
                 _ => None,
             },
             None => None,
@@ -456,7 +464,13 @@ impl Machines {
             None => return Ok(HttpReply::error(401, "invalid_token")),
         };
         if !token.allows("machines:admin") {
-            return Ok(HttpReply::error(403, "missing_scope: machines:admin"));
+            return Ok(crate::api_token::missing_scope(
+                ctx,
+                request,
+                token.id,
+                &token.name,
+                "machines:admin",
+            ));
         }
         ctx.set_actor(ActorKind::Token, &token.id.to_string());
         if rest == "catalog" && request.method == "GET" {

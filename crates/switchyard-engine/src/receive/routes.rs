@@ -1,6 +1,8 @@
 //! Apps' own HTTP routes (`Declaration::http_routes`). A POST is committed to the inbox like
 //! anything from Slack, answered `202 {"ok":true,"id":…}`, and handled after. An
-//! `Idempotency-Key` header makes a resent request count once. A route the app listed in
+//! `Idempotency-Key` header makes a resent request count once (answered with the first one's
+//! id); the key with another path or body is refused, 422 `idempotency_key_reused`, as on the
+//! sync routes. A route the app listed in
 //! `Declaration::http_route_scopes` first needs a bearer API token granting that scope (401/403
 //! as in [`crate::api`]); the token's id and name go into the payload (`token`), for the
 //! handler's audit record.
@@ -88,6 +90,7 @@ async fn accept(State(route): State<Route>, headers: HeaderMap, body: Body) -> R
             .get(name)
             .and_then(|v: &header::HeaderValue| v.to_str().ok())
     };
+    let keyed = header("idempotency-key").is_some();
     let idempotency_key = match header("idempotency-key") {
         Some(key) => format!("{}:{key}", route.app),
         None => format!("{:032x}", rand::rng().random::<u128>()),
@@ -102,6 +105,11 @@ async fn accept(State(route): State<Route>, headers: HeaderMap, body: Body) -> R
     });
     crate::metrics::RECEIVED.inc(Kind::Http.as_str());
     match route.engine.accept(Kind::Http, payload, None).await {
+        Ok(id) if keyed && !same_request(&route.engine, id, route.path, &text).await => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for another request; use a new key".into(),
+        ),
         Ok(id) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({"ok": true, "id": id})),
@@ -116,4 +124,17 @@ async fn accept(State(route): State<Route>, headers: HeaderMap, body: Body) -> R
             )
         }
     }
+}
+
+/// Whether inbox item `id` (the one a request's `Idempotency-Key` gave: ours, or a first
+/// request's) is this request, path and body, as the apps' sync routes tell a repeat from a
+/// key used again for something else. An item that cannot be read is taken as ours.
+async fn same_request(engine: &Engine, id: i64, path: &str, body: &str) -> bool {
+    let Ok(Some(item)) = engine.store.inbox_get(id).await else {
+        return true;
+    };
+    let Ok(first) = serde_json::from_str::<serde_json::Value>(&item.payload) else {
+        return true;
+    };
+    first["path"] == path && first["body"] == body
 }

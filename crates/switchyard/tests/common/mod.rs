@@ -175,3 +175,17 @@ pub async fn thread(sandbox: &Sandbox, channel: &str, ts: &str, n: usize) -> Vec
     );
     messages
 }
+
+/// Writes a file only its owner may read, as an operator keeps a config holding secrets:
+/// `switchyard` refuses a config that anyone on the machine can read while it holds secrets
+/// written in it, and the suites' configs hold the sandbox's tokens (in temporary folders that
+/// others may enter). Otherwise as `std::fs::write`.
+pub fn write_private(
+    path: impl AsRef<std::path::Path>,
+    contents: impl AsRef<[u8]>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = path.as_ref();
+    std::fs::write(path, contents)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
