@@ -756,3 +756,57 @@ async fn alertsio_a_rule_copies_alerts_to_an_incoming_webhook_on_fire_and_resolv
     assert_eq!(e.key, "apps.alerts.rules[0].webhooks", "{e}");
     assert!(e.to_string().contains("team blue"), "{e}");
 }
+
+/// A storm through a webhook: a request's 300 copies to one webhook go as one list (a
+/// webhook's messages cannot be edited, and one a second would take five minutes), every
+/// alert's key in it; a request of three resolutions goes as three messages, as usual.
+#[tokio::test]
+async fn alertsio_a_storm_of_webhook_copies_is_one_list_per_request() {
+    let env = Env::start(|url| {
+        ALERTS.replace(
+            "mentions = [\"@here\"]",
+            "mentions = [\"@here\"]\nwebhooks = [\"ops\"]",
+        ) + &format!(
+            "[apps.webhooks]\nenabled = true\n[apps.webhooks.incoming.ops]\nwebhook_url = \"{url}\"\n"
+        )
+    })
+    .await;
+    let alert = |i: usize, status: &str| {
+        json!({"title": format!("Disk full on blue-{i}"), "severity": "high",
+               "source": "prometheus", "status": status, "labels": {"team": "blue"},
+               "dedup_key": format!("blue-{i:03}")})
+    };
+    let storm: Vec<Value> = (0..300).map(|i| alert(i, "firing")).collect();
+    let (status, reply) = env.send("/api/v1/alerts", json!(storm)).await;
+    assert_eq!(status, 200, "{reply}");
+    let ops = env.messages_when("C0OPS", 1, |m| !m.is_empty()).await;
+    assert_eq!(ops.len(), 1, "one list: {ops:?}");
+    let text = ops[0]["text"].as_str().unwrap();
+    assert!(text.contains("300 alerts"), "{text}");
+    for i in 0..300 {
+        assert!(
+            text.contains(&format!("`blue-{i:03}`")),
+            "blue-{i:03} in {text}"
+        );
+    }
+    // Each copy audited (the first page of them read back).
+    let copied = env.audit("alerts.webhook").await;
+    assert!(copied.len() >= 100, "{}", copied.len());
+    assert!(
+        copied
+            .iter()
+            .all(|e| e.record.detail.contains("in a list (a storm)")),
+        "{copied:?}"
+    );
+
+    let resolved: Vec<Value> = (0..3).map(|i| alert(i, "resolved")).collect();
+    let (status, reply) = env.send("/api/v1/alerts", json!(resolved)).await;
+    assert_eq!(status, 200, "{reply}");
+    let ops = env.messages_when("C0OPS", 4, |m| m.len() == 4).await;
+    for m in &ops[1..] {
+        assert!(
+            blocks_text(m).contains(":white_check_mark: Resolved"),
+            "a message of its own: {m}"
+        );
+    }
+}

@@ -150,6 +150,13 @@ impl Groupings {
     }
 }
 
+impl Groupings {
+    /// The section's `storm_backlog` (webhook copies fold by it: a webhook is no route's).
+    pub fn section_storm_backlog(&self) -> i64 {
+        self.section.storm_backlog
+    }
+}
+
 /// check-config's problems with the grouping keys, each named by its key.
 pub fn validate(config: &AlertsConfig) -> Vec<(String, String)> {
     let mut problems = Vec::new();

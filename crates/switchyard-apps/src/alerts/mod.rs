@@ -508,23 +508,28 @@ impl App for Alerts {
         };
         groups::lock_for(self, ctx, &alerts.iter().collect::<Vec<_>>()).await?;
         let mut results = Vec::with_capacity(alerts.len());
+        let mut copies = Vec::new();
         for alert in alerts {
-            let copies = self.webhooks.for_alert(&self.config, &self.rules, &alert);
-            let copied = (!copies.is_empty()).then(|| alert.clone());
+            let names = self.webhooks.for_alert(&self.config, &self.rules, &alert);
+            let copied = (!names.is_empty()).then(|| alert.clone());
             let result = self.receive(ctx, alert).await?;
             if let Some(alert) = copied {
                 let webhooks_only = config::route(&self.config, &self.rules, &alert).is_empty();
-                self.webhooks.send(
-                    ctx,
-                    &self.templates,
-                    &copies,
-                    &alert,
-                    &result,
-                    webhooks_only,
-                )?;
+                if to_webhooks::WebhookTargets::is_copied(&alert, &result, webhooks_only) {
+                    copies.push((names, alert));
+                }
             }
             results.push(result);
         }
+        // After the alerts: a webhook's copies of a storm go as one list (`to_webhooks`).
+        self.webhooks
+            .send_all(
+                ctx,
+                &self.templates,
+                &copies,
+                self.groupings.section_storm_backlog(),
+            )
+            .await?;
         Ok(HttpReply::ok(json!({"ok": true, "alerts": results})))
     }
 }

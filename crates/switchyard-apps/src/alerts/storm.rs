@@ -28,7 +28,7 @@ use switchyard_engine::{AppError, Ctx};
 use super::blocks::{cut, escape};
 use super::config::AlertsConfig;
 use super::groups::{Group, Grouping};
-use super::intake::Status;
+use super::intake::{Alert, Status};
 use super::state::AlertRow;
 
 /// Calls waiting in a channel's line from which a group's next alert is folded, not posted
@@ -142,7 +142,11 @@ fn summary_ref(group: &Group) -> String {
 /// says more than the key, and its source. At most about 850 characters (every character of
 /// the title escaped to `&amp;`); usually under 100.
 fn line(emoji: &str, row: &AlertRow, what: &str) -> String {
-    let alert = &row.alert;
+    alert_line(emoji, &row.alert, what)
+}
+
+/// [`line`] for an alert not (yet) stored: a webhook copy's (`to_webhooks`).
+pub fn alert_line(emoji: &str, alert: &Alert, what: &str) -> String {
     let mut text = format!(
         "{emoji} {what}`{}`",
         escape(&cut(&alert.dedup_key, 48)).replace('`', "'")
