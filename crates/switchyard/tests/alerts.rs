@@ -997,7 +997,10 @@ async fn a_storm_is_folded_into_one_summary_and_its_thread_with_nothing_lost() {
     // Nothing refused by Slack (every call paced within its limit) and nothing failed.
     let stats = env.get("/stats").await;
     for method in ["chat.postMessage", "chat.update"] {
-        assert_eq!(stats["api_calls"][method]["failed"], 0, "{method}: {stats}");
+        // A method not called at all has no entry (the summary may have gone out with its
+        // final counts, never edited).
+        let failed = &stats["api_calls"][method]["failed"];
+        assert!(failed.is_null() || failed == 0, "{method}: {stats}");
     }
     assert_eq!(env.server.store().outbox_counts().await.unwrap().failed, 0);
 
