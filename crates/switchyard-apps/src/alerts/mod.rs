@@ -42,8 +42,8 @@ use switchyard_engine::{
 pub use config::AlertsConfig;
 use intake::{Alert, BadField, Status};
 use state::AlertRow;
-use unit::Unit;
 pub use to_webhooks::unknown_names as unknown_webhooks;
+use unit::Unit;
 
 pub const ACK_ACTION: &str = "alerts_ack";
 pub const RESOLVE_ACTION: &str = "alerts_resolve";
@@ -203,10 +203,8 @@ impl Alerts {
         unit.preload_alerts(ctx, &keys).await?;
         let known: Vec<&str> = keys.iter().copied().filter(|k| unit.known(k)).collect();
         unit.preload_members(ctx, &known).await?;
-        let mut groups: Vec<groups::GroupId> = known
-            .iter()
-            .flat_map(|k| unit.member_groups(k))
-            .collect();
+        let mut groups: Vec<groups::GroupId> =
+            known.iter().flat_map(|k| unit.member_groups(k)).collect();
         for (alert, targets) in alerts.iter().zip(&routed) {
             if !unit.known(&alert.dedup_key) {
                 groups.extend(

@@ -396,12 +396,7 @@ impl Alerts {
             }
         );
         unit.save_alert(row);
-        ctx.audit(
-            "alerts.fire",
-            &format!("alert:{key}"),
-            Outcome::Ok,
-            &detail,
-        );
+        ctx.audit("alerts.fire", &format!("alert:{key}"), Outcome::Ok, &detail);
         Ok(true)
     }
 
@@ -476,7 +471,12 @@ impl Alerts {
         }
         let count = orphans.len();
         let posted = self
-            .recheck_all(ctx, unit, orphans, "its inhibit rule is no longer configured")
+            .recheck_all(
+                ctx,
+                unit,
+                orphans,
+                "its inhibit rule is no longer configured",
+            )
             .await?;
         ctx.audit(
             "alerts.unmute",

@@ -19,10 +19,10 @@ use switchyard_engine::{
 };
 
 use super::Alerts;
-use super::unit::Unit;
 use super::blocks;
 use super::intake::{Alert, parse_rfc3339_ms};
 use super::matchers::{self, Matcher, Op};
+use super::unit::Unit;
 
 pub const SILENCES_PATH: &str = "/api/v1/silences";
 pub const SCOPE: &str = "alerts:silence";

@@ -144,7 +144,10 @@ pub async fn load(
         .fetch_optional(&mut *conn)
         .await
         .map_err(db_err)?;
-    row.as_ref().map(from_row).transpose().map(|r| r.map(|(_, row)| row))
+    row.as_ref()
+        .map(from_row)
+        .transpose()
+        .map(|r| r.map(|(_, row)| row))
 }
 
 /// The rows of `keys` that exist, in a statement per [`ROWS_PER_STATEMENT`] keys. With `lock`

@@ -157,7 +157,12 @@ pub async fn fold_new(
     fold.newest.truncate(NEWEST);
     if fresh {
         // Posted now, ahead of its thread's messages; `publish` brings its counts up to date.
-        ctx.post(&channel, summary_message(fold), None, Some(&fold.summary_ref));
+        ctx.post(
+            &channel,
+            summary_message(fold),
+            None,
+            Some(&fold.summary_ref),
+        );
     } else {
         fold.unrendered.summary = true;
     }

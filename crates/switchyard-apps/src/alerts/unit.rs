@@ -52,7 +52,11 @@ impl Unit {
     }
 
     /// Reads the rows of the alerts `keys` not known yet, in one statement.
-    pub async fn preload_alerts(&mut self, ctx: &mut Ctx<'_>, keys: &[&str]) -> Result<(), AppError> {
+    pub async fn preload_alerts(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        keys: &[&str],
+    ) -> Result<(), AppError> {
         let missing: Vec<&str> = keys
             .iter()
             .copied()
@@ -72,7 +76,11 @@ impl Unit {
     }
 
     /// The alert's row as this unit has it.
-    pub async fn alert(&mut self, ctx: &mut Ctx<'_>, key: &str) -> Result<Option<AlertRow>, AppError> {
+    pub async fn alert(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+    ) -> Result<Option<AlertRow>, AppError> {
         if !self.alerts.contains_key(key) {
             self.preload_alerts(ctx, &[key]).await?;
         }
@@ -92,7 +100,11 @@ impl Unit {
     }
 
     /// Reads the members of the alerts `keys` not read yet, in one statement.
-    pub async fn preload_members(&mut self, ctx: &mut Ctx<'_>, keys: &[&str]) -> Result<(), AppError> {
+    pub async fn preload_members(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        keys: &[&str],
+    ) -> Result<(), AppError> {
         let missing: Vec<&str> = keys
             .iter()
             .copied()
@@ -143,8 +155,15 @@ impl Unit {
 
     /// Reads the groups `ids` not known yet, in one statement (on PostgreSQL locking them in
     /// one order).
-    pub async fn preload_groups(&mut self, ctx: &mut Ctx<'_>, ids: &[GroupId]) -> Result<(), AppError> {
-        let missing: Vec<&GroupId> = ids.iter().filter(|id| !self.groups.contains_key(*id)).collect();
+    pub async fn preload_groups(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        ids: &[GroupId],
+    ) -> Result<(), AppError> {
+        let missing: Vec<&GroupId> = ids
+            .iter()
+            .filter(|id| !self.groups.contains_key(*id))
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
@@ -161,7 +180,11 @@ impl Unit {
 
     /// Takes the group out to change it (`None`: there is none yet); give it back with
     /// [`Unit::put_group`].
-    pub async fn take_group(&mut self, ctx: &mut Ctx<'_>, id: &GroupId) -> Result<Option<Group>, AppError> {
+    pub async fn take_group(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: &GroupId,
+    ) -> Result<Option<Group>, AppError> {
         if !self.groups.contains_key(id) {
             self.preload_groups(ctx, std::slice::from_ref(id)).await?;
         }
