@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::{AlertsEnv, Setup};
 use serde_json::{Value, json};
-use switchyard_engine::{Config, Server, StartOptions};
-use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
-use switchyard_store::AuditFilter;
+use switchyard_store::Outcome;
 
 const SEED: &str = r#"
 [team]
@@ -82,14 +80,14 @@ condition = "labels.team == 'db'"
 channels = ["C0ALERTS"]
 "#;
 
-struct Env {
-    sandbox: Sandbox,
-    server: Server,
-    http: reqwest::Client,
-    token: String,
-    /// What started the server, to start it again (`Env::restart`).
-    config: Config,
-    _dir: tempfile::TempDir,
+/// The alerts env with this suite's seed and rules.
+struct Env(AlertsEnv);
+
+impl std::ops::Deref for Env {
+    type Target = AlertsEnv;
+    fn deref(&self) -> &AlertsEnv {
+        &self.0
+    }
 }
 
 impl Env {
@@ -111,149 +109,21 @@ impl Env {
         store_url: Option<String>,
         rate_limits: bool,
     ) -> Self {
-        let sandbox = Sandbox::start(SandboxConfig {
-            seed: Seed::parse_toml(SEED, "alerts_seed.toml").unwrap(),
-            rate_limits: RateLimitSettings {
-                enabled: rate_limits,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store_url =
-            store_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("a.db").display()));
-        let text = format!(
-            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{store_url}\"\n[engine]\npoll_interval_ms = 100\n{alerts}\n{extra}",
-            sandbox.bot_token(),
-            sandbox.signing_secret(),
-            sandbox.api_url(),
-        );
-        let config =
-            Config::parse(&text, "alerts.toml", &BTreeMap::<String, String>::new()).unwrap();
-        let apps = switchyard_apps::builtin(&config).unwrap();
-        let server = Server::start(config.clone(), apps.clone(), StartOptions::default())
-            .await
-            .unwrap();
-        let declarations: Vec<_> = apps.iter().map(|a| a.declaration()).collect();
-        let base = format!("http://{}", server.addr());
-        let manifest =
-            switchyard_engine::manifest::manifest(&config, &declarations, Some(base.as_str()));
-        Manifest::from_value(manifest.clone()).expect("a manifest the sandbox takes");
-        let http = reqwest::Client::new();
-        let put = http
-            .put(format!("{}/_sandbox/app/manifest", sandbox.url()))
-            .body(manifest.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(put.status().is_success(), "{:?}", put.text().await);
-        let token = switchyard_engine::admin::create_token(
-            server.store(),
-            &switchyard_store::NewApiToken {
-                name: "monitoring".into(),
-                scopes: vec!["alerts:write".into()],
-                expires_at_ms: None,
-            },
-            &switchyard_engine::admin::Actor::cli(),
-            switchyard_engine::now_ms(),
+        Self(
+            AlertsEnv::start(Setup {
+                seed: SEED,
+                alerts,
+                extra,
+                store_url,
+                rate_limits,
+                ..Setup::default()
+            })
+            .await,
         )
-        .await
-        .unwrap()
-        .plaintext;
-        Self {
-            sandbox,
-            server,
-            http,
-            token,
-            config,
-            _dir: dir,
-        }
     }
 
-    /// Stops the server, then starts another on the same store and sandbox.
     async fn restart(self) -> Self {
-        let Self {
-            sandbox,
-            server,
-            http,
-            token,
-            config,
-            _dir,
-        } = self;
-        assert!(server.shutdown().await, "the first server stopped in time");
-        let apps = switchyard_apps::builtin(&config).unwrap();
-        let server = Server::start(config.clone(), apps, StartOptions::default())
-            .await
-            .unwrap();
-        Self {
-            sandbox,
-            server,
-            http,
-            token,
-            config,
-            _dir,
-        }
-    }
-
-    async fn send(&self, path: &str, body: Value) -> (u16, Value) {
-        let reply = self
-            .http
-            .post(format!("http://{}{path}", self.server.addr()))
-            .bearer_auth(&self.token)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        (reply.status().as_u16(), reply.json().await.unwrap())
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}/_sandbox{path}", self.sandbox.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    /// The bot's top-level messages in `channel` once `check` holds for them.
-    async fn messages_when(&self, channel: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let mut messages = Vec::new();
-        for _ in 0..400 {
-            let v = self.get(&format!("/channels/{channel}/messages")).await;
-            messages = v["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| m["bot_id"].is_string())
-                .cloned()
-                .collect();
-            if check(&messages) {
-                return messages;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("messages in {channel} never as expected: {messages:#?}");
-    }
-
-    /// The thread's replies once there are `n`.
-    async fn replies(&self, channel: &str, ts: &str, n: usize) -> Vec<String> {
-        let v = self
-            .get(&format!(
-                "/channels/{channel}/threads/{ts}?wait_for={}&timeout_ms=10000",
-                n + 1
-            ))
-            .await;
-        let messages = v["messages"].as_array().unwrap();
-        assert!(messages.len() > n, "{n} replies expected: {v}");
-        messages[1..]
-            .iter()
-            .map(|m| m["text"].as_str().unwrap_or("").to_string())
-            .collect()
+        Self(self.0.restart().await)
     }
 }
 
@@ -400,15 +270,7 @@ async fn routed_posted_once_and_edited_in_place(env: &Env) {
     );
 
     // The audit has the firing, the repeat, the click and the resolution.
-    let audit = env
-        .server
-        .store()
-        .audit_query(&AuditFilter {
-            action_prefix: Some("alerts.".into()),
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
+    let audit = env.audit("alerts.").await;
     let actions: Vec<&str> = audit.iter().map(|e| e.record.action.as_str()).collect();
     for action in [
         "alerts.fire",
@@ -551,36 +413,13 @@ async fn alertmanager_payloads_and_bad_payloads() {
     );
 
     // No token, or a token without the scope.
-    let anonymous = env
-        .http
-        .post(format!("http://{}/api/v1/alerts", env.server.addr()))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status().as_u16(), 401);
-    let reader = switchyard_engine::admin::create_token(
-        env.server.store(),
-        &switchyard_store::NewApiToken {
-            name: "reader".into(),
-            scopes: vec!["audit:read".into()],
-            expires_at_ms: None,
-        },
-        &switchyard_engine::admin::Actor::cli(),
-        switchyard_engine::now_ms(),
-    )
-    .await
-    .unwrap()
-    .plaintext;
-    let refused = env
-        .http
-        .post(format!("http://{}/api/v1/alerts", env.server.addr()))
-        .bearer_auth(reader)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 403);
+    let (status, reply) = env.send_as(None, "/api/v1/alerts", &json!({})).await;
+    assert_eq!(status, 401, "{reply}");
+    let reader = env.make_token("reader", &["audit:read"]).await;
+    let (status, reply) = env
+        .send_as(Some(&reader), "/api/v1/alerts", &json!({}))
+        .await;
+    assert_eq!(status, 403, "{reply}");
 }
 
 #[tokio::test]
@@ -632,25 +471,7 @@ async fn access_gates_the_buttons_by_their_permission_names() {
     };
     assert!(click("alerts_ack").await.unwrap().status().is_success());
     // Refused (audited as alerts.ack), and the message still offers Acknowledge.
-    let mut refused = false;
-    for _ in 0..400 {
-        refused = env
-            .server
-            .store()
-            .audit_query(&AuditFilter {
-                action_prefix: Some("alerts.ack".into()),
-                ..AuditFilter::default()
-            })
-            .await
-            .unwrap()
-            .iter()
-            .any(|e| e.record.outcome == switchyard_store::Outcome::Refused);
-        if refused {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(refused, "the click on Acknowledge was refused and audited");
+    env.audited_as("alerts.ack", Outcome::Refused).await;
     assert!(
         blocks_text(&env.messages_when("C0ALERTS", |m| m.len() == 1).await[0])
             .contains("alerts_ack")
@@ -676,6 +497,7 @@ app_token = "xapp-1"
 [apps.alerts]
 enabled = true
 template = "{% if %}"
+storm_backlog = 0
 
 [apps.alerts.severity_channels]
 urgent = "C1"
@@ -689,6 +511,8 @@ channels = ["C1"]
 name = "broken db rule"
 condition = "severity == == 'critical' AND"
 channels = ["C1"]
+storm_quiet = "soon"
+storm_backlog = 2
 "#,
     )
     .unwrap();
@@ -717,6 +541,17 @@ channels = ["C1"]
         stderr.contains("apps.alerts.severity_channels.urgent"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains(&format!("{file}: apps.alerts.storm_backlog"))
+            && stderr.contains("0 is not a number of calls waiting from 1 to 1000"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}: apps.alerts.rules[1].storm_quiet"))
+            && stderr.contains("\"soon\" is not a duration"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("rules[1].storm_backlog"), "{stderr}");
 }
 
 // ---- grouping, timing and storms ----
@@ -754,15 +589,7 @@ fn ts_of(message: &Value) -> f64 {
 impl Env {
     /// The details of the audit records whose action starts with `prefix`, oldest first.
     async fn audited(&self, prefix: &str) -> Vec<String> {
-        let mut entries = self
-            .server
-            .store()
-            .audit_query(&AuditFilter {
-                action_prefix: Some(prefix.into()),
-                ..AuditFilter::default()
-            })
-            .await
-            .unwrap();
+        let mut entries = self.audit(prefix).await;
         entries.reverse();
         entries.into_iter().map(|e| e.record.detail).collect()
     }
@@ -792,6 +619,30 @@ impl Env {
 #[tokio::test]
 async fn groups_wait_then_post_together_and_repeats_keep_to_repeat_interval() {
     let env = Env::start_with(GROUPED, "", None, true).await;
+    groups_wait_then_post_together(&env).await;
+}
+
+/// Grouping and storm folding on PostgreSQL (`SWITCHYARD_TEST_POSTGRES_URL`), each in a schema
+/// of its own: the group rows' locks, the tick's flush and the storm's queued messages there.
+#[tokio::test]
+async fn grouping_on_postgresql() {
+    common::on_postgres_schema("alerts_grouping", |url| async move {
+        let env = Env::start_with(GROUPED, "", Some(url), true).await;
+        groups_wait_then_post_together(&env).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn storm_folding_on_postgresql() {
+    common::on_postgres_schema("alerts_storm", |url| async move {
+        let env = Env::start_with(STORMY, "", Some(url), true).await;
+        storm_folded_with_nothing_lost(&env).await;
+    })
+    .await;
+}
+
+async fn groups_wait_then_post_together(env: &Env) {
     let fired = now_s();
     let (status, reply) = env
         .send(
@@ -905,8 +756,12 @@ channels = ["C0DB"]
 /// channel's alert goes meanwhile.
 #[tokio::test]
 async fn a_storm_is_folded_into_one_summary_and_its_thread_with_nothing_lost() {
-    const N: usize = 2_000;
     let env = Env::start_with(STORMY, "", None, true).await;
+    storm_folded_with_nothing_lost(&env).await;
+}
+
+async fn storm_folded_with_nothing_lost(env: &Env) {
+    const N: usize = 2_000;
     let severities = ["critical", "high", "medium", "low"];
     let sources = ["prometheus", "grafana", "zabbix"];
     for batch in 0..N / 100 {
@@ -972,6 +827,9 @@ async fn a_storm_is_folded_into_one_summary_and_its_thread_with_nothing_lost() {
         posted_alone <= 10,
         "a few posted on their own: {posted_alone}"
     );
+    // Up to ~500 alerts to a thread message (plain text, up to 38,000 characters; 4 of them
+    // here on SQLite): a message goes when the sender takes it, full or not, so how full they
+    // are depends on how fast the alerts come (13 on PostgreSQL in a debug build).
     assert!(
         replies.len() <= 40,
         "the thread has many alerts to a message: {} replies",
@@ -1026,7 +884,7 @@ async fn a_storm_is_folded_into_one_summary_and_its_thread_with_nothing_lost() {
     for _ in 0..100 {
         let thread = env.get(&format!("/channels/C0DB/threads/{ts}")).await;
         found = thread["messages"].as_array().unwrap().iter().any(|m| {
-            let text = m["blocks"].to_string();
+            let text = format!("{}{}", m["blocks"], m["text"]);
             text.contains("Resolved via zabbix") && text.contains("`storm-1999`")
         });
         if found {
@@ -1035,6 +893,115 @@ async fn a_storm_is_folded_into_one_summary_and_its_thread_with_nothing_lost() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(found, "the resolution is a line in the storm's thread");
+}
+
+const TIGHT: &str = r#"
+[apps.alerts]
+enabled = true
+default_channel = "C0ALERTS"
+
+[[apps.alerts.rules]]
+name = "tight"
+condition = "labels.kind == 'tight'"
+channels = ["C0ONCALL"]
+storm_backlog = 1
+storm_quiet = "1s"
+"#;
+
+fn tight_alert(key: &str) -> Value {
+    json!({"title": format!("{key} down"), "severity": "high", "source": "zabbix",
+           "labels": {"kind": "tight"}, "dedup_key": key})
+}
+
+/// A rule's own `storm_backlog` and `storm_quiet`: with one call waiting its group folds, and
+/// once it has been quiet for a second its next alert is a message of its own again.
+#[tokio::test]
+async fn a_rules_storm_backlog_and_quiet_period_apply_to_its_group() {
+    let env = Env::start_with(TIGHT, "", None, true).await;
+    let alerts: Vec<Value> = (0..10).map(|i| tight_alert(&format!("t-{i}"))).collect();
+    let (status, reply) = env.send("/api/v1/alerts", json!(alerts)).await;
+    assert_eq!(status, 200, "{reply}");
+    // The first is posted; from the second on, one call waits: folded.
+    let top = env
+        .messages_when("C0ONCALL", |m| {
+            m.iter()
+                .any(|m| blocks_text(m).contains("Alert storm: 9 alerts"))
+        })
+        .await;
+    assert_eq!(top.len(), 2, "one posted alone and the summary: {top:#?}");
+    assert!(blocks_text(&top[0]).contains("`t-0`"), "{top:#?}");
+    for _ in 0..100 {
+        let (_, replies) = env.everything_in("C0ONCALL").await;
+        let text: String = replies.iter().map(|m| m["text"].to_string()).collect();
+        if (1..10).all(|i| text.contains(&format!("`t-{i}`"))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Quiet for longer than storm_quiet, the line drained: the next alert is posted alone.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (_, reply) = env.send("/api/v1/alerts", tight_alert("t-after")).await;
+    assert_eq!(reply["alerts"][0]["result"], "posted", "{reply}");
+    let top = env
+        .messages_when("C0ONCALL", |m| {
+            m.iter().any(|m| blocks_text(m).contains("`t-after`"))
+        })
+        .await;
+    assert_eq!(top.len(), 3, "{top:#?}");
+}
+
+const TWO_CLUSTERS: &str = r#"
+[apps.alerts]
+enabled = true
+default_channel = "C0ALERTS"
+
+[[apps.alerts.rules]]
+name = "web"
+condition = "labels.team == 'web'"
+channels = ["C0DB"]
+group_by = ["cluster"]
+"#;
+
+/// Two clients at once, each request with alerts of two groups in the opposite order of the
+/// other's: on PostgreSQL the groups are locked in one order whatever the payload's, so no
+/// request fails on a deadlock (PostgreSQL would abort one of two transactions waiting on
+/// each other's group rows).
+#[tokio::test]
+async fn opposite_orders_of_groups_do_not_deadlock_on_postgresql() {
+    common::on_postgres_schema("alerts_lock_order", |url| async move {
+        let env = std::sync::Arc::new(Env::start_with(TWO_CLUSTERS, "", Some(url), false).await);
+        let mut clients = Vec::new();
+        for (client, order) in [["eu", "us"], ["us", "eu"]].into_iter().enumerate() {
+            let env = env.clone();
+            clients.push(tokio::spawn(async move {
+                for round in 0..40 {
+                    let alerts: Vec<Value> = (0..6)
+                        .map(|i| web_alert(&format!("lock-{client}-{round}-{i}"), order[i % 2]))
+                        .collect();
+                    let (status, reply) = env.send("/api/v1/alerts", json!(alerts)).await;
+                    assert_eq!(status, 200, "round {round} of client {client}: {reply}");
+                }
+            }));
+        }
+        for client in clients {
+            client.await.unwrap();
+        }
+        let mut text = String::new();
+        for _ in 0..200 {
+            let (top, replies) = env.everything_in("C0DB").await;
+            text = top
+                .iter()
+                .chain(&replies)
+                .map(|m| format!("{}{}", m["blocks"], m["text"]))
+                .collect();
+            if (0..2).all(|c| text.contains(&format!("`lock-{c}-39-5`"))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the last alerts never arrived: {text}");
+    })
+    .await;
 }
 
 /// One payload of many alerts is taken as a batch (read and written a statement per table),
@@ -1046,7 +1013,10 @@ async fn one_payload_of_many_alerts_is_taken_in_order_as_if_each_came_alone() {
     let known = json!({"title": "Disk full on db-2", "severity": "high", "source": "zabbix",
                        "labels": {"team": "db"}, "dedup_key": "disk-db-2"});
     let (status, reply) = env.send("/api/v1/alerts", known.clone()).await;
-    assert_eq!((status, &reply["alerts"][0]["result"]), (200, &json!("posted")));
+    assert_eq!(
+        (status, &reply["alerts"][0]["result"]),
+        (200, &json!("posted"))
+    );
     let first = env.messages_when("C0DB", |m| m.len() == 1).await;
     let ts_known = first[0]["ts"].as_str().unwrap().to_string();
 
@@ -1075,7 +1045,9 @@ async fn one_payload_of_many_alerts_is_taken_in_order_as_if_each_came_alone() {
     // The second "CPU hot" is a repeat of the first (no start time: a new episode each time).
     assert_eq!(
         results,
-        ["posted", "updated", "posted", "updated", "ignored", "updated"],
+        [
+            "posted", "updated", "posted", "updated", "ignored", "updated"
+        ],
         "{reply}"
     );
 
@@ -1088,17 +1060,25 @@ async fn one_payload_of_many_alerts_is_taken_in_order_as_if_each_came_alone() {
                     let text = blocks_text(m);
                     text.contains("Flapping link") && text.contains("Resolved")
                 })
-                && m.iter()
-                    .any(|m| m["ts"] == ts_known.as_str() && blocks_text(m).contains("Acknowledged"))
+                && m.iter().any(|m| {
+                    m["ts"] == ts_known.as_str() && blocks_text(m).contains("Acknowledged")
+                })
         })
         .await;
     let cpu: Vec<&Value> = db
         .iter()
         .filter(|m| blocks_text(m).contains("CPU hot on db-3"))
         .collect();
-    assert_eq!(cpu.len(), 1, "one message for the alert sent twice: {db:#?}");
+    assert_eq!(
+        cpu.len(),
+        1,
+        "one message for the alert sent twice: {db:#?}"
+    );
     let replies = env.replies("C0DB", &ts_known, 1).await;
-    assert!(replies[0].contains("Acknowledged via zabbix"), "{replies:?}");
+    assert!(
+        replies[0].contains("Acknowledged via zabbix"),
+        "{replies:?}"
+    );
 
     // The store has what the answers say: sent again alone, each is unchanged or a repeat.
     let again = json!([
@@ -1118,6 +1098,10 @@ async fn one_payload_of_many_alerts_is_taken_in_order_as_if_each_came_alone() {
         })
         .await
         .unwrap();
-    let actions: Vec<&str> = audit.iter().rev().map(|e| e.record.action.as_str()).collect();
+    let actions: Vec<&str> = audit
+        .iter()
+        .rev()
+        .map(|e| e.record.action.as_str())
+        .collect();
     assert_eq!(actions, ["alerts.fire", "alerts.resolve"]);
 }

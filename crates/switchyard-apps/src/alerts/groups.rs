@@ -16,6 +16,8 @@
 //! group's row lock makes one replica flush it. Whether an alert is posted on its own or folded
 //! into the group's storm summary is [`super::storm`]'s decision.
 
+use std::collections::BTreeSet;
+
 use serde_json::json;
 use switchyard_engine::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchyard_engine::{AppError, AppMigration, Backend, Ctx, Outcome, StoreError};
@@ -92,6 +94,10 @@ pub struct Grouping {
     pub wait_ms: i64,
     pub interval_ms: i64,
     pub repeat_ms: i64,
+    /// Calls waiting in the channel's line from which the group's next alert is folded.
+    pub storm_backlog: i64,
+    /// A storm ends once its group has had no new alert for this long.
+    pub storm_quiet_ms: i64,
 }
 
 /// The section's grouping and each rule's, read once per config.
@@ -101,7 +107,7 @@ pub struct Groupings {
 }
 
 /// `30s`, `5m`, `4h`, `0` (ms); `None` if it is none of those.
-fn duration_ms(text: &str) -> Option<i64> {
+pub(super) fn duration_ms(text: &str) -> Option<i64> {
     let text = text.trim();
     if text == "0" {
         return Some(0);
@@ -120,6 +126,11 @@ impl Groupings {
             wait_ms: pick(config.group_wait.as_ref(), DEFAULT_WAIT_MS),
             interval_ms: pick(config.group_interval.as_ref(), DEFAULT_INTERVAL_MS),
             repeat_ms: pick(config.repeat_interval.as_ref(), DEFAULT_REPEAT_MS),
+            storm_backlog: config
+                .storm_backlog
+                .filter(|n| storm::backlog_ok(*n))
+                .unwrap_or(storm::DEFAULT_BACKLOG),
+            storm_quiet_ms: pick(config.storm_quiet.as_ref(), storm::DEFAULT_QUIET_MS),
         };
         let rules = config
             .rules
@@ -129,6 +140,11 @@ impl Groupings {
                 wait_ms: pick(rule.group_wait.as_ref(), section.wait_ms),
                 interval_ms: pick(rule.group_interval.as_ref(), section.interval_ms),
                 repeat_ms: pick(rule.repeat_interval.as_ref(), section.repeat_ms),
+                storm_backlog: rule
+                    .storm_backlog
+                    .filter(|n| storm::backlog_ok(*n))
+                    .unwrap_or(section.storm_backlog),
+                storm_quiet_ms: pick(rule.storm_quiet.as_ref(), section.storm_quiet_ms),
             })
             .collect();
         Self { section, rules }
@@ -317,6 +333,98 @@ fn json_err(e: serde_json::Error) -> AppError {
 /// A group's identity: its key and its channel.
 pub type GroupId = (String, String);
 
+fn lock(ctx: &Ctx<'_>) -> bool {
+    ctx.store().backend() == Backend::Postgres
+}
+
+/// A group's lock id on PostgreSQL (FNV-1a of its key and channel): groups are locked with
+/// transaction-scoped advisory locks, which exist before the group's row does — two
+/// transactions creating the same groups in opposite orders would otherwise deadlock on the
+/// rows' inserts.
+fn lock_id(key: &str, channel: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in b"alerts_groups\0"
+        .iter()
+        .chain(key.as_bytes())
+        .chain(b"\0")
+        .chain(channel.as_bytes())
+    {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+async fn lock_ids(conn: &mut AnyConnection, ids: &BTreeSet<i64>) -> Result<(), AppError> {
+    // Ascending, whatever order the caller met the groups in: a transaction never waits for a
+    // group while holding one that comes later, so two transactions cannot wait on each other.
+    for id in ids {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(*id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Locks, on PostgreSQL, every group that work on these alerts may touch — the groups their
+/// routes send them to and those they are members of — in one order, before any alert's row
+/// is locked: transactions over the same groups (an intake request, a button, the tick's
+/// flush or a silence's end) then wait for each other instead of deadlocking. A lock taken
+/// again later in the transaction (`load_group`) is granted at once. On SQLite, where one
+/// writer runs at a time, nothing.
+pub async fn lock_for(app: &Alerts, ctx: &mut Ctx<'_>, alerts: &[&Alert]) -> Result<(), AppError> {
+    if !lock(ctx) || alerts.is_empty() {
+        return Ok(());
+    }
+    let mut ids = BTreeSet::new();
+    for alert in alerts {
+        for target in targets(app, alert) {
+            ids.insert(lock_id(&target.group_key, &target.channel));
+        }
+    }
+    let keys: BTreeSet<&str> = alerts.iter().map(|a| a.dedup_key.as_str()).collect();
+    let keys: Vec<&str> = keys.into_iter().collect();
+    let conn = ctx.db().await?;
+    for chunk in keys.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT group_key, channel FROM alerts_members WHERE dedup_key IN ({})",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db_err)? {
+            let key: String = row.try_get(0).map_err(db_err)?;
+            let channel: String = row.try_get(1).map_err(db_err)?;
+            ids.insert(lock_id(&key, &channel));
+        }
+    }
+    lock_ids(conn, &ids).await
+}
+
+/// As [`lock_for`], for stored alerts known by key (a button's, a silence's).
+pub async fn lock_for_keys(
+    app: &Alerts,
+    ctx: &mut Ctx<'_>,
+    keys: &[String],
+) -> Result<(), AppError> {
+    if !lock(ctx) || keys.is_empty() {
+        return Ok(());
+    }
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(row) = super::state::load(ctx.db().await?, key, false).await? {
+            rows.push(row);
+        }
+    }
+    let alerts: Vec<&Alert> = rows.iter().map(|r| &r.alert).collect();
+    lock_for(app, ctx, &alerts).await
+}
+
 const GROUP_COLUMNS: &str =
     "group_key, channel, label, active, last_flush_ms, flush_at, episodes, fold";
 
@@ -352,6 +460,11 @@ pub(super) async fn load_groups(
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
+    if lock {
+        // Granted at once when `lock_for` took them already.
+        let ids = sorted.iter().map(|(k, c)| lock_id(k, c)).collect();
+        lock_ids(&mut *conn, &ids).await?;
+    }
     let mut found = Vec::new();
     for chunk in sorted.chunks(GROUPS_PER_READ) {
         let mut marks = Placeholders::new(backend);
@@ -542,7 +655,16 @@ async fn join(
         (Some(last), None) => now >= last + target.grouping.interval_ms,
     };
     let emitted = if send_now {
-        let emitted = emit(app, ctx, unit, &mut group, row, &target.mentions).await;
+        let emitted = emit(
+            app,
+            ctx,
+            unit,
+            &mut group,
+            &target.grouping,
+            row,
+            &target.mentions,
+        )
+        .await;
         group.last_flush_ms = Some(now);
         emitted
     } else {
@@ -571,13 +693,14 @@ async fn emit(
     ctx: &mut Ctx<'_>,
     unit: &mut Unit,
     group: &mut Group,
+    grouping: &Grouping,
     row: &AlertRow,
     mentions: &str,
 ) -> Result<(), AppError> {
     let now = ctx.now_ms();
     let key = &row.alert.dedup_key;
-    let member = if storm::should_fold(ctx, group).await? {
-        let fold_ref = storm::fold_new(ctx, group, row).await?;
+    let member = if storm::should_fold(ctx, group, grouping).await? {
+        let fold_ref = storm::fold_new(ctx, group, grouping, row).await?;
         Member {
             group_key: group.key.clone(),
             mode: Mode::Folded,
@@ -736,11 +859,16 @@ pub async fn flush_due(app: &Alerts, ctx: &mut Ctx<'_>, unit: &mut Unit) -> Resu
     .fetch_all(ctx.store().reader())
     .await
     .map_err(db_err)?;
+    let mut due_groups: Vec<GroupId> = Vec::with_capacity(due.len());
     for found in due {
-        let id: GroupId = (
+        due_groups.push((
             found.try_get(0).map_err(db_err)?,
             found.try_get(1).map_err(db_err)?,
-        );
+        ));
+    }
+    // All of them at once, locked in one order on PostgreSQL (see `lock_for`).
+    unit.preload_groups(ctx, &due_groups).await?;
+    for id in due_groups {
         let Some(mut group) = unit.take_group(ctx, &id).await? else {
             continue;
         };
@@ -803,7 +931,13 @@ async fn flush(
             .find(|(c, _)| *c == group.channel)
             .map(|(_, m)| m.clone())
             .unwrap_or_default();
-        emit(app, ctx, unit, group, &row, &mentions).await?;
+        // The group's route's grouping (its members share it; the section's if the config
+        // changed since they joined).
+        let grouping = targets(app, &row.alert)
+            .into_iter()
+            .find(|t| t.channel == group.channel && t.group_key == group.key)
+            .map_or_else(|| app.groupings.section.clone(), |t| t.grouping);
+        emit(app, ctx, unit, group, &grouping, &row, &mentions).await?;
         posted += 1;
     }
     group.flush_at = None;

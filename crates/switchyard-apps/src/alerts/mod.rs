@@ -198,6 +198,8 @@ impl Alerts {
             .iter()
             .map(|a| self.webhooks.for_alert(&self.config, &self.rules, a))
             .collect();
+        // On PostgreSQL, their groups first, in one order (`groups::lock_for`).
+        groups::lock_for(self, ctx, &alerts.iter().collect::<Vec<_>>()).await?;
         let mut unit = Unit::new(ctx);
         let keys: Vec<&str> = alerts.iter().map(|a| a.dedup_key.as_str()).collect();
         unit.preload_alerts(ctx, &keys).await?;
@@ -383,6 +385,7 @@ impl Alerts {
         } else {
             (Status::Resolved, "resolved", "alerts.resolve")
         };
+        groups::lock_for_keys(self, ctx, &[key.to_string()]).await?;
         let object = format!("alert:{key}");
         let mut unit = Unit::new(ctx);
         let Some(mut row) = unit.alert(ctx, key).await? else {

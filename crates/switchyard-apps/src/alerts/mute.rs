@@ -340,6 +340,8 @@ impl Alerts {
         keys: Vec<String>,
         why: &str,
     ) -> Result<usize, AppError> {
+        // Their groups locked first, in one order (`groups::lock_for`).
+        super::groups::lock_for_keys(self, ctx, &keys).await?;
         unit.preload_alerts(ctx, &keys.iter().map(String::as_str).collect::<Vec<_>>())
             .await?;
         let mut posted = 0;
@@ -433,6 +435,7 @@ impl Alerts {
         if only.name != "dedup_key" || only.op != super::matchers::Op::Equal {
             return Ok(());
         }
+        super::groups::lock_for_keys(self, ctx, std::slice::from_ref(&only.value)).await?;
         let Some(row) = unit.alert(ctx, &only.value).await? else {
             return Ok(());
         };

@@ -630,6 +630,7 @@ impl Alerts {
                 "I can't read {duration:?} as a duration."
             )));
         };
+        super::groups::lock_for_keys(self, ctx, &[key.to_string()]).await?;
         let mut unit = Unit::new(ctx);
         let Some(row) = unit.alert(ctx, key).await? else {
             ctx.audit(
