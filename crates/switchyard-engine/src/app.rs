@@ -4,7 +4,7 @@
 //! `action_id`s, view `callback_id`s, event types, message patterns — and the engine routes to it.
 //! Adding an app never means editing the engine.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -324,6 +324,10 @@ pub struct Ctx<'b> {
     actor: (ActorKind, String),
     via: Via,
     pub(crate) outbox: Vec<NewOutboxItem>,
+    /// How many of `outbox`'s calls are on each ordering key (for [`Ctx::queued`]).
+    queued_here: HashMap<String, i64>,
+    /// The outbox's pending calls on an ordering key, read at the first [`Ctx::queued`] of it.
+    queued_stored: HashMap<String, i64>,
     pub(crate) audit: Vec<AuditRecord>,
     pub(crate) savepoint: bool,
 }
@@ -365,6 +369,8 @@ impl<'b> Ctx<'b> {
             actor,
             via,
             outbox: Vec::new(),
+            queued_here: HashMap::new(),
+            queued_stored: HashMap::new(),
             audit: Vec::new(),
             savepoint: false,
         }
@@ -399,6 +405,7 @@ impl<'b> Ctx<'b> {
     /// Marks the Slack calls and audit records queued so far as this input's, then forgets
     /// them: for the engine's sync routes.
     pub(crate) fn take(&mut self) -> (Vec<NewOutboxItem>, Vec<AuditRecord>, bool) {
+        self.queued_here.clear();
         (
             std::mem::take(&mut self.outbox),
             std::mem::take(&mut self.audit),
@@ -428,6 +435,12 @@ impl<'b> Ctx<'b> {
 
     /// Queues any Web API call; `ordering_key` keeps calls with the same key in order.
     pub fn call(&mut self, method: &str, ordering_key: &str, args: Value, ref_key: Option<&str>) {
+        match self.queued_here.get_mut(ordering_key) {
+            Some(n) => *n += 1,
+            None => {
+                self.queued_here.insert(ordering_key.to_string(), 1);
+            }
+        }
         self.outbox.push(NewOutboxItem {
             ordering_key: ordering_key.to_string(),
             method: method.to_string(),
@@ -519,13 +532,14 @@ impl<'b> Ctx<'b> {
     }
 
     /// How many Slack calls wait on `ordering_key` (a channel's line), this handler's
-    /// included: what the channel has yet to take at Slack's pace.
+    /// included: what the channel has yet to take at Slack's pace. The outbox is asked once
+    /// per key and handler (a request of many alerts asks about its channel many times), so
+    /// its part is as it was at that first look.
     pub async fn queued(&mut self, ordering_key: &str) -> Result<i64, StoreError> {
-        let here = self
-            .outbox
-            .iter()
-            .filter(|i| i.ordering_key == ordering_key)
-            .count() as i64;
+        let here = self.queued_here.get(ordering_key).copied().unwrap_or(0);
+        if let Some(stored) = self.queued_stored.get(ordering_key) {
+            return Ok(here + stored);
+        }
         self.db().await?;
         let stored = self
             .batch
@@ -533,6 +547,7 @@ impl<'b> Ctx<'b> {
             .await?
             .outbox_pending_on(ordering_key)
             .await?;
+        self.queued_stored.insert(ordering_key.to_string(), stored);
         Ok(here + stored)
     }
 

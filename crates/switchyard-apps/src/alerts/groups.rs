@@ -19,12 +19,13 @@
 use std::collections::BTreeSet;
 
 use serde_json::json;
-use switchyard_engine::sqlx::{self, AnyConnection, Row};
+use switchyard_engine::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchyard_engine::{AppError, AppMigration, Backend, Ctx, Outcome, StoreError};
 
 use super::config::AlertsConfig;
 use super::intake::{Alert, Status};
-use super::state::AlertRow;
+use super::state::{AlertRow, Placeholders, ROWS_PER_STATEMENT};
+use super::unit::Unit;
 use super::{Alerts, ref_key, storm};
 
 /// Numbered from 200: silences, inhibition and muting use 100–199.
@@ -336,6 +337,9 @@ fn json_err(e: serde_json::Error) -> AppError {
     AppError::Internal(format!("alerts groups: {e}"))
 }
 
+/// A group's identity: its key and its channel.
+pub type GroupId = (String, String);
+
 fn lock(ctx: &Ctx<'_>) -> bool {
     ctx.store().backend() == Backend::Postgres
 }
@@ -428,133 +432,189 @@ pub async fn lock_for_keys(
     lock_for(app, ctx, &alerts).await
 }
 
-async fn load_group(
-    conn: &mut AnyConnection,
-    key: &str,
-    channel: &str,
-    lock: bool,
-) -> Result<Option<Group>, AppError> {
-    if lock {
-        lock_ids(&mut *conn, &BTreeSet::from([lock_id(key, channel)])).await?;
-    }
-    let sql = format!(
-        "SELECT label, active, last_flush_ms, flush_at, episodes, fold FROM alerts_groups
-         WHERE group_key = $1 AND channel = $2{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    let Some(row) = sqlx::query(&sql)
-        .bind(key)
-        .bind(channel)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?
-    else {
-        return Ok(None);
-    };
-    let fold: Option<String> = row.try_get(5).map_err(db_err)?;
-    Ok(Some(Group {
-        key: key.to_string(),
-        channel: channel.to_string(),
-        label: row.try_get(0).map_err(db_err)?,
-        active: row.try_get(1).map_err(db_err)?,
-        last_flush_ms: row.try_get(2).map_err(db_err)?,
-        flush_at: row.try_get(3).map_err(db_err)?,
-        episodes: row.try_get(4).map_err(db_err)?,
+const GROUP_COLUMNS: &str =
+    "group_key, channel, label, active, last_flush_ms, flush_at, episodes, fold";
+
+fn group_from_row(row: &AnyRow) -> Result<Group, AppError> {
+    let fold: Option<String> = row.try_get(7).map_err(db_err)?;
+    Ok(Group {
+        key: row.try_get(0).map_err(db_err)?,
+        channel: row.try_get(1).map_err(db_err)?,
+        label: row.try_get(2).map_err(db_err)?,
+        active: row.try_get(3).map_err(db_err)?,
+        last_flush_ms: row.try_get(4).map_err(db_err)?,
+        flush_at: row.try_get(5).map_err(db_err)?,
+        episodes: row.try_get(6).map_err(db_err)?,
         fold: fold
             .map(|f| serde_json::from_str(&f))
             .transpose()
             .map_err(json_err)?,
-    }))
+    })
 }
 
-async fn save_group(conn: &mut AnyConnection, group: &Group) -> Result<(), AppError> {
-    if group.active <= 0 && group.flush_at.is_none() {
-        // All resolved: the group ends, and the next alert starts it anew.
+/// Groups per statement when reading by identity (each is two values and a condition).
+const GROUPS_PER_READ: usize = 100;
+
+/// The groups of `ids` that exist. With `lock` (PostgreSQL) they stay locked until the
+/// transaction ends, taken in one order (key, channel), so two requests never wait for each
+/// other's groups.
+pub(super) async fn load_groups(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    ids: &[&GroupId],
+    lock: bool,
+) -> Result<Vec<Group>, AppError> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if lock {
+        // Granted at once when `lock_for` took them already.
+        let ids = sorted.iter().map(|(k, c)| lock_id(k, c)).collect();
+        lock_ids(&mut *conn, &ids).await?;
+    }
+    let mut found = Vec::new();
+    for chunk in sorted.chunks(GROUPS_PER_READ) {
+        let mut marks = Placeholders::new(backend);
+        let conditions: Vec<String> = chunk
+            .iter()
+            .map(|_| {
+                let (key, channel) = (marks.list(1), marks.list(1));
+                format!("(group_key = {key} AND channel = {channel})")
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {GROUP_COLUMNS} FROM alerts_groups WHERE {}
+             ORDER BY group_key, channel{}",
+            conditions.join(" OR "),
+            if lock { " FOR UPDATE" } else { "" }
+        );
+        let mut query = sqlx::query(&sql);
+        for (key, channel) in chunk {
+            query = query.bind(key.as_str()).bind(channel.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db_err)? {
+            found.push(group_from_row(&row)?);
+        }
+    }
+    Ok(found)
+}
+
+/// Writes `groups` (new or changed); a group whose alerts are all resolved and that holds
+/// none ends: its row goes, and the next alert starts it anew.
+pub(super) async fn save_groups(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    groups: &[&Group],
+) -> Result<(), AppError> {
+    let (ended, kept): (Vec<&Group>, Vec<&Group>) = groups
+        .iter()
+        .partition(|g| g.active <= 0 && g.flush_at.is_none());
+    for group in ended {
         sqlx::query("DELETE FROM alerts_groups WHERE group_key = $1 AND channel = $2")
             .bind(&group.key)
             .bind(&group.channel)
             .execute(&mut *conn)
             .await
             .map_err(db_err)?;
-        return Ok(());
     }
-    let fold = group
-        .fold
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(json_err)?;
-    sqlx::query(
-        "INSERT INTO alerts_groups
-           (group_key, channel, label, active, last_flush_ms, flush_at, episodes, fold)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (group_key, channel) DO UPDATE SET label = excluded.label,
-           active = excluded.active, last_flush_ms = excluded.last_flush_ms,
-           flush_at = excluded.flush_at, episodes = excluded.episodes, fold = excluded.fold",
-    )
-    .bind(&group.key)
-    .bind(&group.channel)
-    .bind(&group.label)
-    .bind(group.active)
-    .bind(group.last_flush_ms)
-    .bind(group.flush_at)
-    .bind(group.episodes)
-    .bind(fold)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    for chunk in kept.chunks(ROWS_PER_STATEMENT) {
+        let mut marks = Placeholders::new(backend);
+        let sql = format!(
+            "INSERT INTO alerts_groups ({GROUP_COLUMNS}) VALUES {}
+             ON CONFLICT (group_key, channel) DO UPDATE SET label = excluded.label,
+               active = excluded.active, last_flush_ms = excluded.last_flush_ms,
+               flush_at = excluded.flush_at, episodes = excluded.episodes, fold = excluded.fold",
+            marks.rows(chunk.len(), 8)
+        );
+        let mut query = sqlx::query(&sql);
+        for group in chunk {
+            let fold = group
+                .fold
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(json_err)?;
+            query = query
+                .bind(&group.key)
+                .bind(&group.channel)
+                .bind(&group.label)
+                .bind(group.active)
+                .bind(group.last_flush_ms)
+                .bind(group.flush_at)
+                .bind(group.episodes)
+                .bind(fold);
+        }
+        query.execute(&mut *conn).await.map_err(db_err)?;
+    }
     Ok(())
 }
 
-async fn load_member(
+/// Every channel's member row of the alerts `keys`, as `(key, channel, member)`.
+pub(super) async fn load_members(
     conn: &mut AnyConnection,
-    dedup_key: &str,
-    channel: &str,
-) -> Result<Option<Member>, AppError> {
-    let row = sqlx::query(
-        "SELECT group_key, mode, fold_ref, notified_ms FROM alerts_members
-         WHERE dedup_key = $1 AND channel = $2",
-    )
-    .bind(dedup_key)
-    .bind(channel)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    let Some(row) = row else { return Ok(None) };
-    let mode: String = row.try_get(1).map_err(db_err)?;
-    Ok(Some(Member {
-        group_key: row.try_get(0).map_err(db_err)?,
-        mode: Mode::parse(&mode),
-        fold_ref: row.try_get(2).map_err(db_err)?,
-        notified_ms: row.try_get(3).map_err(db_err)?,
-    }))
+    backend: Backend,
+    keys: &[&str],
+) -> Result<Vec<(String, String, Member)>, AppError> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut marks = Placeholders::new(backend);
+        let sql = format!(
+            "SELECT dedup_key, channel, group_key, mode, fold_ref, notified_ms FROM alerts_members
+             WHERE dedup_key IN ({})",
+            marks.list(chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db_err)? {
+            let mode: String = row.try_get(3).map_err(db_err)?;
+            found.push((
+                row.try_get(0).map_err(db_err)?,
+                row.try_get(1).map_err(db_err)?,
+                Member {
+                    group_key: row.try_get(2).map_err(db_err)?,
+                    mode: Mode::parse(&mode),
+                    fold_ref: row.try_get(4).map_err(db_err)?,
+                    notified_ms: row.try_get(5).map_err(db_err)?,
+                },
+            ));
+        }
+    }
+    Ok(found)
 }
 
-async fn save_member(
+/// Writes members as `(key, channel, member)`, each once; `held_ms` is set when a row is new.
+pub(super) async fn save_members(
     conn: &mut AnyConnection,
-    dedup_key: &str,
-    channel: &str,
-    member: &Member,
+    backend: Backend,
+    members: &[(&str, &str, &Member)],
     now_ms: i64,
 ) -> Result<(), AppError> {
-    sqlx::query(
-        "INSERT INTO alerts_members
-           (dedup_key, channel, group_key, mode, fold_ref, held_ms, notified_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (dedup_key, channel) DO UPDATE SET group_key = excluded.group_key,
-           mode = excluded.mode, fold_ref = excluded.fold_ref,
-           notified_ms = excluded.notified_ms",
-    )
-    .bind(dedup_key)
-    .bind(channel)
-    .bind(&member.group_key)
-    .bind(member.mode.as_str())
-    .bind(member.fold_ref.clone())
-    .bind(now_ms)
-    .bind(member.notified_ms)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    for chunk in members.chunks(ROWS_PER_STATEMENT) {
+        let mut marks = Placeholders::new(backend);
+        let sql = format!(
+            "INSERT INTO alerts_members
+               (dedup_key, channel, group_key, mode, fold_ref, held_ms, notified_ms)
+             VALUES {}
+             ON CONFLICT (dedup_key, channel) DO UPDATE SET group_key = excluded.group_key,
+               mode = excluded.mode, fold_ref = excluded.fold_ref,
+               notified_ms = excluded.notified_ms",
+            marks.rows(chunk.len(), 7)
+        );
+        let mut query = sqlx::query(&sql);
+        for (key, channel, member) in chunk {
+            query = query
+                .bind(*key)
+                .bind(*channel)
+                .bind(&member.group_key)
+                .bind(member.mode.as_str())
+                .bind(member.fold_ref.clone())
+                .bind(now_ms)
+                .bind(member.notified_ms);
+        }
+        query.execute(&mut *conn).await.map_err(db_err)?;
+    }
     Ok(())
 }
 
@@ -565,11 +625,12 @@ async fn save_member(
 pub async fn deliver(
     app: &Alerts,
     ctx: &mut Ctx<'_>,
+    unit: &mut Unit,
     row: &AlertRow,
     targets: &[Target],
 ) -> Result<(), AppError> {
     for target in targets {
-        join(app, ctx, row, target).await?;
+        join(app, ctx, unit, row, target).await?;
     }
     Ok(())
 }
@@ -577,23 +638,22 @@ pub async fn deliver(
 async fn join(
     app: &Alerts,
     ctx: &mut Ctx<'_>,
+    unit: &mut Unit,
     row: &AlertRow,
     target: &Target,
 ) -> Result<(), AppError> {
     let now = ctx.now_ms();
-    let lock = lock(ctx);
-    let mut group = load_group(ctx.db().await?, &target.group_key, &target.channel, lock)
-        .await?
-        .unwrap_or_else(|| Group {
-            key: target.group_key.clone(),
-            channel: target.channel.clone(),
-            label: target.label.clone(),
-            active: 0,
-            last_flush_ms: None,
-            flush_at: None,
-            episodes: 0,
-            fold: None,
-        });
+    let id = (target.group_key.clone(), target.channel.clone());
+    let mut group = unit.take_group(ctx, &id).await?.unwrap_or_else(|| Group {
+        key: target.group_key.clone(),
+        channel: target.channel.clone(),
+        label: target.label.clone(),
+        active: 0,
+        last_flush_ms: None,
+        flush_at: None,
+        episodes: 0,
+        fold: None,
+    });
     group.active += 1;
     let send_now = match (group.last_flush_ms, group.flush_at) {
         // A flush is due: the alert goes with it.
@@ -601,17 +661,19 @@ async fn join(
         (None, None) => target.grouping.wait_ms == 0,
         (Some(last), None) => now >= last + target.grouping.interval_ms,
     };
-    if send_now {
-        emit(
+    let emitted = if send_now {
+        let emitted = emit(
             app,
             ctx,
+            unit,
             &mut group,
             &target.grouping,
             row,
             &target.mentions,
         )
-        .await?;
+        .await;
         group.last_flush_ms = Some(now);
+        emitted
     } else {
         if group.flush_at.is_none() {
             group.flush_at = Some(match group.last_flush_ms {
@@ -625,22 +687,18 @@ async fn join(
             fold_ref: None,
             notified_ms: now,
         };
-        save_member(
-            ctx.db().await?,
-            &row.alert.dedup_key,
-            &group.channel,
-            &member,
-            now,
-        )
-        .await?;
-    }
-    save_group(ctx.db().await?, &group).await
+        unit.save_member(&row.alert.dedup_key, &group.channel, member);
+        Ok(())
+    };
+    unit.put_group(group);
+    emitted
 }
 
 /// Posts the alert in the group's channel, or folds it into the group's storm.
 async fn emit(
     app: &Alerts,
     ctx: &mut Ctx<'_>,
+    unit: &mut Unit,
     group: &mut Group,
     grouping: &Grouping,
     row: &AlertRow,
@@ -671,7 +729,8 @@ async fn emit(
             notified_ms: now,
         }
     };
-    save_member(ctx.db().await?, key, &group.channel, &member, now).await
+    unit.save_member(key, &group.channel, member);
+    Ok(())
 }
 
 /// What happened to an alert already known.
@@ -687,22 +746,28 @@ pub enum Change {
     Note,
 }
 
-/// The repeat interval in force for the alert in `channel` (its route's there).
-fn repeat_ms(app: &Alerts, alert: &Alert, channel: &str) -> i64 {
-    targets(app, alert)
-        .into_iter()
+/// The repeat interval in force in `channel` among an alert's `targets` (its route's there).
+fn repeat_ms(targets: &[Target], channel: &str) -> i64 {
+    targets
+        .iter()
         .find(|t| t.channel == channel)
         .map_or(DEFAULT_REPEAT_MS, |t| t.grouping.repeat_ms)
 }
 
 /// Whether any of the alert's channels is due a repeat line (its `repeat_interval` has passed
 /// since it was last told there).
-pub async fn repeat_due(app: &Alerts, ctx: &mut Ctx<'_>, row: &AlertRow) -> Result<bool, AppError> {
+pub async fn repeat_due(
+    app: &Alerts,
+    ctx: &mut Ctx<'_>,
+    unit: &mut Unit,
+    row: &AlertRow,
+) -> Result<bool, AppError> {
     let now = ctx.now_ms();
+    let targets = targets(app, &row.alert);
     for (channel, _) in &row.channels {
-        let member = load_member(ctx.db().await?, &row.alert.dedup_key, channel).await?;
+        let member = unit.member(ctx, &row.alert.dedup_key, channel).await?;
         let notified = member.map_or(0, |m| m.notified_ms);
-        if now - notified >= repeat_ms(app, &row.alert, channel) {
+        if now - notified >= repeat_ms(&targets, channel) {
             return Ok(true);
         }
     }
@@ -715,18 +780,19 @@ pub async fn repeat_due(app: &Alerts, ctx: &mut Ctx<'_>, row: &AlertRow) -> Resu
 pub async fn edit_all(
     app: &Alerts,
     ctx: &mut Ctx<'_>,
+    unit: &mut Unit,
     row: &AlertRow,
     line: &str,
     change: Change,
     previous: Status,
 ) -> Result<(), AppError> {
     let now = ctx.now_ms();
-    let lock = lock(ctx);
     let dedup_key = row.alert.dedup_key.clone();
+    let targets = targets(app, &row.alert);
     // A silence in force is noted on the alert's own messages.
-    let note = app.silence_note(ctx, &row.alert).await?;
+    let note = app.silence_note(ctx, unit, &row.alert).await?;
     for (channel, mentions) in &row.channels {
-        let member = load_member(ctx.db().await?, &dedup_key, channel).await?;
+        let member = unit.member(ctx, &dedup_key, channel).await?;
         let Some(mut member) = member else {
             // Posted before groups existed: its own message, as then.
             let key = ref_key(&dedup_key, channel);
@@ -736,70 +802,60 @@ pub async fn edit_all(
             ctx.post_in_thread_of(channel, &key, json!({ "text": line }));
             continue;
         };
-        let mut group = load_group(ctx.db().await?, &member.group_key, channel, lock).await?;
-        let repeat_line = now - member.notified_ms >= repeat_ms(app, &row.alert, channel);
-        match member.mode {
+        let id = (member.group_key.clone(), channel.clone());
+        if member.mode == Mode::Dropped && change == Change::Reopen {
+            // Never posted: it joins its group again as a new alert.
+            if let Some(target) = targets.iter().find(|t| t.channel == *channel) {
+                join(app, ctx, unit, row, target).await?;
+            }
+            continue;
+        }
+        let mut group = unit.take_group(ctx, &id).await?;
+        let repeat_line = now - member.notified_ms >= repeat_ms(&targets, channel);
+        let shown = match member.mode {
             Mode::Posted => {
                 let key = ref_key(&dedup_key, channel);
                 let mut message = app.message(row, mentions).map_err(super::render_err)?;
                 super::mute::add_note(&mut message, note.as_deref());
                 if change == Change::Repeat && !repeat_line {
-                    ctx.update_latest(channel, &key, message).await?;
+                    ctx.update_latest(channel, &key, message)
+                        .await
+                        .map_err(AppError::from)
                 } else {
                     ctx.update(channel, &key, message);
                     ctx.post_in_thread_of(channel, &key, json!({ "text": line }));
                     member.notified_ms = now;
+                    Ok(())
                 }
             }
-            Mode::Folded => {
-                if change != Change::Repeat || repeat_line {
-                    let fold_ref = member.fold_ref.clone().unwrap_or_default();
-                    storm::fold_change(
-                        ctx,
-                        group.as_mut(),
-                        channel,
-                        &fold_ref,
-                        row,
-                        line,
-                        previous,
-                    )
-                    .await?;
-                    member.notified_ms = now;
-                }
+            Mode::Folded if change != Change::Repeat || repeat_line => {
+                let fold_ref = member.fold_ref.clone().unwrap_or_default();
+                member.notified_ms = now;
+                storm::fold_change(ctx, group.as_mut(), channel, &fold_ref, row, line, previous)
+                    .await
             }
-            Mode::Held => {
-                if change == Change::Resolve {
-                    member.mode = Mode::Dropped;
-                }
+            Mode::Held if change == Change::Resolve => {
+                member.mode = Mode::Dropped;
+                Ok(())
             }
-            Mode::Dropped => {
-                if change == Change::Reopen {
-                    // Never posted: it joins its group again as a new alert.
-                    if let Some(target) = targets(app, &row.alert)
-                        .into_iter()
-                        .find(|t| t.channel == *channel)
-                    {
-                        join(app, ctx, row, &target).await?;
-                    }
-                    continue;
-                }
-            }
-        }
-        if let Some(group) = group.as_mut() {
+            _ => Ok(()),
+        };
+        if let Some(mut group) = group {
             match change {
                 Change::Resolve => group.active -= 1,
                 Change::Reopen => group.active += 1,
                 _ => {}
             }
-            save_group(ctx.db().await?, group).await?;
+            unit.put_group(group);
         }
-        save_member(ctx.db().await?, &dedup_key, channel, &member, now).await?;
+        shown?;
+        unit.save_member(&dedup_key, channel, member);
     }
     Ok(())
 }
 
 /// The app's tick: flushes the groups whose held alerts are due.
-pub async fn flush_due(app: &Alerts, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+pub async fn flush_due(app: &Alerts, ctx: &mut Ctx<'_>, unit: &mut Unit) -> Result<(), AppError> {
     let now = ctx.now_ms();
     let due = sqlx::query(
         "SELECT group_key, channel FROM alerts_groups WHERE flush_at <= $1
@@ -810,68 +866,88 @@ pub async fn flush_due(app: &Alerts, ctx: &mut Ctx<'_>) -> Result<(), AppError> 
     .fetch_all(ctx.store().reader())
     .await
     .map_err(db_err)?;
-    let lock = lock(ctx);
-    let mut due_groups = Vec::with_capacity(due.len());
+    let mut due_groups: Vec<GroupId> = Vec::with_capacity(due.len());
     for found in due {
-        let key: String = found.try_get(0).map_err(db_err)?;
-        let channel: String = found.try_get(1).map_err(db_err)?;
-        due_groups.push((key, channel));
+        due_groups.push((
+            found.try_get(0).map_err(db_err)?,
+            found.try_get(1).map_err(db_err)?,
+        ));
     }
-    if lock {
-        // All of them first, in one order (see `lock_for`).
-        let ids = due_groups.iter().map(|(k, c)| lock_id(k, c)).collect();
-        lock_ids(ctx.db().await?, &ids).await?;
-    }
-    for (key, channel) in due_groups {
-        let Some(mut group) = load_group(ctx.db().await?, &key, &channel, lock).await? else {
+    // All of them at once, locked in one order on PostgreSQL (see `lock_for`).
+    unit.preload_groups(ctx, &due_groups).await?;
+    for id in due_groups {
+        let Some(mut group) = unit.take_group(ctx, &id).await? else {
             continue;
         };
         if group.flush_at.is_none_or(|at| at > now) {
             // Another replica flushed it first.
+            unit.put_group_unchanged(group);
             continue;
         }
-        let held = sqlx::query(
-            "SELECT dedup_key FROM alerts_members
-             WHERE group_key = $1 AND channel = $2 AND mode = 'held' ORDER BY held_ms",
-        )
-        .bind(&key)
-        .bind(&channel)
-        .fetch_all(&mut *ctx.db().await?)
-        .await
-        .map_err(db_err)?;
-        let mut posted = 0;
-        for member in held {
-            let dedup_key: String = member.try_get(0).map_err(db_err)?;
-            let Some(row) = super::state::load(ctx.db().await?, &dedup_key, lock).await? else {
-                continue;
-            };
-            let mentions = row
-                .channels
-                .iter()
-                .find(|(c, _)| *c == channel)
-                .map(|(_, m)| m.clone())
-                .unwrap_or_default();
-            // The group's route's grouping (its members share it; the section's if the
-            // config changed since they joined).
-            let grouping = targets(app, &row.alert)
-                .into_iter()
-                .find(|t| t.channel == channel && t.group_key == key)
-                .map_or_else(|| app.groupings.section.clone(), |t| t.grouping);
-            emit(app, ctx, &mut group, &grouping, &row, &mentions).await?;
-            posted += 1;
-        }
-        group.flush_at = None;
-        group.last_flush_ms = Some(now);
-        save_group(ctx.db().await?, &group).await?;
+        let flushed = flush(app, ctx, unit, &mut group, now).await;
+        let label = group.label.clone();
+        unit.put_group(group);
+        let posted = flushed?;
         if posted == 0 {
             continue;
         }
+        let (key, channel) = id;
         ctx.audit(
             "alerts.flush",
             &format!("group:{key}"),
             Outcome::Ok,
-            &format!("{posted} alert(s) of {:?} to {channel}", group.label),
+            &format!("{posted} alert(s) of {label:?} to {channel}"),
         );
     }
     Ok(())
+}
+
+/// Posts (or folds) a due group's held alerts, oldest first; returns how many.
+async fn flush(
+    app: &Alerts,
+    ctx: &mut Ctx<'_>,
+    unit: &mut Unit,
+    group: &mut Group,
+    now: i64,
+) -> Result<usize, AppError> {
+    // The held members are read from the table: this unit has changed none of them (a member
+    // is of one group, and each group is flushed once a tick).
+    let held = sqlx::query(
+        "SELECT dedup_key FROM alerts_members
+         WHERE group_key = $1 AND channel = $2 AND mode = 'held' ORDER BY held_ms",
+    )
+    .bind(&group.key)
+    .bind(&group.channel)
+    .fetch_all(&mut *ctx.db().await?)
+    .await
+    .map_err(db_err)?;
+    let keys: Vec<String> = held
+        .iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(db_err))
+        .collect::<Result<_, _>>()?;
+    unit.preload_alerts(ctx, &keys.iter().map(String::as_str).collect::<Vec<_>>())
+        .await?;
+    let mut posted = 0;
+    for dedup_key in &keys {
+        let Some(row) = unit.alert(ctx, dedup_key).await? else {
+            continue;
+        };
+        let mentions = row
+            .channels
+            .iter()
+            .find(|(c, _)| *c == group.channel)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default();
+        // The group's route's grouping (its members share it; the section's if the config
+        // changed since they joined).
+        let grouping = targets(app, &row.alert)
+            .into_iter()
+            .find(|t| t.channel == group.channel && t.group_key == group.key)
+            .map_or_else(|| app.groupings.section.clone(), |t| t.grouping);
+        emit(app, ctx, unit, group, &grouping, &row, &mentions).await?;
+        posted += 1;
+    }
+    group.flush_at = None;
+    group.last_flush_ms = Some(now);
+    Ok(posted)
 }

@@ -30,6 +30,7 @@ pub mod silences;
 pub mod state;
 pub mod storm;
 mod to_webhooks;
+mod unit;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -41,6 +42,7 @@ pub use config::AlertsConfig;
 use intake::{Alert, BadField, Status};
 use state::AlertRow;
 pub use to_webhooks::unknown_names as unknown_webhooks;
+use unit::Unit;
 
 pub const ACK_ACTION: &str = "alerts_ack";
 pub const RESOLVE_ACTION: &str = "alerts_resolve";
@@ -155,6 +157,7 @@ impl Alerts {
     async fn edit_all(
         &self,
         ctx: &mut Ctx<'_>,
+        unit: &mut Unit,
         row: &AlertRow,
         line: &str,
         change: groups::Change,
@@ -163,20 +166,90 @@ impl Alerts {
         if row.channels.is_empty() {
             return Ok(());
         }
-        groups::edit_all(self, ctx, row, line, change, previous).await
+        groups::edit_all(self, ctx, unit, row, line, change, previous).await
     }
 
-    /// One alert from the API: stored, and posted or its messages edited.
-    async fn receive(&self, ctx: &mut Ctx<'_>, alert: Alert) -> Result<Value, AppError> {
-        let now = ctx.now_ms();
-        let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
+    /// A request's alerts, batch-shaped: their rows, the members of those already known and
+    /// every group they go to are read first, a statement each (routing, the CPU part, before
+    /// the transaction begins); then each alert in order, as [`Alerts::receive`] says, in
+    /// memory; then the unit's changes are written, a statement per table. The answer lists
+    /// each alert's outcome, in order.
+    async fn receive_all(&self, ctx: &mut Ctx<'_>, alerts: Vec<Alert>) -> Result<Value, AppError> {
+        let routed: Vec<Vec<groups::Target>> = alerts
+            .iter()
+            .map(|a| {
+                if a.status == Status::Resolved {
+                    Vec::new()
+                } else {
+                    groups::targets(self, a)
+                }
+            })
+            .collect();
+        let copies: Vec<Vec<String>> = alerts
+            .iter()
+            .map(|a| self.webhooks.for_alert(&self.config, &self.rules, a))
+            .collect();
+        // On PostgreSQL, their groups first, in one order (`groups::lock_for`).
+        groups::lock_for(self, ctx, &alerts.iter().collect::<Vec<_>>()).await?;
+        let mut unit = Unit::new(ctx);
+        let keys: Vec<&str> = alerts.iter().map(|a| a.dedup_key.as_str()).collect();
+        unit.preload_alerts(ctx, &keys).await?;
+        let known: Vec<&str> = keys.iter().copied().filter(|k| unit.known(k)).collect();
+        unit.preload_members(ctx, &known).await?;
+        let mut groups: Vec<groups::GroupId> =
+            known.iter().flat_map(|k| unit.member_groups(k)).collect();
+        for (alert, targets) in alerts.iter().zip(&routed) {
+            if !unit.known(&alert.dedup_key) {
+                groups.extend(
+                    targets
+                        .iter()
+                        .map(|t| (t.group_key.clone(), t.channel.clone())),
+                );
+            }
+        }
+        unit.preload_groups(ctx, &groups).await?;
+        let mut results = Vec::with_capacity(alerts.len());
+        let mut copied = Vec::new();
+        for ((alert, targets), names) in alerts.into_iter().zip(routed).zip(copies) {
+            let copy = (!names.is_empty()).then(|| alert.clone());
+            let result = self.receive(ctx, &mut unit, alert, targets).await?;
+            if let Some(alert) = copy {
+                let webhooks_only = config::route(&self.config, &self.rules, &alert).is_empty();
+                if to_webhooks::WebhookTargets::is_copied(&alert, &result, webhooks_only) {
+                    copied.push((names, alert));
+                }
+            }
+            results.push(result);
+        }
+        unit.write(ctx).await?;
+        // After the alerts: a webhook's copies of a storm go as one list (`to_webhooks`).
+        self.webhooks
+            .send_all(
+                ctx,
+                &self.templates,
+                &copied,
+                self.groupings.section_storm_backlog(),
+            )
+            .await?;
+        Ok(json!({"ok": true, "alerts": results}))
+    }
+
+    /// One alert from the API: stored, and posted or its messages edited. `targets`: where it
+    /// goes if it is new (routed by the caller).
+    async fn receive(
+        &self,
+        ctx: &mut Ctx<'_>,
+        unit: &mut Unit,
+        alert: Alert,
+        targets: Vec<groups::Target>,
+    ) -> Result<Value, AppError> {
         let key = alert.dedup_key.clone();
         let object = format!("alert:{key}");
-        let existing = state::load(ctx.db().await?, &key, lock).await?;
+        let existing = unit.alert(ctx, &key).await?;
         let (outcome, channels) = match existing {
             None if alert.status == Status::Resolved => (Received::Ignored, Vec::new()),
             None => {
-                let targets = groups::targets(self, &alert);
+                let now = ctx.now_ms();
                 let row = AlertRow {
                     status: alert.status,
                     channels: targets
@@ -189,12 +262,12 @@ impl Alerts {
                     resolved_by: None,
                     alert,
                 };
-                if let Some(mute) = self.mute_for(ctx, &row.alert).await? {
-                    return self.hold(ctx, row, mute).await;
+                if let Some(mute) = self.mute_for(ctx, unit, &row.alert).await? {
+                    return self.hold(ctx, unit, row, mute).await;
                 }
-                groups::deliver(self, ctx, &row, &targets).await?;
-                state::save(ctx.db().await?, &row, now).await?;
-                self.after_save(ctx, &row).await?;
+                groups::deliver(self, ctx, unit, &row, &targets).await?;
+                unit.save_alert(row.clone());
+                self.after_save(ctx, unit, &row).await?;
                 let channels: Vec<String> = row.channels.iter().map(|(c, _)| c.clone()).collect();
                 ctx.audit(
                     "alerts.fire",
@@ -220,7 +293,7 @@ impl Alerts {
                 let still_firing = previous != Status::Resolved
                     && alert.status == Status::Firing
                     && same_episode
-                    && groups::repeat_due(self, ctx, &row).await?;
+                    && groups::repeat_due(self, ctx, unit, &row).await?;
                 let line = match (row.status, alert.status) {
                     (Status::Resolved, Status::Resolved) => None,
                     (Status::Resolved, Status::Firing) => {
@@ -276,9 +349,10 @@ impl Alerts {
                             "alerts.ack" => groups::Change::Ack,
                             _ => groups::Change::Resolve,
                         };
-                        self.edit_all(ctx, &row, &line, change, previous).await?;
-                        state::save(ctx.db().await?, &row, now).await?;
-                        self.after_save(ctx, &row).await?;
+                        self.edit_all(ctx, unit, &row, &line, change, previous)
+                            .await?;
+                        unit.save_alert(row.clone());
+                        self.after_save(ctx, unit, &row).await?;
                         ctx.audit(
                             action,
                             &object,
@@ -308,9 +382,9 @@ impl Alerts {
             (Status::Resolved, "resolved", "alerts.resolve")
         };
         groups::lock_for_keys(self, ctx, &[key.to_string()]).await?;
-        let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
         let object = format!("alert:{key}");
-        let Some(mut row) = state::load(ctx.db().await?, key, lock).await? else {
+        let mut unit = Unit::new(ctx);
+        let Some(mut row) = unit.alert(ctx, key).await? else {
             ctx.audit(permission, &object, Outcome::Failed, "no such alert");
             if let Some(channel) = channel {
                 ctx.ephemeral(channel, user, "I don't know that alert any more.");
@@ -356,22 +430,22 @@ impl Alerts {
         };
         self.edit_all(
             ctx,
+            &mut unit,
             &row,
             &format!("{emoji} {verb_cap} by <@{user}>."),
             change,
             previous,
         )
         .await?;
-        let now = ctx.now_ms();
-        state::save(ctx.db().await?, &row, now).await?;
-        self.after_save(ctx, &row).await?;
+        unit.save_alert(row.clone());
+        self.after_save(ctx, &mut unit, &row).await?;
         ctx.audit(
             permission,
             &object,
             Outcome::Ok,
             &format!("{verb} ({} message(s))", row.channels.len()),
         );
-        Ok(())
+        unit.write(ctx).await
     }
 }
 
@@ -430,7 +504,9 @@ impl App for Alerts {
 
     async fn tick(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
         self.tick_silences(ctx).await?;
-        groups::flush_due(self, ctx).await
+        let mut unit = Unit::new(ctx);
+        groups::flush_due(self, ctx, &mut unit).await?;
+        unit.write(ctx).await
     }
 
     async fn metrics(&self, store: &switchyard_engine::Store) -> String {
@@ -506,31 +582,7 @@ impl App for Alerts {
             Ok(alerts) => alerts,
             Err(e) => return Ok(bad_request(&e)),
         };
-        groups::lock_for(self, ctx, &alerts.iter().collect::<Vec<_>>()).await?;
-        let mut results = Vec::with_capacity(alerts.len());
-        let mut copies = Vec::new();
-        for alert in alerts {
-            let names = self.webhooks.for_alert(&self.config, &self.rules, &alert);
-            let copied = (!names.is_empty()).then(|| alert.clone());
-            let result = self.receive(ctx, alert).await?;
-            if let Some(alert) = copied {
-                let webhooks_only = config::route(&self.config, &self.rules, &alert).is_empty();
-                if to_webhooks::WebhookTargets::is_copied(&alert, &result, webhooks_only) {
-                    copies.push((names, alert));
-                }
-            }
-            results.push(result);
-        }
-        // After the alerts: a webhook's copies of a storm go as one list (`to_webhooks`).
-        self.webhooks
-            .send_all(
-                ctx,
-                &self.templates,
-                &copies,
-                self.groupings.section_storm_backlog(),
-            )
-            .await?;
-        Ok(HttpReply::ok(json!({"ok": true, "alerts": results})))
+        Ok(HttpReply::ok(self.receive_all(ctx, alerts).await?))
     }
 }
 

@@ -11,7 +11,8 @@ use switchyard_engine::sqlx::{self, AnyConnection, Row};
 use switchyard_engine::{AppError, AppMigration, Ctx, Outcome, StoreError};
 
 use super::intake::{Alert, Status};
-use super::state::{self, AlertRow};
+use super::state::AlertRow;
+use super::unit::Unit;
 use super::{Alerts, inhibit, silences};
 
 pub const MIGRATIONS: [AppMigration; 3] = [
@@ -228,12 +229,11 @@ impl Alerts {
     pub(super) async fn mute_for(
         &self,
         ctx: &mut Ctx<'_>,
+        unit: &mut Unit,
         alert: &Alert,
     ) -> Result<Option<Mute>, AppError> {
-        let now = ctx.now_ms();
-        let in_force = silences::in_force(ctx.db().await?, now).await?;
-        if let Some(s) = in_force.into_iter().find(|s| s.matches(alert)) {
-            return Ok(Some(Mute::Silenced(s)));
+        if let Some(s) = unit.silences(ctx).await?.iter().find(|s| s.matches(alert)) {
+            return Ok(Some(Mute::Silenced(s.clone())));
         }
         if self.inhibit.is_empty() {
             return Ok(None);
@@ -247,6 +247,7 @@ impl Alerts {
     pub(super) async fn hold(
         &self,
         ctx: &mut Ctx<'_>,
+        unit: &mut Unit,
         mut row: AlertRow,
         mute: Mute,
     ) -> Result<Value, AppError> {
@@ -254,8 +255,8 @@ impl Alerts {
         let key = row.alert.dedup_key.clone();
         let routed = std::mem::take(&mut row.channels);
         hold_row(ctx.db().await?, &key, &mute, &routed, now).await?;
-        state::save(ctx.db().await?, &row, now).await?;
-        self.after_save(ctx, &row).await?;
+        unit.save_alert(row.clone());
+        self.after_save(ctx, unit, &row).await?;
         let channels: Vec<&str> = routed.iter().map(|(c, _)| c.as_str()).collect();
         ctx.audit(
             "alerts.mute",
@@ -285,6 +286,7 @@ impl Alerts {
     pub(super) async fn after_save(
         &self,
         ctx: &mut Ctx<'_>,
+        unit: &mut Unit,
         row: &AlertRow,
     ) -> Result<(), AppError> {
         let resolved = row.status == Status::Resolved;
@@ -296,7 +298,8 @@ impl Alerts {
                 unhold(ctx.db().await?, &row.alert.dedup_key).await?;
             }
             if !self.inhibit.is_empty() {
-                self.release_inhibited(ctx, &row.alert.dedup_key).await?;
+                self.release_inhibited(ctx, unit, &row.alert.dedup_key)
+                    .await?;
             }
         }
         Ok(())
@@ -306,16 +309,18 @@ impl Alerts {
     pub(super) async fn release_silenced(
         &self,
         ctx: &mut Ctx<'_>,
+        unit: &mut Unit,
         silence_id: i64,
     ) -> Result<usize, AppError> {
         let keys = keys_where(ctx.db().await?, "silence_id", one_arg(silence_id)).await?;
         let why = format!("silence #{silence_id} ended");
-        self.recheck_all(ctx, keys, &why).await
+        self.recheck_all(ctx, unit, keys, &why).await
     }
 
     async fn release_inhibited(
         &self,
         ctx: &mut Ctx<'_>,
+        unit: &mut Unit,
         source_key: &str,
     ) -> Result<usize, AppError> {
         let keys = keys_where(
@@ -325,20 +330,23 @@ impl Alerts {
         )
         .await?;
         let why = format!("alert {source_key} resolved");
-        self.recheck_all(ctx, keys, &why).await
+        self.recheck_all(ctx, unit, keys, &why).await
     }
 
     async fn recheck_all(
         &self,
         ctx: &mut Ctx<'_>,
+        unit: &mut Unit,
         keys: Vec<String>,
         why: &str,
     ) -> Result<usize, AppError> {
         // Their groups locked first, in one order (`groups::lock_for`).
         super::groups::lock_for_keys(self, ctx, &keys).await?;
+        unit.preload_alerts(ctx, &keys.iter().map(String::as_str).collect::<Vec<_>>())
+            .await?;
         let mut posted = 0;
         for key in keys {
-            if self.recheck(ctx, &key, why).await? {
+            if self.recheck(ctx, unit, &key, why).await? {
                 posted += 1;
             }
         }
@@ -347,9 +355,14 @@ impl Alerts {
 
     /// A held alert: posted now if nothing mutes it and it is not resolved (`true`), held
     /// for the next reason otherwise, dropped from the hold if resolved.
-    async fn recheck(&self, ctx: &mut Ctx<'_>, key: &str, why: &str) -> Result<bool, AppError> {
-        let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
-        let Some(mut row) = state::load(ctx.db().await?, key, lock).await? else {
+    async fn recheck(
+        &self,
+        ctx: &mut Ctx<'_>,
+        unit: &mut Unit,
+        key: &str,
+        why: &str,
+    ) -> Result<bool, AppError> {
+        let Some(mut row) = unit.alert(ctx, key).await? else {
             unhold(ctx.db().await?, key).await?;
             return Ok(false);
         };
@@ -360,7 +373,7 @@ impl Alerts {
             unhold(ctx.db().await?, key).await?;
             return Ok(false);
         }
-        if let Some(mute) = self.mute_for(ctx, &row.alert).await? {
+        if let Some(mute) = self.mute_for(ctx, unit, &row.alert).await? {
             let now = ctx.now_ms();
             hold_row(ctx.db().await?, key, &mute, &routed, now).await?;
             return Ok(false);
@@ -371,26 +384,21 @@ impl Alerts {
             .into_iter()
             .filter(|t| row.channels.iter().any(|(c, _)| *c == t.channel))
             .collect();
-        super::groups::deliver(self, ctx, &row, &targets).await?;
+        super::groups::deliver(self, ctx, unit, &row, &targets).await?;
         unhold(ctx.db().await?, key).await?;
-        let now = ctx.now_ms();
-        state::save(ctx.db().await?, &row, now).await?;
         let channels: Vec<&str> = row.channels.iter().map(|(c, _)| c.as_str()).collect();
-        ctx.audit(
-            "alerts.fire",
-            &format!("alert:{key}"),
-            Outcome::Ok,
-            &format!(
-                "{} {:?} to {} ({why}; it was held)",
-                row.alert.severity.as_str(),
-                row.alert.title,
-                if channels.is_empty() {
-                    "no channel".to_string()
-                } else {
-                    channels.join(", ")
-                }
-            ),
+        let detail = format!(
+            "{} {:?} to {} ({why}; it was held)",
+            row.alert.severity.as_str(),
+            row.alert.title,
+            if channels.is_empty() {
+                "no channel".to_string()
+            } else {
+                channels.join(", ")
+            }
         );
+        unit.save_alert(row);
+        ctx.audit("alerts.fire", &format!("alert:{key}"), Outcome::Ok, &detail);
         Ok(true)
     }
 
@@ -398,10 +406,10 @@ impl Alerts {
     pub(super) async fn silence_note(
         &self,
         ctx: &mut Ctx<'_>,
+        unit: &mut Unit,
         alert: &Alert,
     ) -> Result<Option<String>, AppError> {
-        let now = ctx.now_ms();
-        let in_force = silences::in_force(ctx.db().await?, now).await?;
+        let in_force = unit.silences(ctx).await?;
         Ok(in_force.iter().find(|s| s.matches(alert)).map(|s| {
             format!(
                 ":mute: Silenced by {} until {} (silence `#{}`)",
@@ -418,6 +426,7 @@ impl Alerts {
     pub(super) async fn note_silence_ended(
         &self,
         ctx: &mut Ctx<'_>,
+        unit: &mut Unit,
         silence: &silences::Silence,
     ) -> Result<(), AppError> {
         let [only] = silence.matchers.as_slice() else {
@@ -427,22 +436,28 @@ impl Alerts {
             return Ok(());
         }
         super::groups::lock_for_keys(self, ctx, std::slice::from_ref(&only.value)).await?;
-        let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
-        let Some(row) = state::load(ctx.db().await?, &only.value, lock).await? else {
+        let Some(row) = unit.alert(ctx, &only.value).await? else {
             return Ok(());
         };
         if row.status == Status::Resolved || row.channels.is_empty() {
             return Ok(());
         }
         let line = format!(":loud_sound: Silence `#{}` ended.", silence.id);
-        self.edit_all(ctx, &row, &line, super::groups::Change::Note, row.status)
-            .await
+        self.edit_all(
+            ctx,
+            unit,
+            &row,
+            &line,
+            super::groups::Change::Note,
+            row.status,
+        )
+        .await
     }
 
     /// Alerts held by an inhibit rule the config no longer has (after a reload, or a restart
     /// with another config): looked at again, so they are posted or held for what mutes them
     /// now.
-    async fn release_orphans(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+    async fn release_orphans(&self, ctx: &mut Ctx<'_>, unit: &mut Unit) -> Result<(), AppError> {
         let rows = sqlx::query("SELECT dedup_key, rule FROM alerts_muted WHERE rule IS NOT NULL")
             .fetch_all(ctx.store().reader())
             .await
@@ -459,7 +474,12 @@ impl Alerts {
         }
         let count = orphans.len();
         let posted = self
-            .recheck_all(ctx, orphans, "its inhibit rule is no longer configured")
+            .recheck_all(
+                ctx,
+                unit,
+                orphans,
+                "its inhibit rule is no longer configured",
+            )
             .await?;
         ctx.audit(
             "alerts.unmute",
@@ -475,8 +495,9 @@ impl Alerts {
     /// The tick: silences that ended since the last look let go of their alerts. Reads
     /// first, outside a transaction, so a quiet tick writes nothing.
     pub(super) async fn tick_silences(&self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        let mut unit = Unit::new(ctx);
         if self.inhibit.first_look_at_orphans() {
-            self.release_orphans(ctx).await?;
+            self.release_orphans(ctx, &mut unit).await?;
         }
         let now = ctx.now_ms();
         let ended = silences::ended_unreleased(ctx.store().reader(), now).await?;
@@ -484,9 +505,9 @@ impl Alerts {
             if !silences::take_release(ctx.db().await?, id).await? {
                 continue;
             }
-            let posted = self.release_silenced(ctx, id).await?;
+            let posted = self.release_silenced(ctx, &mut unit, id).await?;
             if let Some(silence) = silences::get(ctx.db().await?, id).await? {
-                self.note_silence_ended(ctx, &silence).await?;
+                self.note_silence_ended(ctx, &mut unit, &silence).await?;
             }
             if posted > 0 {
                 ctx.audit(
@@ -497,6 +518,6 @@ impl Alerts {
                 );
             }
         }
-        Ok(())
+        unit.write(ctx).await
     }
 }

@@ -22,6 +22,7 @@ use super::Alerts;
 use super::blocks;
 use super::intake::{Alert, parse_rfc3339_ms};
 use super::matchers::{self, Matcher, Op};
+use super::unit::Unit;
 
 pub const SILENCES_PATH: &str = "/api/v1/silences";
 pub const SCOPE: &str = "alerts:silence";
@@ -576,8 +577,10 @@ impl Alerts {
         let object = format!("silence:{id}");
         match end_now(ctx.db().await?, id, by, now).await? {
             Some(silence) => {
-                let released = self.release_silenced(ctx, id).await?;
-                self.note_silence_ended(ctx, &silence).await?;
+                let mut unit = Unit::new(ctx);
+                let released = self.release_silenced(ctx, &mut unit, id).await?;
+                self.note_silence_ended(ctx, &mut unit, &silence).await?;
+                unit.write(ctx).await?;
                 ctx.audit(
                     "alerts.unsilence",
                     &object,
@@ -628,8 +631,8 @@ impl Alerts {
             )));
         };
         super::groups::lock_for_keys(self, ctx, &[key.to_string()]).await?;
-        let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
-        let Some(row) = super::state::load(ctx.db().await?, key, lock).await? else {
+        let mut unit = Unit::new(ctx);
+        let Some(row) = unit.alert(ctx, key).await? else {
             ctx.audit(
                 "alerts.silence",
                 &format!("alert:{key}"),
@@ -663,9 +666,17 @@ impl Alerts {
             slack_time(silence.ends_ms),
             silence.id
         );
-        self.edit_all(ctx, &row, &line, super::groups::Change::Note, row.status)
-            .await?;
-        Ok(())
+        // The unit reads the silences in force only now: the messages show the new one.
+        self.edit_all(
+            ctx,
+            &mut unit,
+            &row,
+            &line,
+            super::groups::Change::Note,
+            row.status,
+        )
+        .await?;
+        unit.write(ctx).await
     }
 
     /// `@switchyard silence …`, `silences`, `unsilence <id>`: answered in the thread.

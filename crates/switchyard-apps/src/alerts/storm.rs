@@ -69,6 +69,22 @@ pub struct Fold {
     pub batch_seq: i64,
     pub batch: Vec<String>,
     pub batch_queued: bool,
+    /// What the request has changed and not rendered yet ([`publish`] renders it once, so a
+    /// request of many alerts renders the summary and the open thread message once each).
+    #[serde(skip)]
+    unrendered: Unrendered,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Unrendered {
+    /// The summary's counts changed.
+    summary: bool,
+    /// The open thread message has lines its queued call lacks.
+    batch: bool,
+    /// The open thread message's call is this request's, or was replaced by it (so it stays
+    /// queued until the commit: on SQLite the request holds the writer, on PostgreSQL the
+    /// row's lock): lines can go in without asking the outbox again.
+    batch_held: bool,
 }
 
 pub fn backlog_ok(n: i64) -> bool {
@@ -205,12 +221,16 @@ pub async fn fold_new(
         ),
     );
     fold.newest.truncate(NEWEST);
-    let summary = summary_message(fold);
     if fresh {
-        ctx.post(&channel, summary, None, Some(&fold.summary_ref));
+        // Posted now, ahead of its thread's messages; `publish` brings its counts up to date.
+        ctx.post(
+            &channel,
+            summary_message(fold),
+            None,
+            Some(&fold.summary_ref),
+        );
     } else {
-        ctx.update_latest(&channel, &fold.summary_ref, summary)
-            .await?;
+        fold.unrendered.summary = true;
     }
     append(
         ctx,
@@ -247,9 +267,7 @@ pub async fn fold_change(
                     .or_default() += 1;
                 fold.by_status.retain(|_, n| *n > 0);
             }
-            let summary = summary_message(fold);
-            ctx.update_latest(channel, &fold.summary_ref, summary)
-                .await?;
+            fold.unrendered.summary = true;
             append(ctx, fold, channel, text).await
         }
         None => {
@@ -269,6 +287,7 @@ fn chars(lines: &[String]) -> usize {
 }
 
 /// Adds a line to the open thread message while it is still queued; otherwise opens the next.
+/// The queued call gets its new lines when [`publish`] renders them (or when it is full).
 async fn append(
     ctx: &mut Ctx<'_>,
     fold: &mut Fold,
@@ -277,21 +296,69 @@ async fn append(
 ) -> Result<(), AppError> {
     if fold.batch_queued && chars(&fold.batch) + text.chars().count() < BATCH_CHARS {
         fold.batch.push(text.clone());
+        if fold.unrendered.batch_held {
+            fold.unrendered.batch = true;
+            return Ok(());
+        }
         let args = batch_message(channel, fold);
         if ctx
             .replace_queued("chat.postMessage", &batch_ref(fold), &args)
             .await?
         {
+            fold.unrendered.batch_held = true;
             return Ok(());
         }
         // It went out (or is going) as it was: the line opens the next one.
         fold.batch.pop();
     }
+    render_batch(ctx, fold, channel).await?;
     fold.batch_seq += 1;
     fold.batch = vec![text];
     fold.batch_queued = true;
     let args = batch_message(channel, fold);
     ctx.call("chat.postMessage", channel, args, Some(&batch_ref(fold)));
+    fold.unrendered.batch_held = true;
+    Ok(())
+}
+
+/// Gives the open thread message's queued call the lines it lacks.
+async fn render_batch(ctx: &mut Ctx<'_>, fold: &mut Fold, channel: &str) -> Result<(), AppError> {
+    if !std::mem::take(&mut fold.unrendered.batch) {
+        return Ok(());
+    }
+    let args = batch_message(channel, fold);
+    if !ctx
+        .replace_queued("chat.postMessage", &batch_ref(fold), &args)
+        .await?
+    {
+        // Held calls stay queued; should one not have, its lines go in a message of their own.
+        fold.batch_seq += 1;
+        let args = batch_message(channel, fold);
+        ctx.call("chat.postMessage", channel, args, Some(&batch_ref(fold)));
+    }
+    Ok(())
+}
+
+/// Renders what the request changed in the group's storm: the open thread message's new
+/// lines and the summary's counts (into its queued post or edit when there is one).
+pub async fn publish(ctx: &mut Ctx<'_>, group: &mut Group) -> Result<(), AppError> {
+    let channel = group.channel.clone();
+    let Some(fold) = group.fold.as_mut() else {
+        return Ok(());
+    };
+    render_batch(ctx, fold, &channel).await?;
+    if std::mem::take(&mut fold.unrendered.summary) {
+        let mut summary = summary_message(fold);
+        summary["channel"] = json!(channel);
+        if !ctx
+            .replace_queued("chat.postMessage", &fold.summary_ref, &summary)
+            .await?
+        {
+            ctx.update_latest(&channel, &fold.summary_ref, summary)
+                .await?;
+        }
+    }
+    fold.unrendered = Unrendered::default();
     Ok(())
 }
 
