@@ -7,14 +7,14 @@
 //! Without the binary (`SWITCHYARD_ALERTMANAGER`, or the fetch script's folder) the test says
 //! `SKIPPED` on stderr and passes.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::{AlertsEnv, Setup};
 use serde_json::{Value, json};
-use switchyard_engine::{Config, Server, StartOptions};
-use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
 
 const SEED: &str = r#"
 [team]
@@ -108,38 +108,6 @@ impl Alertmanager {
     }
 }
 
-/// The bot's top-level messages in `channel` once there are at least `n`.
-async fn messages(sandbox: &Sandbox, channel: &str, n: usize) -> Vec<Value> {
-    let v = sandbox
-        .control()
-        .get(&format!(
-            "/channels/{channel}/messages?wait_for={n}&timeout_ms=30000"
-        ))
-        .await
-        .unwrap();
-    let messages: Vec<Value> = v["messages"].as_array().unwrap().clone();
-    assert!(messages.len() >= n, "{n} messages in {channel}: {v:#}");
-    messages
-}
-
-/// The replies in a thread once there are at least `n`.
-async fn replies(sandbox: &Sandbox, channel: &str, ts: &str, n: usize) -> Vec<String> {
-    let v = sandbox
-        .control()
-        .get(&format!(
-            "/channels/{channel}/threads/{ts}?wait_for={}&timeout_ms=30000",
-            n + 1
-        ))
-        .await
-        .unwrap();
-    let messages = v["messages"].as_array().unwrap();
-    assert!(messages.len() > n, "{n} replies in {channel}/{ts}: {v:#}");
-    messages[1..]
-        .iter()
-        .map(|m| m["text"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn the_real_alertmanager_posts_through_switchyard_into_the_sandbox() {
     let Some(binary) = alertmanager_binary() else {
@@ -152,56 +120,16 @@ async fn the_real_alertmanager_posts_through_switchyard_into_the_sandbox() {
         );
         return;
     };
-    let sandbox = Sandbox::start(SandboxConfig {
-        seed: Seed::parse_toml(SEED, "alertmanager_seed.toml").unwrap(),
-        rate_limits: RateLimitSettings {
-            enabled: false,
-            ..Default::default()
-        },
-        ..Default::default()
+    let env = AlertsEnv::start(Setup {
+        seed: SEED,
+        alerts: "[apps.alerts]\nenabled = true\ndefault_channel = \"C0ALERTS\"\n",
+        token: ("alertmanager", &["alerts:write"]),
+        ..Setup::default()
     })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n[apps.alerts]\nenabled = true\ndefault_channel = \"C0ALERTS\"\n",
-        sandbox.bot_token(),
-        sandbox.signing_secret(),
-        sandbox.api_url(),
-        dir.path().join("sy.db").display()
-    );
-    let config = Config::parse(
-        &text,
-        "alertmanager.toml",
-        &BTreeMap::<String, String>::new(),
-    )
-    .expect("config");
-    let apps = switchyard_apps::builtin(&config).unwrap();
-    let server = Server::start(config.clone(), apps.clone(), StartOptions::default())
-        .await
-        .unwrap();
-    let declarations: Vec<_> = apps.iter().map(|a| a.declaration()).collect();
-    let manifest = switchyard_engine::manifest::manifest(&config, &declarations, None);
-    Manifest::from_value(manifest.clone()).expect("a manifest the sandbox takes");
-    sandbox
-        .control()
-        .put("/app/manifest", &manifest)
-        .await
-        .unwrap();
-    let token = switchyard_engine::admin::create_token(
-        server.store(),
-        &switchyard_store::NewApiToken {
-            name: "alertmanager".into(),
-            scopes: vec!["alerts:write".into()],
-            expires_at_ms: None,
-        },
-        &switchyard_engine::admin::Actor::cli(),
-        switchyard_engine::now_ms(),
-    )
-    .await
-    .unwrap()
-    .plaintext;
-    let (_, slack_webhook) = sandbox
+    .await;
+    let token = &env.token;
+    let (_, slack_webhook) = env
+        .sandbox
         .webhook_urls()
         .into_iter()
         .next()
@@ -232,9 +160,9 @@ receivers:
         title: '{{{{ .Status }}}}: {{{{ .CommonAnnotations.summary }}}}'
         text: 'from Alertmanager'
 "#,
-        addr = server.addr()
+        addr = env.server.addr()
     );
-    let am = Alertmanager::start(&binary, &am_config, dir.path()).await;
+    let am = Alertmanager::start(&binary, &am_config, env.dir.path()).await;
     let http = reqwest::Client::new();
     let fire = |ends_at: Option<String>| {
         let mut alert = json!({
@@ -258,7 +186,7 @@ receivers:
 
     fire(None).await;
     // Switchyard's message, from Alertmanager's webhook.
-    let ours = messages(&sandbox, "C0ALERTS", 1).await;
+    let ours = messages(&env, "C0ALERTS", 1).await;
     assert_eq!(ours.len(), 1, "one message per alert: {ours:#?}");
     let blocks = ours[0]["blocks"].to_string();
     assert!(ours[0]["bot_id"].is_string(), "posted as the app");
@@ -272,7 +200,7 @@ receivers:
         assert!(blocks.contains(part), "{part} in {blocks}");
     }
     // Alertmanager's own Slack message, through the sandbox's incoming webhook.
-    let theirs = messages(&sandbox, "C0AMSLACK", 1).await;
+    let theirs = messages(&env, "C0AMSLACK", 1).await;
     assert!(
         theirs[0].to_string().contains("Disk full on db-1"),
         "{theirs:#?}"
@@ -286,22 +214,22 @@ receivers:
         .as_secs() as i64;
     fire(Some(rfc3339(now))).await;
     let ts = ours[0]["ts"].as_str().unwrap().to_string();
-    let lines = replies(&sandbox, "C0ALERTS", &ts, 1).await;
+    let lines = env.replies("C0ALERTS", &ts, 1).await;
     assert_eq!(
         lines,
         [":white_check_mark: Resolved via alertmanager (both)."]
     );
-    let after = messages(&sandbox, "C0ALERTS", 1).await;
+    let after = messages(&env, "C0ALERTS", 1).await;
     assert_eq!(after.len(), 1, "edited, not posted again: {after:#?}");
     assert!(
         after[0]["blocks"].to_string().contains("Resolved"),
         "{:#}",
         after[0]
     );
-    let theirs = messages(&sandbox, "C0AMSLACK", 2).await;
+    let theirs = messages(&env, "C0AMSLACK", 2).await;
     assert!(theirs[1].to_string().contains("resolved"), "{theirs:#?}");
     drop(am);
-    server.shutdown().await;
+    env.server.shutdown().await;
 }
 
 /// `2026-11-26T04:46:12Z` from seconds since the epoch (UTC).
@@ -314,4 +242,9 @@ fn rfc3339(secs: i64) -> String {
         of_day % 3600 / 60,
         of_day % 60
     )
+}
+
+/// The top-level messages in `channel` (Alertmanager's own too) once there are at least `n`.
+async fn messages(env: &AlertsEnv, channel: &str, n: usize) -> Vec<Value> {
+    env.all_messages_when(channel, n, |m| m.len() >= n).await
 }

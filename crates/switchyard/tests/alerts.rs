@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::{AlertsEnv, Setup};
 use serde_json::{Value, json};
-use switchyard_engine::{Config, Server, StartOptions};
-use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
-use switchyard_store::AuditFilter;
+use switchyard_store::Outcome;
 
 const SEED: &str = r#"
 [team]
@@ -82,14 +80,14 @@ condition = "labels.team == 'db'"
 channels = ["C0ALERTS"]
 "#;
 
-struct Env {
-    sandbox: Sandbox,
-    server: Server,
-    http: reqwest::Client,
-    token: String,
-    /// What started the server, to start it again (`Env::restart`).
-    config: Config,
-    _dir: tempfile::TempDir,
+/// The alerts env with this suite's seed and rules.
+struct Env(AlertsEnv);
+
+impl std::ops::Deref for Env {
+    type Target = AlertsEnv;
+    fn deref(&self) -> &AlertsEnv {
+        &self.0
+    }
 }
 
 impl Env {
@@ -111,149 +109,21 @@ impl Env {
         store_url: Option<String>,
         rate_limits: bool,
     ) -> Self {
-        let sandbox = Sandbox::start(SandboxConfig {
-            seed: Seed::parse_toml(SEED, "alerts_seed.toml").unwrap(),
-            rate_limits: RateLimitSettings {
-                enabled: rate_limits,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store_url =
-            store_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("a.db").display()));
-        let text = format!(
-            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{store_url}\"\n[engine]\npoll_interval_ms = 100\n{alerts}\n{extra}",
-            sandbox.bot_token(),
-            sandbox.signing_secret(),
-            sandbox.api_url(),
-        );
-        let config =
-            Config::parse(&text, "alerts.toml", &BTreeMap::<String, String>::new()).unwrap();
-        let apps = switchyard_apps::builtin(&config).unwrap();
-        let server = Server::start(config.clone(), apps.clone(), StartOptions::default())
-            .await
-            .unwrap();
-        let declarations: Vec<_> = apps.iter().map(|a| a.declaration()).collect();
-        let base = format!("http://{}", server.addr());
-        let manifest =
-            switchyard_engine::manifest::manifest(&config, &declarations, Some(base.as_str()));
-        Manifest::from_value(manifest.clone()).expect("a manifest the sandbox takes");
-        let http = reqwest::Client::new();
-        let put = http
-            .put(format!("{}/_sandbox/app/manifest", sandbox.url()))
-            .body(manifest.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(put.status().is_success(), "{:?}", put.text().await);
-        let token = switchyard_engine::admin::create_token(
-            server.store(),
-            &switchyard_store::NewApiToken {
-                name: "monitoring".into(),
-                scopes: vec!["alerts:write".into()],
-                expires_at_ms: None,
-            },
-            &switchyard_engine::admin::Actor::cli(),
-            switchyard_engine::now_ms(),
+        Self(
+            AlertsEnv::start(Setup {
+                seed: SEED,
+                alerts,
+                extra,
+                store_url,
+                rate_limits,
+                ..Setup::default()
+            })
+            .await,
         )
-        .await
-        .unwrap()
-        .plaintext;
-        Self {
-            sandbox,
-            server,
-            http,
-            token,
-            config,
-            _dir: dir,
-        }
     }
 
-    /// Stops the server, then starts another on the same store and sandbox.
     async fn restart(self) -> Self {
-        let Self {
-            sandbox,
-            server,
-            http,
-            token,
-            config,
-            _dir,
-        } = self;
-        assert!(server.shutdown().await, "the first server stopped in time");
-        let apps = switchyard_apps::builtin(&config).unwrap();
-        let server = Server::start(config.clone(), apps, StartOptions::default())
-            .await
-            .unwrap();
-        Self {
-            sandbox,
-            server,
-            http,
-            token,
-            config,
-            _dir,
-        }
-    }
-
-    async fn send(&self, path: &str, body: Value) -> (u16, Value) {
-        let reply = self
-            .http
-            .post(format!("http://{}{path}", self.server.addr()))
-            .bearer_auth(&self.token)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        (reply.status().as_u16(), reply.json().await.unwrap())
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}/_sandbox{path}", self.sandbox.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    /// The bot's top-level messages in `channel` once `check` holds for them.
-    async fn messages_when(&self, channel: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let mut messages = Vec::new();
-        for _ in 0..400 {
-            let v = self.get(&format!("/channels/{channel}/messages")).await;
-            messages = v["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| m["bot_id"].is_string())
-                .cloned()
-                .collect();
-            if check(&messages) {
-                return messages;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("messages in {channel} never as expected: {messages:#?}");
-    }
-
-    /// The thread's replies once there are `n`.
-    async fn replies(&self, channel: &str, ts: &str, n: usize) -> Vec<String> {
-        let v = self
-            .get(&format!(
-                "/channels/{channel}/threads/{ts}?wait_for={}&timeout_ms=10000",
-                n + 1
-            ))
-            .await;
-        let messages = v["messages"].as_array().unwrap();
-        assert!(messages.len() > n, "{n} replies expected: {v}");
-        messages[1..]
-            .iter()
-            .map(|m| m["text"].as_str().unwrap_or("").to_string())
-            .collect()
+        Self(self.0.restart().await)
     }
 }
 
@@ -400,15 +270,7 @@ async fn routed_posted_once_and_edited_in_place(env: &Env) {
     );
 
     // The audit has the firing, the repeat, the click and the resolution.
-    let audit = env
-        .server
-        .store()
-        .audit_query(&AuditFilter {
-            action_prefix: Some("alerts.".into()),
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
+    let audit = env.audit("alerts.").await;
     let actions: Vec<&str> = audit.iter().map(|e| e.record.action.as_str()).collect();
     for action in [
         "alerts.fire",
@@ -551,36 +413,13 @@ async fn alertmanager_payloads_and_bad_payloads() {
     );
 
     // No token, or a token without the scope.
-    let anonymous = env
-        .http
-        .post(format!("http://{}/api/v1/alerts", env.server.addr()))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status().as_u16(), 401);
-    let reader = switchyard_engine::admin::create_token(
-        env.server.store(),
-        &switchyard_store::NewApiToken {
-            name: "reader".into(),
-            scopes: vec!["audit:read".into()],
-            expires_at_ms: None,
-        },
-        &switchyard_engine::admin::Actor::cli(),
-        switchyard_engine::now_ms(),
-    )
-    .await
-    .unwrap()
-    .plaintext;
-    let refused = env
-        .http
-        .post(format!("http://{}/api/v1/alerts", env.server.addr()))
-        .bearer_auth(reader)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 403);
+    let (status, reply) = env.send_as(None, "/api/v1/alerts", &json!({})).await;
+    assert_eq!(status, 401, "{reply}");
+    let reader = env.make_token("reader", &["audit:read"]).await;
+    let (status, reply) = env
+        .send_as(Some(&reader), "/api/v1/alerts", &json!({}))
+        .await;
+    assert_eq!(status, 403, "{reply}");
 }
 
 #[tokio::test]
@@ -632,25 +471,7 @@ async fn access_gates_the_buttons_by_their_permission_names() {
     };
     assert!(click("alerts_ack").await.unwrap().status().is_success());
     // Refused (audited as alerts.ack), and the message still offers Acknowledge.
-    let mut refused = false;
-    for _ in 0..400 {
-        refused = env
-            .server
-            .store()
-            .audit_query(&AuditFilter {
-                action_prefix: Some("alerts.ack".into()),
-                ..AuditFilter::default()
-            })
-            .await
-            .unwrap()
-            .iter()
-            .any(|e| e.record.outcome == switchyard_store::Outcome::Refused);
-        if refused {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(refused, "the click on Acknowledge was refused and audited");
+    env.audited_as("alerts.ack", Outcome::Refused).await;
     assert!(
         blocks_text(&env.messages_when("C0ALERTS", |m| m.len() == 1).await[0])
             .contains("alerts_ack")
@@ -754,15 +575,7 @@ fn ts_of(message: &Value) -> f64 {
 impl Env {
     /// The details of the audit records whose action starts with `prefix`, oldest first.
     async fn audited(&self, prefix: &str) -> Vec<String> {
-        let mut entries = self
-            .server
-            .store()
-            .audit_query(&AuditFilter {
-                action_prefix: Some(prefix.into()),
-                ..AuditFilter::default()
-            })
-            .await
-            .unwrap();
+        let mut entries = self.audit(prefix).await;
         entries.reverse();
         entries.into_iter().map(|e| e.record.detail).collect()
     }

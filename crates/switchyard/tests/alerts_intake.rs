@@ -6,12 +6,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
+use common::{AlertsEnv, Setup};
 use serde_json::{Value, json};
-use switchyard_engine::{Config, Server, StartOptions};
-use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
-use switchyard_store::AuditFilter;
+use switchyard_engine::Config;
 
 const SEED: &str = r#"
 [team]
@@ -127,92 +125,32 @@ fn grafana(status: &str) -> Value {
     })
 }
 
-struct Env {
-    sandbox: Sandbox,
-    server: Server,
-    http: reqwest::Client,
-    token: String,
-    _dir: tempfile::TempDir,
+/// The alerts env with this suite's seed, its token able to post through webhooks.
+struct Env(AlertsEnv);
+
+impl std::ops::Deref for Env {
+    type Target = AlertsEnv;
+    fn deref(&self) -> &AlertsEnv {
+        &self.0
+    }
 }
 
 impl Env {
     /// With the config text `make` gives for the sandbox's incoming webhook into `#ops`.
     async fn start(make: impl FnOnce(&str) -> String) -> Self {
-        let sandbox = Sandbox::start(SandboxConfig {
-            seed: Seed::parse_toml(SEED, "alerts_intake_seed.toml").unwrap(),
-            rate_limits: RateLimitSettings {
-                enabled: false,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let http = reqwest::Client::new();
-        let hook: Value = http
-            .post(format!("{}/_sandbox/webhooks", sandbox.url()))
-            .json(&json!({"channel": "C0OPS"}))
-            .send()
+        let sandbox = common::sandbox(SEED, false).await;
+        let hook = sandbox
+            .control()
+            .post("/webhooks", &json!({"channel": "C0OPS"}))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .expect("control API");
         let extra = make(hook["url"].as_str().expect("a webhook URL"));
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n{extra}",
-            sandbox.bot_token(),
-            sandbox.signing_secret(),
-            sandbox.api_url(),
-            dir.path().join("a.db").display(),
-        );
-        let config = Config::parse(
-            &text,
-            "alerts_intake.toml",
-            &BTreeMap::<String, String>::new(),
-        )
-        .unwrap();
-        let apps = switchyard_apps::builtin(&config).unwrap();
-        let server = Server::start(config.clone(), apps.clone(), StartOptions::default())
-            .await
-            .unwrap();
-        let declarations: Vec<_> = apps.iter().map(|a| a.declaration()).collect();
-        let base = format!("http://{}", server.addr());
-        let manifest =
-            switchyard_engine::manifest::manifest(&config, &declarations, Some(base.as_str()));
-        Manifest::from_value(manifest.clone()).expect("a manifest the sandbox takes");
-        let put = http
-            .put(format!("{}/_sandbox/app/manifest", sandbox.url()))
-            .body(manifest.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(put.status().is_success(), "{:?}", put.text().await);
-        let token = token(&server, "monitoring", &["alerts:write", "webhooks:post"]).await;
-        Self {
-            sandbox,
-            server,
-            http,
-            token,
-            _dir: dir,
-        }
-    }
-
-    async fn send_as(&self, token: Option<&str>, path: &str, body: &Value) -> (u16, Value) {
-        let mut request = self
-            .http
-            .post(format!("http://{}{path}", self.server.addr()))
-            .body(body.to_string());
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let reply = request.send().await.unwrap();
-        (reply.status().as_u16(), reply.json().await.unwrap())
-    }
-
-    async fn send(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send_as(Some(&self.token), path, &body).await
+        let setup = Setup {
+            extra: &extra,
+            token: ("monitoring", &["alerts:write", "webhooks:post"]),
+            ..Setup::default()
+        };
+        Self(AlertsEnv::start_in(sandbox, setup).await)
     }
 
     /// The channel's top-level messages (long-polled until there are at least `n`), once
@@ -223,53 +161,8 @@ impl Env {
         n: usize,
         check: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        let mut messages = Vec::new();
-        for _ in 0..400 {
-            let v = self
-                .sandbox
-                .control()
-                .get(&format!(
-                    "/channels/{channel}/messages?wait_for={n}&timeout_ms=5000"
-                ))
-                .await
-                .unwrap();
-            messages = v["messages"].as_array().unwrap().clone();
-            if check(&messages) {
-                return messages;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("messages in {channel} never as expected: {messages:#?}");
+        self.all_messages_when(channel, n, check).await
     }
-
-    async fn thread(&self, channel: &str, ts: &str, n: usize) -> Vec<Value> {
-        let v = self
-            .sandbox
-            .control()
-            .get(&format!(
-                "/channels/{channel}/threads/{ts}?wait_for={}&timeout_ms=10000",
-                n + 1
-            ))
-            .await
-            .unwrap();
-        v["messages"].as_array().unwrap().clone()
-    }
-}
-
-async fn token(server: &Server, name: &str, scopes: &[&str]) -> String {
-    switchyard_engine::admin::create_token(
-        server.store(),
-        &switchyard_store::NewApiToken {
-            name: name.into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            expires_at_ms: None,
-        },
-        &switchyard_engine::admin::Actor::cli(),
-        switchyard_engine::now_ms(),
-    )
-    .await
-    .unwrap()
-    .plaintext
 }
 
 fn blocks_text(message: &Value) -> String {
@@ -488,7 +381,7 @@ async fn alertsio_post_message_through_incoming_webhooks_with_defaults_and_overr
         .send("/api/v1/webhooks/nowhere", json!({"text": "x"}))
         .await;
     assert_eq!((status, &reply["error"]), (404, &json!("unknown_webhook")));
-    let alerts_only = token(&env.server, "alerts-only", &["alerts:write"]).await;
+    let alerts_only = env.make_token("alerts-only", &["alerts:write"]).await;
     let (status, _) = env
         .send_as(
             Some(&alerts_only),
@@ -518,15 +411,7 @@ async fn alertsio_post_message_through_incoming_webhooks_with_defaults_and_overr
     );
 
     // Audited (the webhook by name, never its URL); the bad calls posted nothing.
-    let audit = env
-        .server
-        .store()
-        .audit_query(&AuditFilter {
-            action_prefix: Some("webhooks.post".into()),
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
+    let audit = env.audit("webhooks.post").await;
     assert_eq!(audit.len(), 3, "{audit:?}");
     assert!(
         audit

@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::{AlertsEnv, Setup};
 use serde_json::{Value, json};
-use switchyard_engine::{Config, Server, StartOptions};
-use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig, Seed};
-use switchyard_store::{AuditFilter, Outcome};
+use switchyard_store::Outcome;
 
 const SEED: &str = r#"
 [team]
@@ -46,117 +44,34 @@ target_matchers = ['severity=~"medium|low"']
 equal = ["cluster"]
 "#;
 
-struct Env {
-    sandbox: Sandbox,
-    server: Server,
-    config: Config,
-    /// The config file's text, for reloads.
-    text: String,
-    http: reqwest::Client,
-    token: String,
-    _dir: tempfile::TempDir,
+/// The alerts env with this suite's seed and inhibit rule, its token able to silence; its
+/// helpers read and act in #alerts.
+struct Env(AlertsEnv);
+
+impl std::ops::Deref for Env {
+    type Target = AlertsEnv;
+    fn deref(&self) -> &AlertsEnv {
+        &self.0
+    }
 }
 
 impl Env {
     async fn start(extra: &str, store_url: Option<String>) -> Self {
-        let sandbox = Sandbox::start(SandboxConfig {
-            seed: Seed::parse_toml(SEED, "silences_seed.toml").unwrap(),
-            rate_limits: RateLimitSettings {
-                enabled: false,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store_url =
-            store_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("s.db").display()));
-        let text = format!(
-            "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{store_url}\"\n[engine]\npoll_interval_ms = 100\n{ALERTS}\n{extra}",
-            sandbox.bot_token(),
-            sandbox.signing_secret(),
-            sandbox.api_url(),
-        );
-        let config =
-            Config::parse(&text, "silences.toml", &BTreeMap::<String, String>::new()).unwrap();
-        let apps = switchyard_apps::builtin(&config).unwrap();
-        let server = Server::start(config.clone(), apps.clone(), StartOptions::default())
-            .await
-            .unwrap();
-        let declarations: Vec<_> = apps.iter().map(|a| a.declaration()).collect();
-        let base = format!("http://{}", server.addr());
-        let manifest =
-            switchyard_engine::manifest::manifest(&config, &declarations, Some(base.as_str()));
-        Manifest::from_value(manifest.clone()).expect("a manifest the sandbox takes");
-        let http = reqwest::Client::new();
-        let put = http
-            .put(format!("{}/_sandbox/app/manifest", sandbox.url()))
-            .body(manifest.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(put.status().is_success(), "{:?}", put.text().await);
-        let token = token(&server, "monitoring", &["alerts:write", "alerts:silence"]).await;
-        Self {
-            sandbox,
-            server,
-            config,
-            text,
-            http,
-            token,
-            _dir: dir,
-        }
+        Self(
+            AlertsEnv::start(Setup {
+                seed: SEED,
+                alerts: ALERTS,
+                extra,
+                store_url,
+                token: ("monitoring", &["alerts:write", "alerts:silence"]),
+                ..Setup::default()
+            })
+            .await,
+        )
     }
 
-    /// Stops the server and starts another on the same store (its API on a new port).
     async fn restart(self) -> Self {
-        assert!(self.server.shutdown().await, "shut down in time");
-        let apps = switchyard_apps::builtin(&self.config).unwrap();
-        let server = Server::start(self.config.clone(), apps, StartOptions::default())
-            .await
-            .unwrap();
-        Self { server, ..self }
-    }
-
-    /// Reloads the apps from the config's text with `from` replaced by `to`.
-    fn reload_with(&self, from: &str, to: &str) {
-        assert!(self.text.contains(from), "{from} in the config");
-        let text = self.text.replace(from, to);
-        let config =
-            Config::parse(&text, "silences.toml", &BTreeMap::<String, String>::new()).unwrap();
-        self.server
-            .reload_apps(switchyard_apps::builtin(&config).unwrap());
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call_as(&self.token, method, path, body).await
-    }
-
-    async fn call_as(
-        &self,
-        token: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("http://{}{path}", self.server.addr()))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.body(body.to_string());
-        }
-        let reply = request.send().await.unwrap();
-        (reply.status().as_u16(), reply.json().await.unwrap())
-    }
-
-    async fn alert(&self, body: Value) -> Value {
-        let (status, reply) = self
-            .call(reqwest::Method::POST, "/api/v1/alerts", Some(body))
-            .await;
-        assert_eq!(status, 200, "{reply}");
-        reply["alerts"][0].clone()
+        Self(self.0.restart().await)
     }
 
     async fn silence(&self, body: Value) -> (u16, Value) {
@@ -164,97 +79,25 @@ impl Env {
             .await
     }
 
-    async fn get(&self, path: &str) -> Value {
-        self.sandbox.control().get(path).await.expect("control API")
-    }
-
-    async fn control(&self, path: &str, body: Value) -> Value {
-        self.sandbox
-            .control()
-            .post(path, &body)
-            .await
-            .expect("control API")
-    }
-
     /// `@bot <text>` as `user`; the message's ts.
     async fn mention(&self, user: &str, text: &str) -> String {
-        let body = json!({"user": user, "channel": "C0ALERTS",
-                          "text": format!("<@{}> {text}", self.sandbox.bot_user_id())});
-        let posted = self.control("/messages", body).await;
-        posted["ts"].as_str().expect("posted").to_string()
+        self.0.mention(user, "C0ALERTS", text).await
     }
 
     /// The bot's top-level messages once `check` holds for them.
     async fn messages_when(&self, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let mut messages = Vec::new();
-        for _ in 0..400 {
-            let v = self.get("/channels/C0ALERTS/messages").await;
-            messages = v["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| m["bot_id"].is_string())
-                .cloned()
-                .collect();
-            if check(&messages) {
-                return messages;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("messages never as expected: {messages:#?}");
+        self.0.messages_when("C0ALERTS", check).await
     }
 
     /// The thread's replies' texts once there are `n`.
     async fn replies(&self, ts: &str, n: usize) -> Vec<String> {
-        let v = self
-            .get(&format!(
-                "/channels/C0ALERTS/threads/{ts}?wait_for={}&timeout_ms=10000",
-                n + 1
-            ))
-            .await;
-        let messages = v["messages"].as_array().unwrap();
-        assert!(messages.len() > n, "{n} replies expected: {v}");
-        messages[1..]
-            .iter()
-            .map(|m| m["text"].as_str().unwrap_or("").to_string())
-            .collect()
+        self.0.replies("C0ALERTS", ts, n).await
     }
 
     /// The audit records of `action` once one with `outcome` is there.
     async fn audited(&self, action: &str, outcome: Outcome) -> Vec<switchyard_store::AuditEntry> {
-        for _ in 0..400 {
-            let entries = self
-                .server
-                .store()
-                .audit_query(&AuditFilter {
-                    action_prefix: Some(action.into()),
-                    ..AuditFilter::default()
-                })
-                .await
-                .unwrap();
-            if entries.iter().any(|e| e.record.outcome == outcome) {
-                return entries;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("no {action} audited as {outcome:?}");
+        self.audited_as(action, outcome).await
     }
-}
-
-async fn token(server: &Server, name: &str, scopes: &[&str]) -> String {
-    switchyard_engine::admin::create_token(
-        server.store(),
-        &switchyard_store::NewApiToken {
-            name: name.into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            expires_at_ms: None,
-        },
-        &switchyard_engine::admin::Actor::cli(),
-        switchyard_engine::now_ms(),
-    )
-    .await
-    .unwrap()
-    .plaintext
 }
 
 fn titles(messages: &[Value]) -> Vec<String> {
@@ -520,7 +363,7 @@ async fn api_flow(env: &Env) {
         .call_as("sy_nope", reqwest::Method::GET, "/api/v1/silences", None)
         .await;
     assert_eq!(status, 401);
-    let writer = token(&env.server, "writer-only", &["alerts:write"]).await;
+    let writer = env.make_token("writer-only", &["alerts:write"]).await;
     let (status, reply) = env
         .call_as(&writer, reqwest::Method::GET, "/api/v1/silences", None)
         .await;
@@ -645,14 +488,8 @@ async fn silencing_needs_its_permission_and_a_refusal_is_audited() {
     let mut refused = 0;
     for _ in 0..400 {
         refused = env
-            .server
-            .store()
-            .audit_query(&AuditFilter {
-                action_prefix: Some("alerts.silence".into()),
-                ..AuditFilter::default()
-            })
+            .audit("alerts.silence")
             .await
-            .unwrap()
             .iter()
             .filter(|e| e.record.outcome == Outcome::Refused)
             .count();

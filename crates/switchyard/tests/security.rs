@@ -18,9 +18,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_engine::admin::{Actor, create_token};
-use switchyard_sandbox::{RateLimitSettings, Sandbox, SandboxConfig, Seed};
-use switchyard_store::{NewApiToken, Store};
+use switchyard_sandbox::Sandbox;
+use switchyard_store::Store;
 
 const DEVICE_TOKEN: &str = "sweep-device-token-7f3a";
 
@@ -129,17 +128,7 @@ struct Sweep {
 
 impl Sweep {
     async fn start(socket_mode: bool) -> Self {
-        let seed = Seed::parse_toml(SEED, "security seed").unwrap();
-        let sandbox = Sandbox::start(SandboxConfig {
-            seed,
-            rate_limits: RateLimitSettings {
-                enabled: false,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let sandbox = common::sandbox(SEED, false).await;
         let dir = tempfile::tempdir().unwrap();
         let users: Value = sandbox.control().get("/users").await.unwrap();
         let id = |name: &str| {
@@ -239,25 +228,9 @@ impl Sweep {
         ))
         .await
         .unwrap();
-        let token = NewApiToken {
-            name: name.into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            expires_at_ms: None,
-        };
-        // The running server holds SQLite's one writer now and then: try again.
-        let mut created = None;
-        for _ in 0..50 {
-            match create_token(&store, &token, &Actor::cli(), switchyard_engine::now_ms()).await {
-                Ok(made) => {
-                    created = Some(made);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        let created = created.expect("the token was made");
-        self.secrets.push(created.plaintext.clone());
-        created.plaintext
+        let token = common::create_token(&store, name, scopes).await;
+        self.secrets.push(token.clone());
+        token
     }
 
     /// A request to the server: its status and body (kept for the secrets scan).
@@ -285,15 +258,7 @@ impl Sweep {
     }
 
     async fn say(&self, user: &str, channel: &str, text: &str) {
-        let bot = self.sandbox.bot_user_id();
-        self.sandbox
-            .control()
-            .post(
-                "/messages",
-                &json!({"user": user, "channel": channel, "text": format!("<@{bot}> {text}")}),
-            )
-            .await
-            .unwrap();
+        common::mention(&self.sandbox, user, channel, text).await;
     }
 
     /// The audit entries (newest first) matching `query`, read with an admin token.

@@ -1,10 +1,23 @@
-//! What the binary's suites share: a `switchyard serve` process, and where it listens.
+//! What the binary's suites share: a `switchyard serve` process, and where it listens; the
+//! alerts suites' environment ([`AlertsEnv`]); a sandbox from a seed, API tokens, mentions and
+//! threads read back; a PostgreSQL schema of a test's own.
 
 // Each suite uses its own part of this module.
 #![allow(dead_code)]
 
+mod alerts_env;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_sandbox::{RateLimitSettings, Sandbox, SandboxConfig, Seed};
+use switchyard_store::{NewApiToken, Store};
+
+// Only the alerts suites use it.
+#[allow(unused_imports)]
+pub use alerts_env::{AlertsEnv, Setup};
 
 /// A `switchyard serve` process, killed on drop.
 pub struct Serve {
@@ -90,4 +103,75 @@ where
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+/// A sandbox with the workspace `seed` (TOML), Slack's rate limits on or off.
+pub async fn sandbox(seed: &str, rate_limits: bool) -> Sandbox {
+    Sandbox::start(SandboxConfig {
+        seed: Seed::parse_toml(seed, "the suite's seed").unwrap(),
+        rate_limits: RateLimitSettings {
+            enabled: rate_limits,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Makes an API token in `store`, as `switchyard token create` does; its plaintext.
+pub async fn create_token(store: &Store, name: &str, scopes: &[&str]) -> String {
+    let token = NewApiToken {
+        name: name.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        expires_at_ms: None,
+    };
+    let actor = switchyard_engine::admin::Actor::cli();
+    // A `switchyard serve` in another process holds SQLite's one writer now and then: try again.
+    let mut last = None;
+    for _ in 0..50 {
+        match switchyard_engine::admin::create_token(
+            store,
+            &token,
+            &actor,
+            switchyard_engine::now_ms(),
+        )
+        .await
+        {
+            Ok(made) => return made.plaintext,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the token {name} was never made: {last:?}");
+}
+
+/// `@bot <text>` as `user` in `channel`, through the sandbox; the message's ts.
+pub async fn mention(sandbox: &Sandbox, user: &str, channel: &str, text: &str) -> String {
+    let body = json!({"user": user, "channel": channel,
+                      "text": format!("<@{}> {text}", sandbox.bot_user_id())});
+    let posted = sandbox
+        .control()
+        .post("/messages", &body)
+        .await
+        .expect("control API");
+    posted["ts"].as_str().expect("posted").to_string()
+}
+
+/// The thread of `ts` in `channel`, its parent first, once it has at least `n` replies.
+pub async fn thread(sandbox: &Sandbox, channel: &str, ts: &str, n: usize) -> Vec<Value> {
+    let v = sandbox
+        .control()
+        .get(&format!(
+            "/channels/{channel}/threads/{ts}?wait_for={}&timeout_ms=30000",
+            n + 1
+        ))
+        .await
+        .expect("control API");
+    let messages = v["messages"].as_array().unwrap().clone();
+    assert!(
+        messages.len() > n,
+        "{n} replies expected in {channel}/{ts}: {v}"
+    );
+    messages
 }
