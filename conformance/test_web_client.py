@@ -67,8 +67,31 @@ def test_post_message_with_blocks_and_metadata(sandbox, client):
     assert mine is not None, f"the message is in conversations.history: {history.data}"
     assert mine["metadata"]["event_type"] == "conformance_checked", mine
     assert mine["metadata"]["event_payload"] == {"n": 1}, mine
+    plain = client.conversations_history(channel=general, limit=5)
+    listed = next(m for m in plain["messages"] if m["ts"] == posted["ts"])
+    assert "metadata" not in listed, f"metadata is listed only with include_all_metadata: {listed}"
     stored = sandbox.messages("general")
     assert any(m["ts"] == posted["ts"] and m["blocks"] for m in stored), "the control API sees the message"
+
+
+def test_metadata_of_a_thread_reply_and_oldest(sandbox, client):
+    # How a sender finds a post of its own whose reply it never saw: by its metadata, in the
+    # thread's replies (or the channel's history) since a moment before it was made.
+    general = sandbox.channel_ids["general"]
+    parent = client.chat_postMessage(channel=general, text="parent")
+    metadata = {"event_type": "outbox_post", "event_payload": {"outbox_id": 7}}
+    reply = client.chat_postMessage(channel=general, thread_ts=parent["ts"], text="reply", metadata=metadata)
+    replies = client.conversations_replies(channel=general, ts=parent["ts"], oldest=parent["ts"],
+                                           include_all_metadata=True, limit=200)
+    found = [m for m in replies["messages"] if m.get("metadata", {}).get("event_type") == "outbox_post"]
+    assert [m["ts"] for m in found] == [reply["ts"]], replies.data
+    assert found[0]["metadata"]["event_payload"] == {"outbox_id": 7}, found
+    plain = client.conversations_replies(channel=general, ts=parent["ts"])
+    assert all("metadata" not in m for m in plain["messages"]), plain.data
+    later = client.conversations_history(channel=general, oldest=reply["ts"], include_all_metadata=True)
+    assert all(m["ts"] > reply["ts"] for m in later["messages"]), f"oldest is exclusive: {later.data}"
+    bad = slack_error(client.chat_postMessage, channel=general, text="x", metadata={"event_type": "x"})
+    assert bad["error"] == "invalid_metadata_format", bad.data
 
 
 def test_attachments_and_dm_by_user_id(sandbox, client):

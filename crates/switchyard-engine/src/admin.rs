@@ -376,72 +376,19 @@ pub fn parse_duration_ms(text: &str) -> Option<i64> {
     n.checked_mul(unit_ms)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-/// The apps' date parsing uses it too.
-pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `(year, month, day)` of a day number (the inverse of [`days_from_civil`]).
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// `YYYY-MM-DD`, optionally followed by `THH:MM[:SS]` and an optional `Z`; always UTC.
+/// `YYYY-MM-DD`, optionally followed by `THH:MM[:SS]` (or a space for the `T`), then `Z` or an
+/// offset; UTC without one.
 fn parse_date_ms(text: &str) -> Option<i64> {
-    let (date, time) = match text.split_once(['T', ' ']) {
-        Some((d, t)) => (d, Some(t.strip_suffix('Z').unwrap_or(t))),
-        None => (text, None),
-    };
-    let number = |s: &str, digits: usize| {
-        (s.len() == digits && s.chars().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse::<i64>().ok())
-            .flatten()
-    };
-    let mut parts = date.split('-');
-    let year = number(parts.next()?, 4)?;
-    let month = number(parts.next()?, 2)?;
-    let day = number(parts.next()?, 2)?;
-    if parts.next().is_some() || !(1..=12).contains(&month) || day < 1 {
-        return None;
+    if let Ok(at) = text.parse::<jiff::Timestamp>() {
+        return Some(at.as_millisecond());
     }
-    let days = days_from_civil(year, month, day);
-    // Rejects 2026-02-30 and friends: the day must come back as itself.
-    if civil_from_days(days) != (year, month, day) {
-        return None;
-    }
-    let seconds = match time {
-        None => 0,
-        Some(time) => {
-            let mut parts = time.split(':');
-            let h = number(parts.next()?, 2)?;
-            let m = number(parts.next()?, 2)?;
-            let s = match parts.next() {
-                Some(s) => number(s, 2)?,
-                None => 0,
-            };
-            if parts.next().is_some() || h > 23 || m > 59 || s > 59 {
-                return None;
-            }
-            h * 3600 + m * 60 + s
-        }
-    };
-    Some(days * DAY_MS + seconds * 1000)
+    let civil: jiff::civil::DateTime = text.parse().ok()?;
+    Some(
+        jiff::tz::Offset::UTC
+            .to_timestamp(civil)
+            .ok()?
+            .as_millisecond(),
+    )
 }
 
 fn time_error(text: &str) -> TimeError {
@@ -478,14 +425,14 @@ fn parse_absolute(text: &str) -> Result<i64, TimeError> {
 
 /// Unix ms as `2026-11-01T12:30:00Z`.
 pub fn format_ms(ms: i64) -> String {
-    let (days, in_day) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS) / 1000);
-    let (y, mo, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        in_day / 3600,
-        in_day / 60 % 60,
-        in_day % 60
-    )
+    format_utc(ms, "%Y-%m-%dT%H:%M:%SZ")
+}
+
+/// Unix ms in UTC as `format` (strftime's) says; as the number itself out of the years
+/// -9999 to 9999, which have no such form.
+pub fn format_utc(ms: i64, format: &str) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map_or_else(|_| ms.to_string(), |at| at.strftime(format).to_string())
 }
 
 #[cfg(test)]
@@ -505,6 +452,12 @@ mod tests {
             Ok(1_793_536_200_000)
         );
         assert_eq!(parse_since("2026-11-01T12:30", now), Ok(1_793_536_200_000));
+        assert_eq!(parse_since("2026-11-01 12:30", now), Ok(1_793_536_200_000));
+        assert_eq!(
+            parse_since("2026-11-01T13:30:00+01:00", now),
+            Ok(1_793_536_200_000),
+            "an offset is honoured"
+        );
         assert_eq!(parse_since("1793536200000", now), Ok(1_793_536_200_000));
         for bad in [
             "",
@@ -549,6 +502,8 @@ mod tests {
             let text = format_ms(ms);
             assert_eq!(parse_since(&text, 0), Ok(ms), "{text}");
         }
+        // Past year 9999: the number, which reads back too.
+        assert_eq!(format_ms(i64::MAX), i64::MAX.to_string());
         assert_eq!(format_ms(1_793_536_200_000), "2026-11-01T12:30:00Z");
     }
 }

@@ -231,6 +231,23 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[outbox]`: how long the outbox keeps the calls it made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Sent calls older than this many days are pruned (hourly); 0 keeps them forever. Pending
+    /// and failed calls are never pruned; nor are the message refs later edits need.
+    pub retention_days: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        // A week: long enough to look into last week's incident, short enough that the table
+        // stays small on a busy workspace.
+        Self { retention_days: 7 }
+    }
+}
+
 /// The whole configuration the engine needs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -242,6 +259,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub engine: EngineConfig,
     pub audit: AuditConfig,
+    pub outbox: OutboxConfig,
     pub log: LogConfig,
     /// `[access]`: roles, groups, bindings and channel gates (see [`crate::access`]). `None`
     /// (no section): nothing is checked, everyone may do everything.
@@ -366,6 +384,7 @@ struct Draft {
     store: StoreConfig,
     engine: EngineConfig,
     audit: AuditConfig,
+    outbox: OutboxConfig,
     log: LogConfig,
     access: Option<AccessConfig>,
     apps: BTreeMap<String, toml::Value>,
@@ -398,6 +417,10 @@ const SECTIONS: &[Section] = &[
     Section {
         name: "audit",
         read: |value, draft, issues, _| draft.audit = read_table(value, "audit", issues),
+    },
+    Section {
+        name: "outbox",
+        read: |value, draft, issues, _| draft.outbox = read_table(value, "outbox", issues),
     },
     Section {
         name: "log",
@@ -557,6 +580,10 @@ impl Config {
             (
                 "audit.retention_days",
                 a.audit.retention_days != b.audit.retention_days,
+            ),
+            (
+                "outbox.retention_days",
+                a.outbox.retention_days != b.outbox.retention_days,
             ),
             ("log.format", a.log.format != b.log.format),
             // Roles and gates; groups and bindings change at run time (`switchyard access`).
@@ -930,6 +957,7 @@ fn finish(
         store: draft.store,
         engine: draft.engine,
         audit: draft.audit,
+        outbox: draft.outbox,
         log: draft.log,
         access: draft.access,
         apps: draft.apps,
@@ -1267,6 +1295,27 @@ mod tests {
         .unwrap();
         assert_eq!(c.slack.bot_token.expose(), "xoxb-2");
         assert_eq!(c.slack.signing_secret.unwrap().expose(), "s3cret");
+    }
+
+    #[test]
+    fn the_outbox_keeps_sent_calls_a_week_unless_told() {
+        let base = "[slack]\nbot_token = \"xoxb-1\"\nsigning_secret = \"s\"\n";
+        let c = Config::parse(base, "s.toml", &env(&[])).unwrap();
+        assert_eq!(c.outbox.retention_days, 7);
+        let c = Config::parse(
+            &format!("{base}[outbox]\nretention_days = 0\n"),
+            "s.toml",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.outbox.retention_days, 0);
+        let e = Config::parse(
+            &format!("{base}[outbox]\nretention_days = -1\n"),
+            "s.toml",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(e.key.starts_with("outbox"), "{e}");
     }
 
     #[test]

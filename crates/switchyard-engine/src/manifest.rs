@@ -6,6 +6,8 @@
 //!   with help;
 //! - `im:history` + `message.im` (and the App Home's messages tab): a direct message to the bot
 //!   is a command without the `@`;
+//! - `channels:history` and `groups:history`: the sender looks in a channel's history for a post
+//!   whose outcome was lost (the process died after Slack took it) before posting it again;
 //! - `commands`, when any app has a slash command.
 //!
 //! Transport: Socket Mode when the config has an app token or no request URL is given; then the
@@ -20,7 +22,13 @@ use crate::app::Declaration;
 use crate::config::Config;
 
 /// Bot scopes the engine needs whatever the apps are.
-pub const ENGINE_SCOPES: &[&str] = &["app_mentions:read", "chat:write", "im:history"];
+pub const ENGINE_SCOPES: &[&str] = &[
+    "app_mentions:read",
+    "channels:history",
+    "chat:write",
+    "groups:history",
+    "im:history",
+];
 /// Bot events the engine needs whatever the apps are.
 pub const ENGINE_BOT_EVENTS: &[&str] = &["app_mention", "message.im"];
 
@@ -235,8 +243,10 @@ mod tests {
             strings(&m["oauth_config"]["scopes"]["bot"]),
             [
                 "app_mentions:read",
+                "channels:history",
                 "chat:write",
                 "commands",
+                "groups:history",
                 "im:history",
                 "reactions:read"
             ]

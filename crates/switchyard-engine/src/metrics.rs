@@ -240,6 +240,13 @@ pub static PACING_WAITS: Counter = Counter::new(
     "Slack calls the sender held back to stay within Slack's rate limits.",
 );
 
+/// Posts whose earlier attempt's outcome was lost, looked for in Slack before posting again.
+pub static OUTBOX_LOOKUPS: LabeledCounter = LabeledCounter::new(
+    "switchyard_outbox_lookups_total",
+    "Posts whose earlier attempt's outcome was lost, looked for in Slack before posting again, by outcome (found: recorded as sent, not posted again; not_found; unavailable: posted unchecked).",
+    "outcome",
+);
+
 /// A handler's outcome, for its app (`None`: no app, e.g. the help reply).
 pub fn app_outcome(app: Option<&'static str>, ok: bool) {
     match (app, ok) {
@@ -286,6 +293,7 @@ pub fn render(gauges: &Gauges) -> String {
     FAILED.render(&mut out);
     RATE_LIMIT_WAITS.render(&mut out);
     PACING_WAITS.render(&mut out);
+    OUTBOX_LOOKUPS.render(&mut out);
     header(
         &mut out,
         "switchyard_outbox_pending",

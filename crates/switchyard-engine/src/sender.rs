@@ -5,6 +5,12 @@
 //! limits them (`chat.postMessage` about one a second per channel with a small burst, other
 //! methods by tier), waits out 429s for as long as `Retry-After` says, retries 5xx, timeouts
 //! and resets with backoff and jitter, and gives up only on permanent errors, which it records.
+//!
+//! A post is made once even when the process dies between Slack taking it and its outcome
+//! being recorded: every post carries message metadata naming its outbox row, and a row whose
+//! earlier attempt's outcome is unknown ([`OutboxItem::unconfirmed_since_ms`]) is first looked
+//! for in the channel (or thread) since that attempt; found, it is recorded as sent with the
+//! found message's `ts` instead of being posted again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +55,18 @@ fn slack_limit(method: &str) -> (f64, f64) {
         _ => (60.0, 3.0),
     }
 }
+
+/// The event type of the message metadata every post carries (its payload: `outbox_id`).
+pub const OUTBOX_EVENT_TYPE: &str = "switchyard_outbox";
+/// How much older than the claim a lost post may look: Slack stamps `ts` by its own clock.
+const LOOKUP_CLOCK_SKEW_MS: i64 = 60_000;
+/// Messages per page of the look-up, and pages at most: past that the post is made again
+/// (a channel that busy in the minutes since the lost attempt is rare).
+const LOOKUP_PAGE: &str = "200";
+const LOOKUP_MAX_PAGES: usize = 10;
+/// Sent rows deleted per statement when pruning: each statement is a short write.
+const PRUNE_CHUNK: u32 = 1000;
+const DAY_MS: i64 = 86_400_000;
 
 /// The methods paced per ordering key (see [`bucket_key`]), all at the same limit.
 const PER_KEY_METHODS: &[&str] = &["chat.postMessage", "response_url", "webhook"];
@@ -186,6 +204,12 @@ impl Sender {
         (sender, finished)
     }
 
+    /// How long one call (with its look-up, for a post) may take: half the lease, at most
+    /// the Web API client's own limit.
+    fn call_timeout(&self) -> Duration {
+        (self.lease / 2).min(Duration::from_secs(10))
+    }
+
     /// Paces by the recent sends the outbox records: all of them at start (a restarted
     /// process's buckets start where the last one left Slack's), and on PostgreSQL, where
     /// replicas share the outbox, those of the keys just claimed.
@@ -306,7 +330,16 @@ impl Sender {
             tokio::time::sleep(wait).await;
         }
         let sent_at = Instant::now();
-        let result = self.call(item).await;
+        // A call never outlives its lease, so when the lease runs out and the item is claimed
+        // again (by this process or a replica), no earlier attempt of ours is still under way.
+        let result = match tokio::time::timeout(self.call_timeout(), self.call(item)).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Transient(format!(
+                "{}: no reply in {:?}",
+                item.method,
+                self.call_timeout()
+            ))),
+        };
         self.pacer
             .settle(&item.method, &item.ordering_key, sent_at.elapsed());
         crate::metrics::call_outcome(&item.method, &result);
@@ -322,6 +355,7 @@ impl Sender {
                 OutboxResult::Retry {
                     error: "ratelimited".into(),
                     not_before_ms: now_ms() + retry_after.as_millis() as i64,
+                    unconfirmed: false,
                 }
             }
             Err(CallError::Transient(e)) => {
@@ -329,6 +363,9 @@ impl Sender {
                 OutboxResult::Retry {
                     error: e,
                     not_before_ms: now_ms() + backoff(item.attempts).as_millis() as i64,
+                    // No reply, a reset or a 5xx: Slack may have posted it, so the next
+                    // attempt looks first (a lookup's own failure is no post at all).
+                    unconfirmed: item.method == "chat.postMessage",
                 }
             }
             Err(CallError::Permanent(e)) => {
@@ -360,6 +397,13 @@ impl Sender {
             args["channel"] = json!(found.channel);
             args["thread_ts"] = json!(found.ts);
         }
+        if item.method == "chat.postMessage"
+            && tag_post(&mut args, item.id)
+            && let Some(since) = item.unconfirmed_since_ms
+            && let Some(found) = self.find_post(&args, item.id, since).await?
+        {
+            return Ok(found);
+        }
         // An edit of a message we posted: find where it went.
         if let Some(key) = item.ref_key.as_deref()
             && item.method != "chat.postMessage"
@@ -379,6 +423,132 @@ impl Sender {
             args[ts_field] = json!(found.ts);
         }
         self.slack.call(&item.method, &args).await
+    }
+}
+
+impl Sender {
+    /// Looks for the post of outbox row `id` made by an attempt whose outcome was lost (one
+    /// claimed at `since_ms` or later): the channel's history, or the thread's replies, with
+    /// their metadata. Found: an answer like `chat.postMessage`'s, to be recorded as sent.
+    /// Not found, or not to be looked for (a permanent error such as `not_in_channel` or
+    /// `missing_scope`, or a target that is not a conversation id): `None`, and the post is
+    /// made (the one case left that may duplicate). A transient failure or a 429 is returned,
+    /// so the call is tried again later rather than posted unchecked.
+    async fn find_post(
+        &self,
+        args: &Value,
+        id: i64,
+        since_ms: i64,
+    ) -> Result<Option<Value>, CallError> {
+        let Some(channel) = args["channel"].as_str() else {
+            return Ok(None);
+        };
+        let thread_ts = args["thread_ts"].as_str();
+        let method = if thread_ts.is_some() {
+            "conversations.replies"
+        } else {
+            "conversations.history"
+        };
+        let oldest = slack_ts(since_ms - LOOKUP_CLOCK_SKEW_MS);
+        let mut cursor = String::new();
+        for _ in 0..LOOKUP_MAX_PAGES {
+            let mut params = vec![
+                ("channel", channel),
+                ("oldest", oldest.as_str()),
+                ("include_all_metadata", "true"),
+                ("limit", LOOKUP_PAGE),
+            ];
+            if let Some(ts) = thread_ts {
+                params.push(("ts", ts));
+            }
+            if !cursor.is_empty() {
+                params.push(("cursor", cursor.as_str()));
+            }
+            let wait = self.pacer.reserve(method, "");
+            tokio::time::sleep(wait.min(self.lease / 4)).await;
+            let page = match self.slack.get(method, &params).await {
+                Ok(page) => page,
+                Err(CallError::Permanent(e)) => {
+                    crate::metrics::OUTBOX_LOOKUPS.inc("unavailable");
+                    tracing::warn!(id, %channel, error = %e, "cannot look for a post whose outcome was lost; posting it again");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let messages = page["messages"].as_array().map(Vec::as_slice);
+            if let Some(found) = messages
+                .unwrap_or_default()
+                .iter()
+                .find(|m| is_post_of(m, id))
+            {
+                crate::metrics::OUTBOX_LOOKUPS.inc("found");
+                tracing::info!(id, %channel, ts = %found["ts"], "a post whose outcome was lost is in Slack; recorded as sent");
+                return Ok(Some(
+                    json!({"ok": true, "channel": channel, "ts": found["ts"]}),
+                ));
+            }
+            cursor = page["response_metadata"]["next_cursor"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if cursor.is_empty() {
+                crate::metrics::OUTBOX_LOOKUPS.inc("not_found");
+                tracing::info!(id, %channel, "a post whose outcome was lost is not in Slack; posting it");
+                return Ok(None);
+            }
+        }
+        crate::metrics::OUTBOX_LOOKUPS.inc("unavailable");
+        tracing::warn!(id, %channel, "a post whose outcome was lost: not in {LOOKUP_MAX_PAGES} pages; posting it again");
+        Ok(None)
+    }
+}
+
+/// Marks a post as outbox row `id`'s with message metadata, unless the app set metadata of its
+/// own (then it cannot be looked for): whether it did.
+fn tag_post(args: &mut Value, id: i64) -> bool {
+    match args.as_object_mut() {
+        Some(fields) if !fields.contains_key("metadata") => {
+            fields.insert(
+                "metadata".into(),
+                json!({"event_type": OUTBOX_EVENT_TYPE, "event_payload": {"outbox_id": id}}),
+            );
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether a message from `conversations.history`/`replies` is outbox row `id`'s post.
+fn is_post_of(message: &Value, id: i64) -> bool {
+    let metadata = &message["metadata"];
+    metadata["event_type"] == OUTBOX_EVENT_TYPE
+        && metadata["event_payload"]["outbox_id"].as_i64() == Some(id)
+}
+
+/// A Unix ms time as Slack's `ts` (seconds with microseconds).
+fn slack_ts(ms: i64) -> String {
+    let ms = ms.max(0);
+    format!("{}.{:06}", ms / 1000, (ms % 1000) * 1000)
+}
+
+/// Deletes the outbox's sent calls older than `retention_days` (0 keeps them), a chunk at a
+/// time; returns how many went.
+pub async fn prune_sent(
+    store: &Store,
+    retention_days: u32,
+    now_ms: i64,
+) -> Result<u64, switchyard_store::StoreError> {
+    if retention_days == 0 {
+        return Ok(0);
+    }
+    let cutoff = now_ms.saturating_sub(i64::from(retention_days) * DAY_MS);
+    let mut pruned = 0;
+    loop {
+        let n = store.outbox_prune_sent(cutoff, PRUNE_CHUNK).await?;
+        pruned += n;
+        if n < u64::from(PRUNE_CHUNK) {
+            return Ok(pruned);
+        }
     }
 }
 
@@ -484,6 +654,69 @@ mod tests {
             "ok": true, "channel": "C1", "ts": "1.2", "message": {"text": "a long message"}
         }));
         assert_eq!(recorded, r#"{"channel":"C1","ok":true,"ts":"1.2"}"#);
+    }
+
+    #[test]
+    fn posts_are_tagged_with_their_row_unless_they_carry_metadata() {
+        let mut args = json!({"channel": "C1", "text": "hi"});
+        assert!(tag_post(&mut args, 42));
+        assert!(is_post_of(&args, 42));
+        assert!(!is_post_of(&args, 43));
+        let theirs = json!({"event_type": "task_created", "event_payload": {"id": 1}});
+        let mut args = json!({"channel": "C1", "text": "hi", "metadata": theirs});
+        assert!(!tag_post(&mut args, 42));
+        assert_eq!(args["metadata"], theirs);
+    }
+
+    #[test]
+    fn times_are_written_as_slack_timestamps() {
+        assert_eq!(slack_ts(1_700_000_000_123), "1700000000.123000");
+        assert_eq!(slack_ts(-5), "0.000000");
+    }
+
+    #[tokio::test]
+    async fn pruning_takes_old_sent_calls_in_chunks_and_keeps_the_rest() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let now = 30 * DAY_MS;
+        let item = |n: usize| switchyard_store::NewOutboxItem {
+            ordering_key: format!("C{n}"),
+            method: "chat.postMessage".into(),
+            payload: "{}".into(),
+            ref_key: None,
+            not_before_ms: 0,
+            created_at_ms: 1,
+        };
+        let old = PRUNE_CHUNK as usize + 5;
+        let mut tx = store.begin().await.unwrap();
+        let items: Vec<_> = (0..old + 2).map(item).collect();
+        tx.enqueue_many(&items).await.unwrap();
+        tx.commit().await.unwrap();
+        let claimed = store.outbox_claim("s", 10, now, 10_000).await.unwrap();
+        let outcomes: Vec<OutboxOutcome> = claimed
+            .iter()
+            .take(old + 1)
+            .map(|i| OutboxOutcome {
+                id: i.id,
+                result: OutboxResult::Sent {
+                    response: "{}".into(),
+                    message_ref: None,
+                },
+            })
+            .collect();
+        // All but one sent ten days ago; one sent yesterday; one still pending.
+        let (long_ago, yesterday) = outcomes.split_at(old);
+        store
+            .outbox_finish_many("s", long_ago, now - 10 * DAY_MS)
+            .await
+            .unwrap();
+        store
+            .outbox_finish_many("s", yesterday, now - DAY_MS)
+            .await
+            .unwrap();
+        assert_eq!(prune_sent(&store, 0, now).await.unwrap(), 0, "0 keeps all");
+        assert_eq!(prune_sent(&store, 7, now).await.unwrap(), old as u64);
+        let counts = store.outbox_counts().await.unwrap();
+        assert_eq!((counts.pending, counts.done_or_sent), (1, 1));
     }
 
     #[test]

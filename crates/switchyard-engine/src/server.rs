@@ -252,9 +252,10 @@ impl Server {
         );
         working.spawn_on(engine.clone().run_ticks(stop_working.clone()), &bg);
         working.spawn(access_refresh.run(stop_working.clone()));
-        working.spawn(prune_audit_hourly(
+        working.spawn(prune_hourly(
             store.clone(),
             config.audit.retention_days,
+            config.outbox.retention_days,
             stop_working.clone(),
         ));
         working.spawn(checkpoint_every_second(store.clone(), stop_working.clone()));
@@ -469,9 +470,14 @@ async fn read_outbox_depth(store: Store, pending: Arc<AtomicI64>, stop: Cancella
     }
 }
 
-/// Applies `[audit] retention_days` at start and then once an hour. With several replicas each
-/// prunes; the deletes are idempotent.
-async fn prune_audit_hourly(store: Store, retention_days: u32, stop: CancellationToken) {
+/// Applies `[audit] retention_days` and `[outbox] retention_days` at start and then once an
+/// hour. With several replicas each prunes; the deletes are idempotent.
+async fn prune_hourly(
+    store: Store,
+    retention_days: u32,
+    outbox_retention_days: u32,
+    stop: CancellationToken,
+) {
     let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
     every_hour.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -483,6 +489,17 @@ async fn prune_audit_hourly(store: Store, retention_days: u32, stop: Cancellatio
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, retention_days, "pruned the audit log"),
             Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
+        }
+        match crate::sender::prune_sent(&store, outbox_retention_days, crate::now_ms()).await {
+            Ok(0) => {}
+            Ok(pruned) => {
+                tracing::info!(
+                    pruned,
+                    outbox_retention_days,
+                    "pruned the outbox's sent calls"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
         }
     }
 }

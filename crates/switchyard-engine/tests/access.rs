@@ -3,18 +3,19 @@
 //! channel gates that refuse and that ignore, refusals told (ephemerals) and audited, and a
 //! binding changed at run time through `/api/v1/access`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use common::Harness;
 use serde_json::{Value, json};
 use switchyard_engine::admin::{Actor, create_token};
 use switchyard_engine::app::SlashCommand;
-use switchyard_engine::{
-    App, AppError, Config, Ctx, Declaration, Input, MentionCommand, Server, StartOptions,
-};
-use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig};
+use switchyard_engine::{App, AppError, Ctx, Declaration, Input, MentionCommand, Server};
+use switchyard_sandbox::Sandbox;
 use switchyard_store::{AuditFilter, NewApiToken, Outcome};
 
 /// An app with a command per kind of permission: `@bot status|view|ack|enable|disable`,
@@ -104,23 +105,13 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Self {
-        let manifest = Manifest::from_value(json!({
+        let manifest = json!({
             "display_information": {"name": "Machines"},
             "features": {"bot_user": {"display_name": "machines"}, "slash_commands": [{"command": "/machines", "description": "machines"}]},
             "oauth_config": {"scopes": {"bot": ["app_mentions:read", "chat:write", "commands", "usergroups:read"]}},
             "settings": {"event_subscriptions": {"bot_events": ["app_mention"]}, "interactivity": {"is_enabled": true}, "socket_mode_enabled": true},
-        }))
-        .unwrap();
-        let sandbox = Sandbox::start(SandboxConfig {
-            manifest: Some(manifest),
-            rate_limits: RateLimitSettings {
-                enabled: false,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        });
+        let sandbox = common::sandbox(Some(manifest)).await;
         let http = reqwest::Client::new();
         let control = |path: &str| {
             let (http, url) = (http.clone(), format!("{}/_sandbox{path}", sandbox.url()));
@@ -161,21 +152,10 @@ impl Setup {
             .as_str()
             .unwrap()
             .to_string();
-        let dir = tempfile::tempdir().unwrap();
         // alice: admin by id; bob (and alice): operator through the group `night`, whose
         // member is the Slack user group @oncall; carol: nothing bound, so the default viewer.
-        let text = format!(
-            r#"[slack]
-bot_token = "{bot}"
-app_token = "{app}"
-api_url = "{api}"
-[server]
-listen = "127.0.0.1:0"
-[store]
-url = "sqlite://{db}"
-[engine]
-poll_interval_ms = 100
-[access]
+        let access = format!(
+            r#"[access]
 default_role = "viewer"
 [access.roles]
 admin = ["*"]
@@ -194,34 +174,22 @@ actions = ["machines.disable"]
 channels = ["{alerts}"]
 elsewhere = "ignore"
 "#,
-            bot = sandbox.bot_token(),
-            app = sandbox.app_token(),
-            api = sandbox.api_url(),
-            db = dir.path().join("e.db").display(),
             alice = ids["alice"],
             alerts = ids["alerts"],
         );
-        let config = Config::parse(&text, "test.toml", &BTreeMap::<String, String>::new()).unwrap();
-        let server = Server::start(config, vec![Arc::new(Machines)], StartOptions::default())
-            .await
-            .unwrap();
-        let setup = Self {
+        let Harness {
+            sandbox,
+            server,
+            http,
+            dir,
+        } = Harness::start_in(sandbox, vec![Arc::new(Machines)], true, &access).await;
+        Self {
             sandbox,
             server,
             http,
             ids,
             _dir: dir,
-        };
-        for _ in 0..100 {
-            if setup.get("/socket").await["connections"]
-                .as_array()
-                .is_some_and(|c| !c.is_empty())
-            {
-                return setup;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("no Socket Mode connection");
     }
 
     async fn get(&self, path: &str) -> Value {

@@ -2,17 +2,16 @@
 //! routing by declaration, the ack hook, errors shown to the user, message refs, modals, and an
 //! app's own HTTP route.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use common::Harness;
 use serde_json::{Value, json};
 use switchyard_engine::app::SlashCommand;
-use switchyard_engine::{
-    App, AppError, Config, Ctx, Declaration, Input, MentionCommand, Server, StartOptions,
-};
-use switchyard_sandbox::{Manifest, RateLimitSettings, Sandbox, SandboxConfig};
+use switchyard_engine::{App, AppError, Ctx, Declaration, Input, MentionCommand};
 use switchyard_store::sqlx;
 use switchyard_store::{ActorKind, AuditFilter, Outcome, Via};
 
@@ -156,72 +155,19 @@ impl App for Echo {
     }
 }
 
-struct Setup {
-    sandbox: Sandbox,
-    server: Server,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
+/// The harness with the echo app alone, over Socket Mode.
+type Setup = Harness;
 
 impl Setup {
     async fn new() -> Self {
-        let manifest = Manifest::from_value(json!({
+        let manifest = json!({
             "display_information": {"name": "Echo"},
             "features": {"bot_user": {"display_name": "echo"}, "slash_commands": [{"command": "/echo", "description": "echo"}]},
             "oauth_config": {"scopes": {"bot": ["app_mentions:read", "chat:write", "commands"]}},
             "settings": {"event_subscriptions": {"bot_events": ["app_mention"]}, "interactivity": {"is_enabled": true}, "socket_mode_enabled": true},
-        }))
-        .unwrap();
-        let sandbox = Sandbox::start(SandboxConfig {
-            manifest: Some(manifest),
-            rate_limits: RateLimitSettings {
-                enabled: false,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[slack]\nbot_token = \"{}\"\napp_token = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n",
-            sandbox.bot_token(),
-            sandbox.app_token(),
-            sandbox.api_url(),
-            dir.path().join("e.db").display()
-        );
-        let config = Config::parse(&text, "test.toml", &BTreeMap::<String, String>::new()).unwrap();
-        let server = Server::start(config, vec![Arc::new(Echo)], StartOptions::default())
-            .await
-            .unwrap();
-        let setup = Self {
-            sandbox,
-            server,
-            http: reqwest::Client::new(),
-            _dir: dir,
-        };
-        for _ in 0..100 {
-            if setup.get("/socket").await["connections"]
-                .as_array()
-                .is_some_and(|c| !c.is_empty())
-            {
-                return setup;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no Socket Mode connection");
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.sandbox.control().get(path).await.expect("control API")
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.sandbox
-            .control()
-            .post(path, &body)
-            .await
-            .expect("control API")
+        });
+        let sandbox = common::sandbox(Some(manifest)).await;
+        Harness::start_in(sandbox, vec![Arc::new(Echo)], true, "").await
     }
 
     async fn mention(&self, text: &str) -> String {

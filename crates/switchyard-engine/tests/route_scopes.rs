@@ -1,14 +1,15 @@
 //! An app's HTTP route that needs an API token scope (`Declaration::http_route_scopes`), beside
 //! one that does not, on a real server over a real socket.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use common::Harness;
 use serde_json::{Value, json};
 use switchyard_engine::admin::{Actor, create_token};
-use switchyard_engine::{App, AppError, Config, Ctx, Declaration, Input, Server, StartOptions};
-use switchyard_sandbox::{Sandbox, SandboxConfig};
+use switchyard_engine::{App, AppError, Ctx, Declaration, Input};
 use switchyard_store::{AuditFilter, NewApiToken, Outcome};
 
 struct Hooks;
@@ -40,19 +41,8 @@ async fn post(url: &str, token: Option<&str>) -> (u16, Value) {
 
 #[tokio::test]
 async fn a_scoped_route_needs_a_token_with_the_scope() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n",
-        sandbox.bot_token(),
-        sandbox.signing_secret(),
-        sandbox.api_url(),
-        dir.path().join("e.db").display()
-    );
-    let config = Config::parse(&text, "test.toml", &BTreeMap::<String, String>::new()).unwrap();
-    let server = Server::start(config, vec![Arc::new(Hooks)], StartOptions::default())
-        .await
-        .unwrap();
+    let h = Harness::start(vec![Arc::new(Hooks)]).await;
+    let server = &h.server;
     let token = |name: &str, scope: &str| NewApiToken {
         name: name.into(),
         scopes: vec![scope.into()],
@@ -103,5 +93,5 @@ async fn a_scoped_route_needs_a_token_with_the_scope() {
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].record.object, "route:/hooks/guarded");
     assert_eq!(refused[0].record.actor, reader.info.id.to_string());
-    server.shutdown().await;
+    h.server.shutdown().await;
 }

@@ -3,17 +3,18 @@
 //! the app's row, its Slack call (sent through the outbox) and its audit record together; a 4xx
 //! reply commits none of them.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use common::Harness;
 use serde_json::{Value, json};
 use switchyard_engine::sqlx::{self, Row};
 use switchyard_engine::{
-    ActorKind, App, AppError, AppMigration, Config, Ctx, Declaration, HttpReply, HttpRequest,
-    Input, Outcome, Server, StartOptions,
+    ActorKind, App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input,
+    Outcome,
 };
-use switchyard_sandbox::{Sandbox, SandboxConfig};
 use switchyard_store::AuditFilter;
 
 struct Probe;
@@ -64,20 +65,8 @@ impl App for Probe {
 
 #[tokio::test]
 async fn a_sync_route_commits_on_success_only() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n",
-        sandbox.bot_token(),
-        sandbox.signing_secret(),
-        sandbox.api_url(),
-        dir.path().join("e.db").display()
-    );
-    let config = Config::parse(&text, "test.toml", &BTreeMap::<String, String>::new()).unwrap();
-    let server = Server::start(config, vec![Arc::new(Probe)], StartOptions::default())
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
+    let h = Harness::start(vec![Arc::new(Probe)]).await;
+    let (http, server) = (&h.http, &h.server);
     let base = format!("http://{}", server.addr());
     let ok = http
         .delete(format!("{base}/probe/fine"))
@@ -117,27 +106,11 @@ async fn a_sync_route_commits_on_success_only() {
         .unwrap();
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0].record.actor, "probe-1");
-    let messages: Value = http
-        .get(format!(
-            "{}/_sandbox/channels/general/messages?wait_for=1&timeout_ms=10000",
-            sandbox.url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let texts: Vec<&str> = messages["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["text"].as_str())
-        .collect();
+    let texts = h.texts("general", 1).await;
     assert_eq!(
         texts,
         ["probe fine"],
         "sent through the outbox, only the committed one"
     );
-    server.shutdown().await;
+    h.server.shutdown().await;
 }

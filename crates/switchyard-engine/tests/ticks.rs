@@ -3,18 +3,18 @@
 //! the outbox) and its audit record (as `system:schedule`) together, and a failed tick commits
 //! nothing.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use common::Harness;
+use serde_json::json;
 use switchyard_engine::sqlx::{self, Row};
 use switchyard_engine::{
-    ActorKind, App, AppError, AppMigration, Config, Ctx, Declaration, Input, Outcome, Server,
-    StartOptions, Via,
+    ActorKind, App, AppError, AppMigration, Ctx, Declaration, Input, Outcome, Via,
 };
-use switchyard_sandbox::{Sandbox, SandboxConfig};
 use switchyard_store::AuditFilter;
 
 /// Ticks every 50 ms; its second tick fails after writing, the first and third succeed.
@@ -65,50 +65,22 @@ impl App for Ticker {
 
 #[tokio::test]
 async fn ticks_run_without_input_and_commit_whole_or_not_at_all() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[slack]\nbot_token = \"{}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n",
-        sandbox.bot_token(),
-        sandbox.signing_secret(),
-        sandbox.api_url(),
-        dir.path().join("t.db").display()
-    );
-    let config = Config::parse(&text, "test.toml", &BTreeMap::<String, String>::new()).unwrap();
     let ticker = Arc::new(Ticker {
         ticks: AtomicUsize::new(0),
     });
-    let server = Server::start(config, vec![ticker.clone()], StartOptions::default())
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
-    let messages: Value = http
-        .get(format!(
-            "{}/_sandbox/channels/general/messages?wait_for=2&timeout_ms=10000",
-            sandbox.url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let texts: Vec<&str> = messages["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["text"].as_str())
-        .collect();
+    let h = Harness::start(vec![ticker.clone()]).await;
+    let texts = h.texts("general", 2).await;
     assert_eq!(texts, ["tick 1", "tick 3"], "the failed tick sent nothing");
     let rows: Vec<i64> = sqlx::query("SELECT n FROM ticker_ticks ORDER BY n")
-        .fetch_all(server.store().reader())
+        .fetch_all(h.server.store().reader())
         .await
         .unwrap()
         .iter()
         .map(|r| r.try_get(0).unwrap())
         .collect();
     assert_eq!(rows, [1, 3], "the failed tick's row was rolled back");
-    let audit = server
+    let audit = h
+        .server
         .store()
         .audit_query(&AuditFilter {
             action_prefix: Some("ticker.".into()),
@@ -124,5 +96,5 @@ async fn ticks_run_without_input_and_commit_whole_or_not_at_all() {
                 && e.record.actor == "schedule"
                 && e.record.via == Via::Schedule)
     );
-    server.shutdown().await;
+    h.server.shutdown().await;
 }

@@ -252,6 +252,11 @@ pub struct OutboxItem {
     pub response: Option<String>,
     /// When it was enqueued, Unix ms.
     pub created_at_ms: i64,
+    /// Set when an earlier attempt's outcome is unknown: it was claimed, and its lease ran out
+    /// with nothing recorded (its process was killed, or the call outlived the lease), so Slack
+    /// may have taken that call. The time of the earliest such claim, Unix ms: what it may have
+    /// posted is no older (see [`Store::outbox_claim`]).
+    pub unconfirmed_since_ms: Option<i64>,
 }
 
 /// How one outbox call ended, for [`Store::outbox_finish_many`].
@@ -280,6 +285,10 @@ pub enum OutboxResult {
         error: String,
         /// Not claimable before this time, Unix ms.
         not_before_ms: i64,
+        /// Slack may have taken the call all the same (no reply, a reset, a 5xx): the item's
+        /// [`OutboxItem::unconfirmed_since_ms`] is set from this attempt's claim, as if its
+        /// outcome had been lost.
+        unconfirmed: bool,
     },
     /// A permanent failure.
     Failed {
@@ -317,7 +326,7 @@ pub struct StateCounts {
 const INBOX_COLUMNS: &str =
     "id, dedupe_key, kind, payload, received_at, state, attempts, error, outcome";
 const OUTBOX_COLUMNS: &str = "id, ordering_key, method, payload, ref_key, state, attempts, \
-                              not_before, error, response, created_at";
+                              not_before, error, response, created_at, unconfirmed_since";
 
 fn inbox_item(row: &AnyRow) -> Result<InboxItem, sqlx::Error> {
     Ok(InboxItem {
@@ -346,6 +355,7 @@ fn outbox_item(row: &AnyRow) -> Result<OutboxItem, sqlx::Error> {
         error: row.try_get("error")?,
         response: row.try_get("response")?,
         created_at_ms: row.try_get("created_at")?,
+        unconfirmed_since_ms: row.try_get("unconfirmed_since")?,
     })
 }
 
@@ -727,6 +737,10 @@ impl Store {
     /// item is due (`not_before <= now_ms`) and nobody holds it (no lease, or
     /// `lease_until < now_ms`). Oldest first, up to `limit`. Concurrent claimers (on
     /// PostgreSQL, several replicas) never receive the same item.
+    ///
+    /// An item still leased when claimed (its lease ran out with no outcome recorded: every
+    /// outcome clears the lease) may have reached Slack: the claim keeps the time of the
+    /// earliest such unfinished claim in [`OutboxItem::unconfirmed_since_ms`].
     pub async fn outbox_claim(
         &self,
         owner: &str,
@@ -735,7 +749,9 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let sql = format!(
-            "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2, claimed_at = $3, \
+             unconfirmed_since = CASE WHEN lease_until IS NULL THEN unconfirmed_since \
+             ELSE COALESCE(unconfirmed_since, claimed_at, created_at) END WHERE id IN (\
              SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.not_before <= $3 \
              AND (o.lease_until IS NULL OR o.lease_until < $3) \
              AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ordering_key = o.ordering_key \
@@ -957,8 +973,14 @@ impl Store {
                 OutboxResult::Retry {
                     error,
                     not_before_ms,
+                    unconfirmed,
                 } => (
-                    "attempts = attempts + 1, error = $1, not_before = $2",
+                    if *unconfirmed {
+                        "attempts = attempts + 1, error = $1, not_before = $2, \
+                         unconfirmed_since = COALESCE(unconfirmed_since, claimed_at, created_at)"
+                    } else {
+                        "attempts = attempts + 1, error = $1, not_before = $2"
+                    },
                     error,
                     *not_before_ms,
                 ),
@@ -989,6 +1011,30 @@ impl Store {
         }
         tx.commit().await.map_err(query_err(op))?;
         Ok(outcomes.iter().map(|o| finished.contains(&o.id)).collect())
+    }
+
+    /// Deletes the sent items whose call was made before `sent_before_ms`, at most `limit`
+    /// (oldest first), and returns how many went; pending and failed items stay, and so do
+    /// the message refs (a message posted long ago can still be edited). Call it until it
+    /// returns less than `limit`: each call is one short write, so acks never wait long.
+    pub async fn outbox_prune_sent(
+        &self,
+        sent_before_ms: i64,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
+        // By id, which follows the time of sending closely enough: the scan starts at the
+        // oldest rows, which are the ones to go.
+        let done = sqlx::query(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+             WHERE state = 'sent' AND sent_at < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(sent_before_ms)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("outbox prune"))?;
+        Ok(done.rows_affected())
     }
 
     /// One outbox item by id.

@@ -611,6 +611,101 @@ async fn only_the_lease_holder_finishes_an_item() {
     .await;
 }
 
+#[tokio::test]
+async fn a_claim_after_a_lost_outcome_says_since_when_the_call_may_have_gone() {
+    on_both(|store| async move {
+        let [lost, clean] = enqueue(&store, &[outbox("C1", "x"), outbox("C2", "y")]).await[..]
+        else {
+            unreachable!()
+        };
+        // Claimed at 10; the first one's outcome is never recorded (its process was killed),
+        // the second one's is a retry (its outcome is known: not sent).
+        let first = store.outbox_claim("s1", 10, 100, 10).await.unwrap();
+        assert!(first.iter().all(|i| i.unconfirmed_since_ms.is_none()));
+        assert!(store.outbox_retry(clean, "s1", "reset", 0).await.unwrap());
+        let again = store.outbox_claim("s2", 150, 250, 10).await.unwrap();
+        let by_id = |id: i64| again.iter().find(|i| i.id == id).unwrap().clone();
+        assert_eq!(by_id(lost).unconfirmed_since_ms, Some(10));
+        assert_eq!(by_id(clean).unconfirmed_since_ms, None);
+        // Lost again: it stays the first unfinished claim's time, the oldest a post can be.
+        let third = store.outbox_claim("s3", 300, 400, 10).await.unwrap();
+        assert_eq!(ids(&third, |i| i.id), [lost, clean]);
+        assert_eq!(third[0].unconfirmed_since_ms, Some(10));
+        assert_eq!(
+            third[1].unconfirmed_since_ms,
+            Some(150),
+            "its claim at 150 was lost"
+        );
+        assert!(store.outbox_sent(clean, "s3", "{}", 301).await.unwrap());
+        // A call with no reply: recorded as a retry whose outcome is unknown, from its claim.
+        let maybe = enqueue(&store, &[outbox("C3", "z")]).await[0];
+        let claimed = store.outbox_claim("s3", 320, 400, 10).await.unwrap();
+        assert_eq!(ids(&claimed, |i| i.id), [maybe]);
+        let no_reply = OutboxOutcome {
+            id: maybe,
+            result: OutboxResult::Retry {
+                error: "no reply".into(),
+                not_before_ms: 0,
+                unconfirmed: true,
+            },
+        };
+        store
+            .outbox_finish_many("s3", &[no_reply], 330)
+            .await
+            .unwrap();
+        let item = store.outbox_get(maybe).await.unwrap().unwrap();
+        assert_eq!((item.attempts, item.unconfirmed_since_ms), (1, Some(320)));
+        assert!(store.outbox_sent(lost, "s3", "{}", 301).await.unwrap());
+        assert_eq!(
+            store
+                .outbox_get(lost)
+                .await
+                .unwrap()
+                .unwrap()
+                .unconfirmed_since_ms,
+            Some(10)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pruning_removes_only_sent_items_older_than_the_cut() {
+    on_both(|store| async move {
+        let items: Vec<NewOutboxItem> = (0..5).map(|n| outbox(&format!("C{n}"), "x")).collect();
+        let ids = enqueue(&store, &items).await;
+        store.outbox_claim("s", 10, 100, 10).await.unwrap();
+        // Three sent long ago, one sent recently, one failed long ago; one more pending.
+        for id in &ids[..3] {
+            assert!(store.outbox_sent(*id, "s", "{}", 1_000).await.unwrap());
+        }
+        assert!(store.outbox_sent(ids[3], "s", "{}", 9_000).await.unwrap());
+        assert!(store.outbox_failed(ids[4], "s", "no", 1_000).await.unwrap());
+        let pending = enqueue(&store, &[outbox("C9", "later")]).await[0];
+        store.message_ref_set("ref", "C0", "1.0").await.unwrap();
+
+        assert_eq!(
+            store.outbox_prune_sent(5_000, 2).await.unwrap(),
+            2,
+            "the limit holds"
+        );
+        assert_eq!(store.outbox_prune_sent(5_000, 2).await.unwrap(), 1);
+        assert_eq!(store.outbox_prune_sent(5_000, 2).await.unwrap(), 0);
+        for id in &ids[..3] {
+            assert_eq!(store.outbox_get(*id).await.unwrap(), None);
+        }
+        for id in [ids[3], ids[4], pending] {
+            assert!(store.outbox_get(id).await.unwrap().is_some(), "{id} stays");
+        }
+        assert_eq!(store.outbox_counts().await.unwrap(), counts(1, 1, 1));
+        assert!(
+            store.message_ref("ref").await.unwrap().is_some(),
+            "refs stay"
+        );
+    })
+    .await;
+}
+
 // ---- transactions ----
 
 #[tokio::test]
@@ -902,6 +997,7 @@ async fn outcomes_are_recorded_together_with_their_refs() {
                 result: OutboxResult::Retry {
                     error: "ratelimited".into(),
                     not_before_ms: 500,
+                    unconfirmed: false,
                 },
             },
             OutboxOutcome {

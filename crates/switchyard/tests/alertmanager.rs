@@ -208,11 +208,8 @@ receivers:
 
     // Resolved through Alertmanager's API (endsAt now): Switchyard edits its message in place
     // and says so in the thread.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    fire(Some(rfc3339(now))).await;
+    let now = switchyard_engine::admin::format_ms(switchyard_engine::now_ms());
+    fire(Some(now)).await;
     let ts = ours[0]["ts"].as_str().unwrap().to_string();
     let lines = env.replies("C0ALERTS", &ts, 1).await;
     assert_eq!(
@@ -230,18 +227,6 @@ receivers:
     assert!(theirs[1].to_string().contains("resolved"), "{theirs:#?}");
     drop(am);
     env.server.shutdown().await;
-}
-
-/// `2026-11-26T04:46:12Z` from seconds since the epoch (UTC).
-fn rfc3339(secs: i64) -> String {
-    let (year, month, day) = switchyard_engine::admin::civil_from_days(secs.div_euclid(86_400));
-    let of_day = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
 }
 
 /// The top-level messages in `channel` (Alertmanager's own too) once there are at least `n`.

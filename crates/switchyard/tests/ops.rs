@@ -116,8 +116,10 @@ fn manifest(scopes: &[&str]) -> Manifest {
 /// Every scope a config with channels needs.
 const ALL_SCOPES: &[&str] = &[
     "app_mentions:read",
+    "channels:history",
     "channels:read",
     "chat:write",
+    "groups:history",
     "groups:read",
     "im:history",
 ];
@@ -356,7 +358,13 @@ async fn doctor_passes_then_names_a_channel_the_bot_is_not_in_with_its_fix() {
 #[tokio::test]
 async fn doctor_reports_a_missing_scope_and_a_bad_app_token() {
     // No chat:write: the bot could not answer anyone.
-    let s = Setup::new(&["app_mentions:read", "im:history"]).await;
+    let s = Setup::new(&[
+        "app_mentions:read",
+        "channels:history",
+        "groups:history",
+        "im:history",
+    ])
+    .await;
     let config = s.write_config("");
     let (passed, report) = s.doctor(&config).await;
     assert!(!passed, "{report}");

@@ -507,3 +507,119 @@ mod http_receiver {
         assert_eq!(replies, ["pong"]);
     }
 }
+
+/// A process killed after Slack took its posts but before it recorded that: the posts carry
+/// their outbox row in message metadata, and the next process finds them (in the channel's
+/// history, or the thread's replies) instead of posting them again; a post the killed attempt
+/// never made is made once.
+#[tokio::test]
+async fn posts_whose_outcome_was_lost_are_not_posted_again() {
+    let setup = Setup::new(true).await;
+    let db = setup.dir.path().join("switchyard.db");
+    let store = switchyard_store::Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("the server's store");
+    let general = setup.get("/channels").await["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "general")
+        .expect("#general")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parent = setup.mention("ping").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let post = |key: &str, args: Value| switchyard_store::NewOutboxItem {
+        ordering_key: key.into(),
+        method: "chat.postMessage".into(),
+        payload: args.to_string(),
+        ref_key: Some(format!("ref-{key}")),
+        not_before_ms: 0,
+        created_at_ms: now - 10_000,
+    };
+    let items = [
+        post(
+            "a",
+            json!({"channel": general, "thread_ts": parent, "text": "reply A"}),
+        ),
+        post("b", json!({"channel": general, "text": "post B"})),
+        post("c", json!({"channel": general, "text": "post C"})),
+    ];
+    let mut tx = store.begin().await.unwrap();
+    let mut ids = Vec::new();
+    for item in &items {
+        ids.push(tx.enqueue(item).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+    // The killed process: it claimed all three (its lease has run out), and Slack took A and B.
+    let claimed = store
+        .outbox_claim("killed", now - 9_000, now - 8_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    let mut posted_ts = Vec::new();
+    for (item, id) in items.iter().zip(&ids).take(2) {
+        let mut args: Value = serde_json::from_str(&item.payload).unwrap();
+        args["metadata"] =
+            json!({"event_type": "switchyard_outbox", "event_payload": {"outbox_id": id}});
+        let reply: Value = setup
+            .http
+            .post(format!("{}chat.postMessage", setup.sandbox.api_url()))
+            .bearer_auth(setup.sandbox.bot_token())
+            .json(&args)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(reply["ok"], true, "{reply}");
+        posted_ts.push(reply["ts"].as_str().unwrap().to_string());
+    }
+
+    let _server = setup.start(true).await;
+    let mut counts = Default::default();
+    for _ in 0..200 {
+        counts = store.outbox_counts().await.unwrap();
+        if counts.pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((counts.pending, counts.done_or_sent), (0, 3), "{counts:?}");
+    let top: Vec<Value> = setup.get("/channels/general/messages").await["messages"]
+        .as_array()
+        .cloned()
+        .unwrap();
+    let count =
+        |messages: &[Value], text: &str| messages.iter().filter(|m| m["text"] == text).count();
+    assert_eq!(count(&top, "post B"), 1, "found, not posted again");
+    assert_eq!(count(&top, "post C"), 1, "never posted: posted once");
+    let thread = setup.replies(&parent, 1, 1).await;
+    assert_eq!(count(&thread, "reply A"), 1, "found in the thread");
+    // Recorded as sent where the killed attempt's posts went, for later edits of them.
+    for (key, ts) in ["a", "b"].iter().zip(&posted_ts) {
+        let found = store
+            .message_ref(&format!("ref-{key}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.channel.as_str(), found.ts.as_str()),
+            (general.as_str(), ts.as_str())
+        );
+    }
+    let calls = setup.get("/api_calls?method=chat.postMessage").await["calls"]
+        .as_array()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        calls.iter().filter(|c| c["ok"] == true).count(),
+        3,
+        "A and B by the killed process, C"
+    );
+}

@@ -33,6 +33,11 @@ pub struct AlertsConfig {
     pub group_wait: Option<String>,
     pub group_interval: Option<String>,
     pub repeat_interval: Option<String>,
+    /// Storm folding (`storm`), for the same routes: a group's alerts are folded once its
+    /// channel has this many Slack calls waiting (default 5)…
+    pub storm_backlog: Option<i64>,
+    /// …until the group has had no new alert for this long (default 60s).
+    pub storm_quiet: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +68,11 @@ pub struct RuleConfig {
     pub group_interval: Option<String>,
     #[serde(default)]
     pub repeat_interval: Option<String>,
+    /// This rule's storm folding; the section's when absent (see `storm`).
+    #[serde(default)]
+    pub storm_backlog: Option<i64>,
+    #[serde(default)]
+    pub storm_quiet: Option<String>,
 }
 
 pub const SEVERITIES: [&str; 4] = ["critical", "high", "medium", "low"];
@@ -117,6 +127,7 @@ impl ValidateSection for AlertsConfig {
             problems.push(("template".into(), e.to_string()));
         }
         problems.extend(super::groups::validate(self));
+        problems.extend(super::storm::validate(self));
         problems
     }
 }

@@ -16,6 +16,8 @@
 //! group's row lock makes one replica flush it. Whether an alert is posted on its own or folded
 //! into the group's storm summary is [`super::storm`]'s decision.
 
+use std::collections::BTreeSet;
+
 use serde_json::json;
 use switchyard_engine::sqlx::{self, AnyConnection, Row};
 use switchyard_engine::{AppError, AppMigration, Backend, Ctx, Outcome, StoreError};
@@ -91,6 +93,10 @@ pub struct Grouping {
     pub wait_ms: i64,
     pub interval_ms: i64,
     pub repeat_ms: i64,
+    /// Calls waiting in the channel's line from which the group's next alert is folded.
+    pub storm_backlog: i64,
+    /// A storm ends once its group has had no new alert for this long.
+    pub storm_quiet_ms: i64,
 }
 
 /// The section's grouping and each rule's, read once per config.
@@ -100,7 +106,7 @@ pub struct Groupings {
 }
 
 /// `30s`, `5m`, `4h`, `0` (ms); `None` if it is none of those.
-fn duration_ms(text: &str) -> Option<i64> {
+pub(super) fn duration_ms(text: &str) -> Option<i64> {
     let text = text.trim();
     if text == "0" {
         return Some(0);
@@ -119,6 +125,11 @@ impl Groupings {
             wait_ms: pick(config.group_wait.as_ref(), DEFAULT_WAIT_MS),
             interval_ms: pick(config.group_interval.as_ref(), DEFAULT_INTERVAL_MS),
             repeat_ms: pick(config.repeat_interval.as_ref(), DEFAULT_REPEAT_MS),
+            storm_backlog: config
+                .storm_backlog
+                .filter(|n| storm::backlog_ok(*n))
+                .unwrap_or(storm::DEFAULT_BACKLOG),
+            storm_quiet_ms: pick(config.storm_quiet.as_ref(), storm::DEFAULT_QUIET_MS),
         };
         let rules = config
             .rules
@@ -128,6 +139,11 @@ impl Groupings {
                 wait_ms: pick(rule.group_wait.as_ref(), section.wait_ms),
                 interval_ms: pick(rule.group_interval.as_ref(), section.interval_ms),
                 repeat_ms: pick(rule.repeat_interval.as_ref(), section.repeat_ms),
+                storm_backlog: rule
+                    .storm_backlog
+                    .filter(|n| storm::backlog_ok(*n))
+                    .unwrap_or(section.storm_backlog),
+                storm_quiet_ms: pick(rule.storm_quiet.as_ref(), section.storm_quiet_ms),
             })
             .collect();
         Self { section, rules }
@@ -317,12 +333,103 @@ fn lock(ctx: &Ctx<'_>) -> bool {
     ctx.store().backend() == Backend::Postgres
 }
 
+/// A group's lock id on PostgreSQL (FNV-1a of its key and channel): groups are locked with
+/// transaction-scoped advisory locks, which exist before the group's row does — two
+/// transactions creating the same groups in opposite orders would otherwise deadlock on the
+/// rows' inserts.
+fn lock_id(key: &str, channel: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in b"alerts_groups\0"
+        .iter()
+        .chain(key.as_bytes())
+        .chain(b"\0")
+        .chain(channel.as_bytes())
+    {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+async fn lock_ids(conn: &mut AnyConnection, ids: &BTreeSet<i64>) -> Result<(), AppError> {
+    // Ascending, whatever order the caller met the groups in: a transaction never waits for a
+    // group while holding one that comes later, so two transactions cannot wait on each other.
+    for id in ids {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(*id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Locks, on PostgreSQL, every group that work on these alerts may touch — the groups their
+/// routes send them to and those they are members of — in one order, before any alert's row
+/// is locked: transactions over the same groups (an intake request, a button, the tick's
+/// flush or a silence's end) then wait for each other instead of deadlocking. A lock taken
+/// again later in the transaction (`load_group`) is granted at once. On SQLite, where one
+/// writer runs at a time, nothing.
+pub async fn lock_for(app: &Alerts, ctx: &mut Ctx<'_>, alerts: &[&Alert]) -> Result<(), AppError> {
+    if !lock(ctx) || alerts.is_empty() {
+        return Ok(());
+    }
+    let mut ids = BTreeSet::new();
+    for alert in alerts {
+        for target in targets(app, alert) {
+            ids.insert(lock_id(&target.group_key, &target.channel));
+        }
+    }
+    let keys: BTreeSet<&str> = alerts.iter().map(|a| a.dedup_key.as_str()).collect();
+    let keys: Vec<&str> = keys.into_iter().collect();
+    let conn = ctx.db().await?;
+    for chunk in keys.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT group_key, channel FROM alerts_members WHERE dedup_key IN ({})",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db_err)? {
+            let key: String = row.try_get(0).map_err(db_err)?;
+            let channel: String = row.try_get(1).map_err(db_err)?;
+            ids.insert(lock_id(&key, &channel));
+        }
+    }
+    lock_ids(conn, &ids).await
+}
+
+/// As [`lock_for`], for stored alerts known by key (a button's, a silence's).
+pub async fn lock_for_keys(
+    app: &Alerts,
+    ctx: &mut Ctx<'_>,
+    keys: &[String],
+) -> Result<(), AppError> {
+    if !lock(ctx) || keys.is_empty() {
+        return Ok(());
+    }
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(row) = super::state::load(ctx.db().await?, key, false).await? {
+            rows.push(row);
+        }
+    }
+    let alerts: Vec<&Alert> = rows.iter().map(|r| &r.alert).collect();
+    lock_for(app, ctx, &alerts).await
+}
+
 async fn load_group(
     conn: &mut AnyConnection,
     key: &str,
     channel: &str,
     lock: bool,
 ) -> Result<Option<Group>, AppError> {
+    if lock {
+        lock_ids(&mut *conn, &BTreeSet::from([lock_id(key, channel)])).await?;
+    }
     let sql = format!(
         "SELECT label, active, last_flush_ms, flush_at, episodes, fold FROM alerts_groups
          WHERE group_key = $1 AND channel = $2{}",
@@ -488,7 +595,15 @@ async fn join(
         (Some(last), None) => now >= last + target.grouping.interval_ms,
     };
     if send_now {
-        emit(app, ctx, &mut group, row, &target.mentions).await?;
+        emit(
+            app,
+            ctx,
+            &mut group,
+            &target.grouping,
+            row,
+            &target.mentions,
+        )
+        .await?;
         group.last_flush_ms = Some(now);
     } else {
         if group.flush_at.is_none() {
@@ -520,13 +635,14 @@ async fn emit(
     app: &Alerts,
     ctx: &mut Ctx<'_>,
     group: &mut Group,
+    grouping: &Grouping,
     row: &AlertRow,
     mentions: &str,
 ) -> Result<(), AppError> {
     let now = ctx.now_ms();
     let key = &row.alert.dedup_key;
-    let member = if storm::should_fold(ctx, group).await? {
-        let fold_ref = storm::fold_new(ctx, group, row).await?;
+    let member = if storm::should_fold(ctx, group, grouping).await? {
+        let fold_ref = storm::fold_new(ctx, group, grouping, row).await?;
         Member {
             group_key: group.key.clone(),
             mode: Mode::Folded,
@@ -688,9 +804,18 @@ pub async fn flush_due(app: &Alerts, ctx: &mut Ctx<'_>) -> Result<(), AppError> 
     .await
     .map_err(db_err)?;
     let lock = lock(ctx);
+    let mut due_groups = Vec::with_capacity(due.len());
     for found in due {
         let key: String = found.try_get(0).map_err(db_err)?;
         let channel: String = found.try_get(1).map_err(db_err)?;
+        due_groups.push((key, channel));
+    }
+    if lock {
+        // All of them first, in one order (see `lock_for`).
+        let ids = due_groups.iter().map(|(k, c)| lock_id(k, c)).collect();
+        lock_ids(ctx.db().await?, &ids).await?;
+    }
+    for (key, channel) in due_groups {
         let Some(mut group) = load_group(ctx.db().await?, &key, &channel, lock).await? else {
             continue;
         };
@@ -719,7 +844,13 @@ pub async fn flush_due(app: &Alerts, ctx: &mut Ctx<'_>) -> Result<(), AppError> 
                 .find(|(c, _)| *c == channel)
                 .map(|(_, m)| m.clone())
                 .unwrap_or_default();
-            emit(app, ctx, &mut group, &row, &mentions).await?;
+            // The group's route's grouping (its members share it; the section's if the
+            // config changed since they joined).
+            let grouping = targets(app, &row.alert)
+                .into_iter()
+                .find(|t| t.channel == channel && t.group_key == key)
+                .map_or_else(|| app.groupings.section.clone(), |t| t.grouping);
+            emit(app, ctx, &mut group, &grouping, &row, &mentions).await?;
             posted += 1;
         }
         group.flush_at = None;

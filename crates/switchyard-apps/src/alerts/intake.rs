@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use switchyard_engine::admin::days_from_civil;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -402,61 +401,9 @@ pub fn parse_alertmanager(body: &str) -> Result<Vec<Alert>, BadField> {
 
 /// `2026-11-26T04:46:12.123Z` or with an offset (`+01:00`), to ms since the epoch.
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    let num = |s: &str| -> Option<i64> {
-        s.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let (date, rest) = text.split_once(['T', 't', ' '])?;
-    let mut parts = date.splitn(3, '-');
-    let (year, month, day) = (
-        num(parts.next()?)?,
-        num(parts.next()?)?,
-        num(parts.next()?)?,
-    );
-    // RFC 3339 years have four digits: anything else is not a time (and could overflow below).
-    if !(0..=9999).contains(&year)
-        || !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || rest.len() < 8
-    {
-        return None;
-    }
-    let (hour, minute, second) = (
-        num(rest.get(0..2)?)?,
-        num(rest.get(3..5)?)?,
-        num(rest.get(6..8)?)?,
-    );
-    if hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut tail = rest.get(8..)?;
-    let mut millis = 0;
-    if let Some(fraction) = tail.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        let first3: String = fraction[..digits]
-            .chars()
-            .chain("000".chars())
-            .take(3)
-            .collect();
-        millis = num(&first3)?;
-        tail = &fraction[digits..];
-    }
-    let offset_s = match tail {
-        "Z" | "z" => 0,
-        _ if tail.len() == 6 => {
-            let sign = match tail.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            sign * (num(tail.get(1..3)?)? * 3600 + num(tail.get(4..6)?)? * 60)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    Some((days * 86_400 + hour * 3600 + minute * 60 + second - offset_s) * 1000 + millis)
+    text.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|at| at.as_millisecond())
 }
 
 #[cfg(test)]

@@ -33,7 +33,6 @@ mod to_webhooks;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use switchyard_engine::admin::civil_from_days;
 use switchyard_engine::{
     App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input, Outcome,
 };
@@ -67,15 +66,7 @@ fn ref_key(key: &str, channel: &str) -> String {
 
 /// `2026-11-26 04:46` (UTC): the fallback of the message's `<!date^…>` token.
 pub fn intake_time_words(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        of_day / 3600,
-        of_day % 3600 / 60
-    )
+    switchyard_engine::admin::format_utc(ms, "%Y-%m-%d %H:%M")
 }
 
 pub struct Alerts {
@@ -316,6 +307,7 @@ impl Alerts {
         } else {
             (Status::Resolved, "resolved", "alerts.resolve")
         };
+        groups::lock_for_keys(self, ctx, &[key.to_string()]).await?;
         let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
         let object = format!("alert:{key}");
         let Some(mut row) = state::load(ctx.db().await?, key, lock).await? else {
@@ -514,6 +506,7 @@ impl App for Alerts {
             Ok(alerts) => alerts,
             Err(e) => return Ok(bad_request(&e)),
         };
+        groups::lock_for(self, ctx, &alerts.iter().collect::<Vec<_>>()).await?;
         let mut results = Vec::with_capacity(alerts.len());
         for alert in alerts {
             let copies = self.webhooks.for_alert(&self.config, &self.rules, &alert);

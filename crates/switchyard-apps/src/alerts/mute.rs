@@ -334,6 +334,8 @@ impl Alerts {
         keys: Vec<String>,
         why: &str,
     ) -> Result<usize, AppError> {
+        // Their groups locked first, in one order (`groups::lock_for`).
+        super::groups::lock_for_keys(self, ctx, &keys).await?;
         let mut posted = 0;
         for key in keys {
             if self.recheck(ctx, &key, why).await? {
@@ -424,6 +426,7 @@ impl Alerts {
         if only.name != "dedup_key" || only.op != super::matchers::Op::Equal {
             return Ok(());
         }
+        super::groups::lock_for_keys(self, ctx, std::slice::from_ref(&only.value)).await?;
         let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
         let Some(row) = state::load(ctx.db().await?, &only.value, lock).await? else {
             return Ok(());

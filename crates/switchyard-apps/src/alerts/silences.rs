@@ -627,6 +627,7 @@ impl Alerts {
                 "I can't read {duration:?} as a duration."
             )));
         };
+        super::groups::lock_for_keys(self, ctx, &[key.to_string()]).await?;
         let lock = ctx.store().backend() == switchyard_engine::Backend::Postgres;
         let Some(row) = super::state::load(ctx.db().await?, key, lock).await? else {
             ctx.audit(

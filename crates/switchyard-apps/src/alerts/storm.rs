@@ -4,15 +4,18 @@
 //! newest few — edited in place as the group grows, with every alert listed in its thread,
 //! many to a thread message.
 //!
-//! - A group starts folding when its channel already has [`STORM_BACKLOG`] calls waiting in
-//!   the outbox (so each alert posted on its own would wait longer still), and keeps folding
-//!   until it has had no new alert for [`STORM_QUIET_MS`].
+//! - A group starts folding when its channel already has `storm_backlog` calls waiting in
+//!   the outbox (so each alert posted on its own would wait longer still; default
+//!   [`DEFAULT_BACKLOG`]), and keeps folding until it has had no new alert for `storm_quiet`
+//!   ([`DEFAULT_QUIET_MS`]); both per rule or for the section, as grouping is.
 //! - The summary is edited with [`Ctx::update_latest`]: while an edit waits in the channel's
 //!   line, the next one replaces it, so a storm of changes is a few `chat.update` calls.
 //! - Thread lines go into the open thread message while it still waits in line
-//!   ([`Ctx::replace_queued`]): the message grows until the sender takes it or it is full
-//!   (Slack's limits: 3,000 characters a section, about 13,000 in all), then the next one
-//!   opens. So the thread gets one message per second at most, each with up to ~150 alerts.
+//!   ([`Ctx::replace_queued`]): the message grows until the sender takes it or it is full,
+//!   then the next one opens. A thread message is plain `text` (mrkdwn), no blocks: Slack
+//!   takes 40,000 characters of text but only about 13,000 of blocks, so a message holds
+//!   ~500 alerts instead of ~150, and 10,000 alerts are about 20 thread messages — at one post
+//!   a second (and one summary edit after each), visible within half a minute.
 //! - Acknowledge and Resolve of a folded alert work through the API (it has no buttons of its
 //!   own); each change is a line in the thread, and the summary's counts follow.
 
@@ -23,22 +26,31 @@ use serde_json::{Value, json};
 use switchyard_engine::{AppError, Ctx};
 
 use super::blocks::{cut, escape};
-use super::groups::Group;
+use super::config::AlertsConfig;
+use super::groups::{Group, Grouping};
 use super::intake::Status;
 use super::state::AlertRow;
 
-/// Calls waiting in a channel's line from which a group's next alert is folded, not posted.
-pub const STORM_BACKLOG: i64 = 5;
-/// A storm ends once its group has had no new alert for this long.
-pub const STORM_QUIET_MS: i64 = 60_000;
+/// Calls waiting in a channel's line from which a group's next alert is folded, not posted
+/// (`storm_backlog`, per rule or for the section).
+pub const DEFAULT_BACKLOG: i64 = 5;
+/// `storm_backlog`'s bounds: 1 folds from the first call waiting; past a few hundred, folding
+/// would begin only after minutes of a channel's posts.
+pub const MIN_BACKLOG: i64 = 1;
+pub const MAX_BACKLOG: i64 = 1_000;
+/// A storm ends once its group has had no new alert for this long (`storm_quiet`).
+pub const DEFAULT_QUIET_MS: i64 = 60_000;
 /// The newest alerts the summary names.
 const NEWEST: usize = 5;
 /// Sources the summary counts by name (the rest as "other").
 const SOURCES: usize = 8;
-/// One thread message's text at most (Slack counts about 13,000 characters of blocks).
-const BATCH_CHARS: usize = 11_500;
-/// One section's text at most (Slack: 3,000).
-const SECTION_CHARS: usize = 2_900;
+/// One thread message's text at most: Slack cuts a message's text past 40,000 characters
+/// (the sandbox refuses it, `msg_too_long`); the rest is headroom for the part line.
+pub const BATCH_CHARS: usize = 38_000;
+/// Slack's limit on a message's text.
+const SLACK_TEXT_CHARS: usize = 40_000;
+// A full batch, its part line and its longest last line stay within Slack's limit.
+const _: () = assert!(BATCH_CHARS + 1_000 + 100 <= SLACK_TEXT_CHARS);
 
 /// A group's storm: the summary's counts and the open thread message.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -59,20 +71,64 @@ pub struct Fold {
     pub batch_queued: bool,
 }
 
-fn storming(group: &Group, now_ms: i64) -> bool {
+pub fn backlog_ok(n: i64) -> bool {
+    (MIN_BACKLOG..=MAX_BACKLOG).contains(&n)
+}
+
+/// check-config's problems with `storm_backlog` and `storm_quiet`, each named by its key.
+pub fn validate(config: &AlertsConfig) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let mut check = |at: String, backlog: Option<i64>, quiet: Option<&String>| {
+        if let Some(n) = backlog
+            && !backlog_ok(n)
+        {
+            problems.push((
+                format!("{at}storm_backlog"),
+                format!("{n} is not a number of calls waiting from {MIN_BACKLOG} to {MAX_BACKLOG}"),
+            ));
+        }
+        if let Some(text) = quiet
+            && super::groups::duration_ms(text).is_none()
+        {
+            problems.push((
+                format!("{at}storm_quiet"),
+                format!("{text:?} is not a duration (0, 30s, 5m, 4h, 2d)"),
+            ));
+        }
+    };
+    check(
+        String::new(),
+        config.storm_backlog,
+        config.storm_quiet.as_ref(),
+    );
+    for (i, rule) in config.rules.iter().enumerate() {
+        check(
+            format!("rules[{i}]."),
+            rule.storm_backlog,
+            rule.storm_quiet.as_ref(),
+        );
+    }
+    problems
+}
+
+fn storming(group: &Group, grouping: &Grouping, now_ms: i64) -> bool {
     group
         .fold
         .as_ref()
-        .is_some_and(|f| now_ms - f.last_ms < STORM_QUIET_MS)
+        .is_some_and(|f| now_ms - f.last_ms < grouping.storm_quiet_ms)
 }
 
 /// Whether the group's next alert is folded: the group is storming, or its channel's line is
-/// already long.
-pub async fn should_fold(ctx: &mut Ctx<'_>, group: &Group) -> Result<bool, AppError> {
-    if storming(group, ctx.now_ms()) {
+/// already `storm_backlog` long.
+pub async fn should_fold(
+    ctx: &mut Ctx<'_>,
+    group: &Group,
+    grouping: &Grouping,
+) -> Result<bool, AppError> {
+    if storming(group, grouping, ctx.now_ms()) {
         return Ok(true);
     }
-    Ok(ctx.queued(&group.channel).await? >= STORM_BACKLOG)
+    Ok(ctx.queued(&group.channel).await? >= grouping.storm_backlog)
 }
 
 fn summary_ref(group: &Group) -> String {
@@ -82,15 +138,20 @@ fn summary_ref(group: &Group) -> String {
     )
 }
 
-/// A line for the thread: what happened, the alert's title, source and key.
+/// A line for the thread: what happened, the alert's key (what finds it), its title when that
+/// says more than the key, and its source. At most about 850 characters (every character of
+/// the title escaped to `&amp;`); usually under 100.
 fn line(emoji: &str, row: &AlertRow, what: &str) -> String {
     let alert = &row.alert;
-    format!(
-        "{emoji} {what}*{}* · {} · `{}`",
-        escape(&cut(&alert.title, 80)),
-        escape(&cut(&alert.source, 24)),
-        escape(&cut(&alert.dedup_key, 48)).replace('`', "'"),
-    )
+    let mut text = format!(
+        "{emoji} {what}`{}`",
+        escape(&cut(&alert.dedup_key, 48)).replace('`', "'")
+    );
+    if alert.title != alert.dedup_key {
+        text.push_str(&format!(" *{}*", escape(&cut(&alert.title, 80))));
+    }
+    text.push_str(&format!(" · {}", escape(&cut(&alert.source, 24))));
+    text
 }
 
 /// Folds a new alert into the group's storm (starting one, with its summary, if none is on);
@@ -98,10 +159,11 @@ fn line(emoji: &str, row: &AlertRow, what: &str) -> String {
 pub async fn fold_new(
     ctx: &mut Ctx<'_>,
     group: &mut Group,
+    grouping: &Grouping,
     row: &AlertRow,
 ) -> Result<String, AppError> {
     let now = ctx.now_ms();
-    let fresh = !storming(group, now);
+    let fresh = !storming(group, grouping, now);
     if fresh {
         group.episodes += 1;
         group.fold = Some(Fold {
@@ -229,27 +291,17 @@ async fn append(
     Ok(())
 }
 
-/// The open thread message: its lines in sections of up to [`SECTION_CHARS`].
+/// The open thread message: a part line, then its lines, as plain mrkdwn text.
 fn batch_message(channel: &str, fold: &Fold) -> Value {
-    let mut sections: Vec<String> = Vec::new();
+    let mut text = format!("_Part {} · {} line(s)_", fold.batch_seq, fold.batch.len());
     for line in &fold.batch {
-        match sections.last_mut() {
-            Some(last) if last.chars().count() + line.chars().count() < SECTION_CHARS => {
-                last.push('\n');
-                last.push_str(line);
-            }
-            _ => sections.push(line.clone()),
-        }
+        text.push('\n');
+        text.push_str(line);
     }
-    let blocks: Vec<Value> = sections
-        .into_iter()
-        .map(|text| json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}))
-        .collect();
     json!({
         "channel": channel,
         "thread_ref": fold.summary_ref,
-        "text": format!("{} alert update(s), part {}", fold.batch.len(), fold.batch_seq),
-        "blocks": blocks,
+        "text": text,
     })
 }
 
@@ -310,25 +362,89 @@ pub fn summary_message(fold: &Fold) -> Value {
 mod tests {
     use super::*;
 
+    fn row(key: &str, title: &str, source: &str) -> AlertRow {
+        let alert = super::super::intake::Alert {
+            title: title.into(),
+            severity: super::super::intake::Severity::Critical,
+            source: source.into(),
+            status: Status::Firing,
+            description: String::new(),
+            labels: BTreeMap::new(),
+            affected_items: Vec::new(),
+            links: Vec::new(),
+            analysis: String::new(),
+            dedup_key: key.into(),
+            started_at_ms: None,
+        };
+        AlertRow {
+            alert,
+            status: Status::Firing,
+            channels: Vec::new(),
+            occurrences: 1,
+            first_ms: 0,
+            acked_by: None,
+            resolved_by: None,
+        }
+    }
+
+    /// The longest lines there can be (every character escaped), as many as fit: the message
+    /// is text only, within Slack's 40,000 characters, and names every alert's key.
     #[test]
     fn a_full_thread_message_stays_within_slacks_limits() {
         let mut fold = Fold {
             summary_ref: "s".into(),
+            batch_seq: 12,
             ..Fold::default()
         };
-        let long = "x".repeat(150);
-        while chars(&fold.batch) + long.len() < BATCH_CHARS {
-            fold.batch.push(long.clone());
+        let worst = row(&"<".repeat(300), &"&".repeat(300), &">".repeat(300));
+        let longest = line(
+            ":large_yellow_circle:",
+            &worst,
+            ":white_check_mark: Resolved via x. ",
+        );
+        assert!(
+            longest.chars().count() < 1_000,
+            "{}",
+            longest.chars().count()
+        );
+        while chars(&fold.batch) + longest.chars().count() < BATCH_CHARS {
+            fold.batch.push(longest.clone());
         }
         let message = batch_message("C1", &fold);
-        let blocks = message["blocks"].as_array().unwrap();
-        assert!(blocks.len() <= 50);
-        let mut total = 0;
-        for block in blocks {
-            let n = block["text"]["text"].as_str().unwrap().chars().count();
-            assert!(n <= 3_000, "{n}");
-            total += n;
+        assert!(message.get("blocks").is_none());
+        let text = message["text"].as_str().unwrap();
+        assert!(
+            text.chars().count() <= SLACK_TEXT_CHARS,
+            "{}",
+            text.chars().count()
+        );
+
+        // Typical lines: ~500 to a message.
+        let mut fold = Fold::default();
+        for i in 0..100_000 {
+            let l = line(
+                ":large_yellow_circle:",
+                &row(
+                    &format!("a1b2c3d4e5f6{i:04}"),
+                    "Disk full on node-1234",
+                    "alertmanager",
+                ),
+                "",
+            );
+            if chars(&fold.batch) + l.chars().count() >= BATCH_CHARS {
+                break;
+            }
+            fold.batch.push(l);
         }
-        assert!(total <= 12_000, "{total}");
+        let text = batch_message("C1", &fold)["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(text.chars().count() <= SLACK_TEXT_CHARS);
+        assert!(fold.batch.len() >= 450, "{}", fold.batch.len());
+        assert!(
+            text.contains("`a1b2c3d4e5f60000`")
+                && text.contains(&format!("`a1b2c3d4e5f6{:04}`", fold.batch.len() - 1))
+        );
     }
 }

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use switchyard_engine::admin::days_from_civil;
 use switchyard_engine::{Secret, ValidateSection};
 
 /// What to do with `oops`, `lock` and `clear` mentioned outside the control channel. Either way
@@ -186,15 +185,10 @@ pub fn fold(name: &str) -> String {
 
 /// Midnight UTC of `YYYY-MM-DD`, in ms since the epoch.
 pub fn parse_date_ms(date: &str) -> Option<i64> {
-    let mut parts = date.trim().splitn(3, '-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: i64 = parts.next()?.parse().ok()?;
-    let d: i64 = parts.next()?.parse().ok()?;
-    // Four-digit years only: anything else is not a date (and could overflow below).
-    if !(0..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    Some(days_from_civil(y, m, d) * 86_400_000)
+    let date: jiff::civil::Date = date.trim().parse().ok()?;
+    let midnight =
+        jiff::tz::Offset::UTC.to_timestamp(date.to_datetime(jiff::civil::Time::midnight()));
+    Some(midnight.ok()?.as_millisecond())
 }
 
 #[cfg(test)]
@@ -206,6 +200,8 @@ mod tests {
         assert_eq!(parse_date_ms("1970-01-02"), Some(86_400_000));
         assert_eq!(parse_date_ms("2000-03-01"), Some(951_868_800_000));
         assert!(parse_date_ms("2000-13-01").is_none());
+        assert!(parse_date_ms("2026-02-30").is_none(), "no such day");
+        assert!(parse_date_ms("99999-01-01").is_none());
         let config: MachinesConfig = toml::from_str(
             r#"
             enabled = true

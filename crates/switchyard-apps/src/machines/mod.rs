@@ -216,6 +216,11 @@ impl Machines {
             "lock" => Change::Lock,
             _ => Change::Clear,
         };
+        // Not the engine's `[access]` gate, which would not keep this behaviour: a gate exists
+        // only when `[access]` is configured, and it refuses by permission name (":no_entry:
+        // `machines.oops` works only in …") with its own audit detail; this check holds
+        // without `[access]` and answers in the command's words. A configured gate on
+        // `machines.*` still runs first, in the dispatcher.
         if message.channel != self.config.control_channel {
             let action = format!("machines.{}", change.verb());
             let reason = "only in the machines control channel";
@@ -279,6 +284,7 @@ impl Machines {
         trigger_id: &str,
     ) -> Result<(), AppError> {
         let slug = &self.config.slash_command;
+        // As for mentions (see `mention`): the app's own check, not an `[access]` gate.
         if channel != self.config.control_channel {
             ctx.audit(
                 "machines.clear",

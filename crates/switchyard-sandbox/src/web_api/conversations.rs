@@ -9,7 +9,7 @@ use super::{ApiError, ApiResult, Args, Caller, obj, paginate};
 use crate::Inner;
 use crate::events;
 use crate::ids::now_secs;
-use crate::workspace::{Channel, Workspace};
+use crate::workspace::{Channel, Message, Workspace};
 
 /// Which scope a conversation needs for reading its details, its history, or managing it.
 #[derive(Clone, Copy)]
@@ -111,6 +111,18 @@ fn ts_in_range(ts: &str, args: &Args) -> bool {
     after_oldest && before_latest
 }
 
+/// A message as `conversations.history` and `conversations.replies` list it: its `metadata`
+/// only when the caller asked for it with `include_all_metadata`, as Slack does.
+fn listed(ws: &Workspace, m: &Message, args: &Args) -> Value {
+    let mut v = ws.message_json(m);
+    if !args.bool("include_all_metadata")
+        && let Some(fields) = v.as_object_mut()
+    {
+        fields.remove("metadata");
+    }
+    v
+}
+
 pub fn history(inner: &Arc<Inner>, caller: &Caller, args: &Args) -> ApiResult {
     let ws = inner.ws();
     let channel = channel_for(&ws, caller, args, Access::History)?;
@@ -123,7 +135,7 @@ pub fn history(inner: &Arc<Inner>, caller: &Caller, args: &Args) -> ApiResult {
         .into_iter()
         .rev()
         .filter(|m| ts_in_range(&m.ts, args))
-        .map(|m| ws.message_json(m))
+        .map(|m| listed(&ws, m, args))
         .collect();
     let (page, next) = paginate(&messages, args, 100)?;
     Ok(obj(json!({
@@ -147,7 +159,7 @@ pub fn replies(inner: &Arc<Inner>, caller: &Caller, args: &Args) -> ApiResult {
         .thread(&channel.id, &ts)
         .into_iter()
         .filter(|m| m.ts == ts || ts_in_range(&m.ts, args))
-        .map(|m| ws.message_json(m))
+        .map(|m| listed(&ws, m, args))
         .collect();
     let (page, next) = paginate(&messages, args, 1000)?;
     Ok(obj(json!({
