@@ -10,8 +10,15 @@
 pub fn parse_mention(text: &str, bot_user_id: &str) -> Option<(String, Vec<String>)> {
     let mention = format!("<@{bot_user_id}>");
     let start = text.find(&mention)? + mention.len();
-    let mut words = split_args(&text[start..]);
-    if words.is_empty() {
+    split_command(&text[start..])
+}
+
+/// The command (lowercased) and its arguments from what someone wrote to the bot; `None` when
+/// there is no command word. A quoted blank (`"" ping`) is no command either: it would name no
+/// command yet pass for one (found with the `mention` fuzz target).
+pub fn split_command(text: &str) -> Option<(String, Vec<String>)> {
+    let mut words = split_args(text);
+    if words.first().is_none_or(|word| word.trim().is_empty()) {
         return None;
     }
     let command = words.remove(0).to_lowercase();
@@ -101,6 +108,19 @@ mod tests {
         );
         assert_eq!(parse_mention("<@U2> ping", "U1"), None);
         assert_eq!(parse_mention("<@U1>", "U1"), None);
+    }
+
+    /// A quoted blank first word split as an empty command (the `mention` fuzz target's
+    /// finding): it is no command, and a quoted blank later on is still an argument.
+    #[test]
+    fn a_quoted_blank_is_no_command() {
+        assert_eq!(parse_mention("<@U1>\"\" \"\0 a", "U1"), None);
+        assert_eq!(parse_mention("<@U1> \" \" ping", "U1"), None);
+        assert_eq!(split_command("'' ping"), None);
+        assert_eq!(
+            parse_mention("<@U1> note \"\"", "U1"),
+            Some(("note".into(), vec![String::new()]))
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Declaration, Input, MessageEvent};
 use crate::dispatch::Job;
-use crate::mention::{parse_mention, split_args};
+use crate::mention::{parse_mention, split_command};
 use crate::slack::SlackApi;
 use crate::{EngineError, now_ms};
 
@@ -179,8 +179,7 @@ impl Registry {
                     let parsed = if event_type == "app_mention" {
                         parse_mention(&message.text, &bot.user_id)
                     } else {
-                        let mut words = split_args(&message.text);
-                        (!words.is_empty()).then(|| (words.remove(0).to_lowercase(), words))
+                        split_command(&message.text)
                     };
                     return match parsed {
                         Some((command, args)) => {
