@@ -204,6 +204,12 @@ impl Sender {
         (sender, finished)
     }
 
+    /// How long one call (with its look-up, for a post) may take: half the lease, at most
+    /// the Web API client's own limit.
+    fn call_timeout(&self) -> Duration {
+        (self.lease / 2).min(Duration::from_secs(10))
+    }
+
     /// Paces by the recent sends the outbox records: all of them at start (a restarted
     /// process's buckets start where the last one left Slack's), and on PostgreSQL, where
     /// replicas share the outbox, those of the keys just claimed.
@@ -324,7 +330,16 @@ impl Sender {
             tokio::time::sleep(wait).await;
         }
         let sent_at = Instant::now();
-        let result = self.call(item).await;
+        // A call never outlives its lease, so when the lease runs out and the item is claimed
+        // again (by this process or a replica), no earlier attempt of ours is still under way.
+        let result = match tokio::time::timeout(self.call_timeout(), self.call(item)).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Transient(format!(
+                "{}: no reply in {:?}",
+                item.method,
+                self.call_timeout()
+            ))),
+        };
         self.pacer
             .settle(&item.method, &item.ordering_key, sent_at.elapsed());
         crate::metrics::call_outcome(&item.method, &result);

@@ -202,8 +202,10 @@ impl World {
         } else {
             String::new()
         };
+        // The lease: short, so a killed process's claims come back soon, but over twice the
+        // slowest injected reply (2.5 s), since a call is bounded by half the lease.
         let text = format!(
-            "[slack]\nbot_token = \"{}\"\n{transport}signing_secret = \"{}\"\napi_url = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"{store_url}\"\n\n[engine]\nlease_ms = 2000\npoll_interval_ms = 100\n\n{}",
+            "[slack]\nbot_token = \"{}\"\n{transport}signing_secret = \"{}\"\napi_url = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"{store_url}\"\n\n[engine]\nlease_ms = 6000\npoll_interval_ms = 100\n\n{}",
             sandbox.bot_token(),
             sandbox.signing_secret(),
             sandbox.api_url(),
