@@ -202,8 +202,71 @@ pub fn rewrite_condition(condition: &str) -> String {
     out
 }
 
+/// The most brackets a condition may nest, and the most operators it may hold. The `cel`
+/// crate parses, evaluates and drops expressions recursively, so a condition nested deeply
+/// enough overflows a thread's stack (the `cel_condition` fuzz target's finding); real rules
+/// are far below both.
+const MAX_CONDITION_DEPTH: usize = 16;
+const MAX_CONDITION_OPERATORS: usize = 128;
+
+/// The stack a condition is parsed on: `cel`'s parser takes over 100 KiB a bracket level in
+/// a debug build, so even a condition within the bounds below could overflow a 2 MiB thread
+/// (a tokio worker's, a test's) when a reload compiles it there.
+const COMPILE_STACK: usize = 64 << 20;
+
 pub fn compile(condition: &str) -> Result<cel::Program, String> {
-    cel::Program::compile(&rewrite_condition(condition)).map_err(|e| e.to_string())
+    check_size(condition)?;
+    let rewritten = rewrite_condition(condition);
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("cel-compile".into())
+            .stack_size(COMPILE_STACK)
+            .spawn_scoped(scope, || {
+                cel::Program::compile(&rewritten).map_err(|e| e.to_string())
+            })
+            .map_err(|e| format!("cannot start the condition's compiler: {e}"))?
+            .join()
+            .map_err(|_| "the condition's compiler failed".to_string())?
+    })
+}
+
+/// Outside quoted strings: bracket depth and operator count within bounds.
+fn check_size(condition: &str) -> Result<(), String> {
+    let (mut depth, mut deepest, mut operators) = (0usize, 0usize, 0usize);
+    let mut quote: Option<char> = None;
+    for c in condition.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                    operators += 1;
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                c if c.is_alphanumeric() || c == '_' || c.is_whitespace() => {}
+                _ => operators += 1,
+            },
+        }
+    }
+    // `AND`/`OR`/`NOT` are operators too once rewritten.
+    operators += condition
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| matches!(*w, "AND" | "OR" | "NOT"))
+        .count();
+    if deepest > MAX_CONDITION_DEPTH {
+        return Err(format!(
+            "brackets nested {deepest} deep (at most {MAX_CONDITION_DEPTH})"
+        ));
+    }
+    if operators > MAX_CONDITION_OPERATORS {
+        return Err(format!(
+            "{operators} operators (at most {MAX_CONDITION_OPERATORS}): split the rule"
+        ));
+    }
+    Ok(())
 }
 
 /// The rules' conditions, compiled once (at start and on reload). A condition that does not
@@ -323,5 +386,31 @@ mod tests {
             rewrite_condition("severity == 'critical' AND labels.team == 'A AND B' OR x"),
             "severity == 'critical' && labels.team == 'A AND B' || x"
         );
+    }
+
+    /// On a test thread's 2 MiB stack these overflowed inside `cel` (an abort, not an error).
+    #[test]
+    fn a_condition_nested_or_chained_too_far_is_refused_not_a_stack_overflow() {
+        let nested = format!("{}true{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(compile(&nested).unwrap_err().contains("nested 5000 deep"));
+        let unary = format!("{}true", "!".repeat(5000));
+        assert!(compile(&unary).unwrap_err().contains("operators"));
+        let chained = vec!["x == 1"; 3000].join(" OR ");
+        assert!(compile(&chained).unwrap_err().contains("operators"));
+        // Brackets and operators in quotes are text.
+        let quoted = format!("labels.x == '{}'", "((((!!!!".repeat(100));
+        assert!(compile(&quoted).is_ok());
+        assert!(compile("severity == 'critical' AND (labels.env in ['prod', 'dr'] OR NOT labels.quiet == 'yes')").is_ok());
+        // At the bounds, it compiles and runs on this (2 MiB) thread.
+        let deepest = format!("{}true{}", "(".repeat(16), ")".repeat(16));
+        let longest = format!("{}true", "!".repeat(MAX_CONDITION_OPERATORS));
+        let chain = vec!["true"; MAX_CONDITION_OPERATORS / 2 + 1].join(" || ");
+        for condition in [deepest, longest, chain] {
+            let program = compile(&condition).unwrap();
+            assert!(matches!(
+                program.execute(&cel::Context::default()),
+                Ok(cel::Value::Bool(true))
+            ));
+        }
     }
 }
