@@ -116,6 +116,10 @@ pub enum StoreError {
         /// What the migrator said.
         source: sqlx::migrate::MigrateError,
     },
+    /// The runtime the store was opened on has shut down, with a write of
+    /// [`Store::at_home`] unfinished (rolled back).
+    #[error("store: the runtime the store was opened on has shut down")]
+    Stopped,
     /// A statement failed.
     #[error("store: {op}: {source}")]
     Query {
@@ -426,6 +430,9 @@ pub struct Store {
     /// SQLite has one writer: this process's writes take turns (see [`turns`]). `None` on
     /// PostgreSQL, which takes many.
     writer: Option<Turns>,
+    /// The runtime the store was opened on, where [`Store::at_home`] runs writes; `None` when
+    /// it was opened outside one.
+    home: Option<tokio::runtime::Handle>,
 }
 
 /// A turn at writing (SQLite), held until the write is committed.
@@ -558,7 +565,32 @@ impl Store {
             read_pool,
             backend,
             writer,
+            home: tokio::runtime::Handle::try_current().ok(),
         })
+    }
+
+    /// Runs `write` (given a clone of the store) on the runtime the store was opened on, and
+    /// waits for its answer; where there is none, here.
+    ///
+    /// For writes from threads of a lower priority (the engine's background runtime, at nice
+    /// 10). A write holds SQLite's one turn from its first statement to its last answer, and
+    /// each answer has to wake the task that sends the next statement: on a busy machine a
+    /// low-priority task waits for a CPU at every wake-up while the acks queue behind the
+    /// turn. The write must own what it writes: a transaction cannot move between runtimes,
+    /// so it begins, writes and commits within `write`.
+    pub async fn at_home<T, W>(&self, write: impl FnOnce(Store) -> W) -> Result<T, StoreError>
+    where
+        W: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(home) = &self.home else {
+            return write(self.clone()).await;
+        };
+        match home.spawn(write(self.clone())).await {
+            Ok(answer) => answer,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Stopped),
+        }
     }
 
     fn migrator(&self) -> &'static sqlx::migrate::Migrator {
