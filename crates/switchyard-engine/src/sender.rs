@@ -602,9 +602,7 @@ pub async fn record_outcomes(
             // to its commit (see `Store::at_home`).
             let (owner, outcomes) = (owner.clone(), batch.clone());
             let recorded = store.at_home(move |store| async move {
-                store
-                    .outbox_finish_many(&owner, &outcomes, now_ms())
-                    .await
+                store.outbox_finish_many(&owner, &outcomes, now_ms()).await
             });
             match recorded.await {
                 Ok(_) => break,

@@ -1706,7 +1706,10 @@ impl Tx<'_> {
     }
 
     async fn execute_plain(&mut self, sql: &str, op: &'static str) -> Result<(), StoreError> {
-        (&mut *self.conn).execute(sql).await.map_err(query_err(op))?;
+        (&mut *self.conn)
+            .execute(sql)
+            .await
+            .map_err(query_err(op))?;
         Ok(())
     }
 
