@@ -352,6 +352,14 @@ impl BatchTx {
         }
         Ok(&mut self.open.as_mut().expect("just opened").0)
     }
+
+    /// Whether inbox item `id` is this batch's: taken by its transaction, or not yet known
+    /// (the transaction has not begun).
+    pub(crate) fn holds(&self, id: i64) -> bool {
+        self.open
+            .as_ref()
+            .is_none_or(|(_, taken)| taken.contains(&id))
+    }
 }
 
 impl<'b> Ctx<'b> {
