@@ -216,6 +216,15 @@ impl HttpRequest {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The credential of an `Authorization: Bearer <credential>` header (an API token, a
+    /// device's token), trimmed.
+    pub fn bearer(&self) -> Option<&str> {
+        self.header("authorization")
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, credential)| credential.trim())
+    }
 }
 
 /// The answer to an [`HttpRequest`]: a status and a JSON body.

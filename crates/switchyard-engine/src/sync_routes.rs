@@ -8,7 +8,9 @@
 //! A request with an `Idempotency-Key` header is done once: its first successful reply is
 //! stored in the same transaction as its change (`sync_replies`), and a repeat — the same key,
 //! from the same caller (its `Authorization`), with the same method, path and body — gets that
-//! reply again (with `Idempotent-Replayed: true`) without the app running. The same key with
+//! reply again (with `Idempotent-Replayed: true`) without the app running, while the caller's
+//! API token is still in force (a revoked or expired one's repeat goes to the app, which
+//! refuses it). The same key with
 //! another request is refused with 422 `idempotency_key_reused`. Failed replies are not kept:
 //! nothing changed, so a repeat is simply tried again. Replies are kept for
 //! [`REPLAY_WINDOW_MS`].
@@ -156,6 +158,24 @@ impl Idempotency {
 }
 
 impl Engine {
+    /// Whether a stored reply may answer this request: an API token (`Bearer sy_…`) must still
+    /// be in force — the store's check, as the apps make it —, or a revoked or expired token
+    /// would get its stored replies for a day. Refused, the request goes to the app, which
+    /// answers 401 (or 403, audited) as to any request. Other credentials (a device's token
+    /// from the config) are the app's to judge; their replies replay as they are. A token's
+    /// scopes cannot change in force (a new grant is a new token: another credential, so
+    /// another key).
+    async fn may_replay(&self, request: &HttpRequest) -> Result<bool, AppError> {
+        match request.bearer() {
+            Some(token) if token.starts_with(switchyard_store::TOKEN_PREFIX) => Ok(self
+                .store
+                .token_verify(token, crate::now_ms())
+                .await?
+                .is_some()),
+            _ => Ok(true),
+        }
+    }
+
     /// Runs `app.serve` in a transaction of its own and commits what it wrote when the reply
     /// is a success; a repeat of a request with an `Idempotency-Key` is answered from the
     /// store. The reply, and whether it is a stored one.
@@ -167,6 +187,7 @@ impl Engine {
         let idempotency = Idempotency::of(app.declaration().name, request);
         if let Some(idempotency) = &idempotency
             && let Some(stored) = self.store.sync_reply(&idempotency.key).await?
+            && self.may_replay(request).await?
         {
             return Ok(idempotency.answer(stored));
         }
