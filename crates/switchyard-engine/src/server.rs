@@ -372,6 +372,13 @@ async fn readyz(State(status): State<Status>) -> Response {
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer in 2 s".to_string()),
     };
+    // What failed goes to the log, under the id the answer gives (a store error may say more
+    // than a prober should read).
+    let error_id = crate::error_id();
+    let store = store.map_err(|detail| {
+        tracing::warn!(error_id, error = %detail, "not ready: the store failed");
+        format!("the store failed (error id {error_id})")
+    });
     let sockets = status.sockets.get();
     let slack = if !status.socket_mode || sockets > 0 {
         Ok(())
@@ -393,7 +400,7 @@ async fn readyz(State(status): State<Status>) -> Response {
     if draining {
         failed.push("shutting_down");
     }
-    let body = json!({
+    let mut body = json!({
         "ok": failed.is_empty(),
         "failed": failed,
         "checks": {
@@ -409,6 +416,9 @@ async fn readyz(State(status): State<Status>) -> Response {
     let code = if failed.is_empty() {
         StatusCode::OK
     } else {
+        tracing::warn!(error_id, failed = ?failed, "not ready");
+        body["error"] = "not_ready".into();
+        body["error_id"] = error_id.into();
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(body)).into_response()

@@ -115,14 +115,7 @@ async fn accept(State(route): State<Route>, headers: HeaderMap, body: Body) -> R
             axum::Json(json!({"ok": true, "id": id})),
         )
             .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "could not take a request");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "try again".into(),
-            )
-        }
+        Err(e) => crate::api::ApiError::unavailable("could not take a request", &e).into_response(),
     }
 }
 
