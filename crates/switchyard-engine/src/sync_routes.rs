@@ -113,28 +113,37 @@ fn reply(answer: HttpReply, replayed: bool) -> Response {
 /// A request's `Idempotency-Key`, as the store keeps it: `key` names the caller's use of the
 /// key (the app, the caller's credentials, the key), `fingerprint` the request. Both are
 /// SHA-256 hashes, so no credential is stored.
-struct Idempotency {
+pub(crate) struct Idempotency {
     key: String,
     fingerprint: String,
 }
 
+/// SHA-256 of `parts`, each ended by a NUL (so `("ab", "c")` and `("a", "bc")` differ), in hex.
+fn hash(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
 impl Idempotency {
     fn of(app: &str, request: &HttpRequest) -> Option<Self> {
-        use sha2::{Digest, Sha256};
         let given = request.header("idempotency-key")?;
-        let hash = |parts: &[&str]| {
-            let mut hasher = Sha256::new();
-            for part in parts {
-                hasher.update(part.as_bytes());
-                hasher.update([0]);
-            }
-            hex::encode(hasher.finalize())
-        };
         let credentials = request.header("authorization").unwrap_or("");
         Some(Self {
-            key: hash(&[app, credentials, given]),
+            key: Self::caller_key(app, credentials, given),
             fingerprint: hash(&[&request.method, &request.path, &request.body]),
         })
+    }
+
+    /// A caller's use of an `Idempotency-Key` (`given`): app `app`, the request's
+    /// `Authorization` header (empty without one) and the key, hashed. Another caller's same
+    /// key is another key. The apps' async routes key their inbox items with it too.
+    pub(crate) fn caller_key(app: &str, authorization: &str, given: &str) -> String {
+        hash(&[app, authorization, given])
     }
 
     /// The answer a stored reply gives this request: the reply again, or 422 when the key was
