@@ -213,6 +213,12 @@ impl Alerts {
             }
         }
         unit.preload_groups(ctx, &groups).await?;
+        // The inhibiting sources of every new alert, read together (not a query per alert).
+        let new: Vec<&Alert> = alerts
+            .iter()
+            .filter(|a| a.status != Status::Resolved && !unit.known(&a.dedup_key))
+            .collect();
+        unit.preload_inhibitors(ctx, &self.inhibit, &new).await?;
         let mut results = Vec::with_capacity(alerts.len());
         let mut copied = Vec::new();
         for ((alert, targets), names) in alerts.into_iter().zip(routed).zip(copies) {
