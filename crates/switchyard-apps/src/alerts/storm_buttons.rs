@@ -7,7 +7,7 @@
 //! A storm may hold 10,000 alerts: they are read, changed and written in one unit of work, a
 //! statement per few hundred rows and table (`Unit`), in the click's transaction.
 
-use switchyard_engine::{AppError, Ctx, Outcome};
+use switchyard_engine::{AppError, Ctx, Outcome, Store};
 
 use super::groups::{self, Change, GroupId};
 use super::intake::Status;
@@ -55,8 +55,8 @@ impl Bulk {
 }
 
 /// When the summary was posted (its `ts`), Unix ms; `None` if it has not been yet.
-async fn posted_ms(ctx: &Ctx<'_>, summary_ref: &str) -> Result<Option<i64>, AppError> {
-    let found = ctx.store().message_ref(summary_ref).await?;
+async fn posted_ms(store: &Store, summary_ref: &str) -> Result<Option<i64>, AppError> {
+    let found = store.message_ref(summary_ref).await?;
     Ok(found
         .and_then(|r| r.ts.parse::<f64>().ok())
         .map(|s| (s * 1000.0) as i64))
@@ -170,7 +170,7 @@ impl Alerts {
                 rows.extend(unit.alert(ctx, key).await?);
             }
             let first_ms = rows.iter().map(|r| r.first_ms).min().unwrap_or_default();
-            let started_ms = posted_ms(ctx, fold_ref).await?.unwrap_or(first_ms);
+            let started_ms = posted_ms(ctx.store(), fold_ref).await?.unwrap_or(first_ms);
             let label = group.as_ref().map(|g| g.label.clone()).unwrap_or_default();
             let fold =
                 storm::recounted(fold_ref, &label, started_ms, &rows.iter().collect::<Vec<_>>());
