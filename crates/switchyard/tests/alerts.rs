@@ -1404,7 +1404,10 @@ async fn storm_buttons_change_every_folded_alert(env: &Env) {
     let ts = summary["ts"].as_str().unwrap().to_string();
     assert!(blocks_text(&summary).contains("alerts_resolve_all"));
     let copy = env.messages_when("C0ONCALL", |m| m.len() == 1).await;
-    assert!(blocks_text(&copy[0]).contains("Disk 5 failing"), "{copy:#?}");
+    assert!(
+        blocks_text(&copy[0]).contains("Disk 5 failing"),
+        "{copy:#?}"
+    );
 
     // Bob may not acknowledge: refused (audited under the single button's permission name,
     // told to him), and nothing changes.
@@ -1436,7 +1439,10 @@ async fn storm_buttons_change_every_folded_alert(env: &Env) {
         .await;
     let text = blocks_text(&summary);
     assert!(!text.contains("firing:"), "{text}");
-    assert!(!text.contains("alerts_ack_all"), "nothing left to acknowledge: {text}");
+    assert!(
+        !text.contains("alerts_ack_all"),
+        "nothing left to acknowledge: {text}"
+    );
     assert!(text.contains("alerts_resolve_all"), "{text}");
     let told = env.ephemerals("alice", "C0DB", 1).await;
     assert_eq!(
@@ -1446,8 +1452,11 @@ async fn storm_buttons_change_every_folded_alert(env: &Env) {
         )]
     );
     assert!(
-        env.storm_thread_has("C0DB", &format!(":eyes: Acknowledged all {folded} by <@U0ALICE>."))
-            .await,
+        env.storm_thread_has(
+            "C0DB",
+            &format!(":eyes: Acknowledged all {folded} by <@U0ALICE>.")
+        )
+        .await,
         "one line in the storm's thread"
     );
     // Each alert audited, as the single button audits it.
@@ -1472,7 +1481,10 @@ async fn storm_buttons_change_every_folded_alert(env: &Env) {
         .summary_when("C0DB", |t| t.contains(&format!("resolved: {folded}")))
         .await;
     let text = blocks_text(&summary);
-    assert!(!text.contains("alerts_resolve_all") && !text.contains("acknowledged:"), "{text}");
+    assert!(
+        !text.contains("alerts_resolve_all") && !text.contains("acknowledged:"),
+        "{text}"
+    );
     assert!(
         env.storm_thread_has(
             "C0DB",

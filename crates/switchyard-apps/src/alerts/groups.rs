@@ -29,9 +29,10 @@ use super::unit::Unit;
 use super::{Alerts, ref_key, storm};
 
 /// Numbered from 200: silences, inhibition and muting use 100–199.
-pub const MIGRATIONS: [AppMigration; 2] = [AppMigration {
-    version: 200,
-    sqlite: "CREATE TABLE alerts_groups (
+pub const MIGRATIONS: [AppMigration; 2] = [
+    AppMigration {
+        version: 200,
+        sqlite: "CREATE TABLE alerts_groups (
         group_key     TEXT NOT NULL,
         channel       TEXT NOT NULL,
         label         TEXT NOT NULL,
@@ -54,7 +55,7 @@ pub const MIGRATIONS: [AppMigration; 2] = [AppMigration {
         PRIMARY KEY (dedup_key, channel)
     );
     CREATE INDEX alerts_members_by_group ON alerts_members (group_key, channel, mode, held_ms);",
-    postgres: "CREATE TABLE alerts_groups (
+        postgres: "CREATE TABLE alerts_groups (
         group_key     TEXT NOT NULL,
         channel       TEXT NOT NULL,
         label         TEXT NOT NULL,
@@ -77,12 +78,14 @@ pub const MIGRATIONS: [AppMigration; 2] = [AppMigration {
         PRIMARY KEY (dedup_key, channel)
     );
     CREATE INDEX alerts_members_by_group ON alerts_members (group_key, channel, mode, held_ms);",
-}, AppMigration {
-    version: 201,
-    // A storm's alerts, found by its summary (the summary's Acknowledge all / Resolve all).
-    sqlite: "CREATE INDEX alerts_members_by_fold ON alerts_members (fold_ref)",
-    postgres: "CREATE INDEX alerts_members_by_fold ON alerts_members (fold_ref)",
-}];
+    },
+    AppMigration {
+        version: 201,
+        // A storm's alerts, found by its summary (the summary's Acknowledge all / Resolve all).
+        sqlite: "CREATE INDEX alerts_members_by_fold ON alerts_members (fold_ref)",
+        postgres: "CREATE INDEX alerts_members_by_fold ON alerts_members (fold_ref)",
+    },
+];
 
 pub const DEFAULT_WAIT_MS: i64 = 0;
 pub const DEFAULT_INTERVAL_MS: i64 = 0;

@@ -277,12 +277,14 @@ impl Sources {
         let key = alert.dedup_key.as_str();
         for (rule, pair) in Self::target_pairs(rules, alert) {
             let also_source = matchers::all_match(&rule.source, alert);
-            let counts = |source: &str, also_target: bool| {
-                source != key && !(also_target && also_source)
-            };
-            let stored = self.read.get(&pair).into_iter().flatten().filter(|(source, _)| {
-                !self.tracked.contains_key(source.as_str())
-            });
+            let counts =
+                |source: &str, also_target: bool| source != key && !(also_target && also_source);
+            let stored = self
+                .read
+                .get(&pair)
+                .into_iter()
+                .flatten()
+                .filter(|(source, _)| !self.tracked.contains_key(source.as_str()));
             let recorded = self.tracked.iter().flat_map(|(source, pairs)| {
                 pairs
                     .iter()

@@ -298,7 +298,10 @@ pub fn count_change(group: Option<&mut Group>, fold_ref: &str, row: &AlertRow, p
 
 /// Whether `fold_ref` is the summary of the group's current storm.
 pub fn is_current(group: &Group, fold_ref: &str) -> bool {
-    group.fold.as_ref().is_some_and(|f| f.summary_ref == fold_ref)
+    group
+        .fold
+        .as_ref()
+        .is_some_and(|f| f.summary_ref == fold_ref)
 }
 
 /// A line of the storm's own in its thread: into the open thread message when it is the
@@ -337,13 +340,12 @@ pub fn recounted(summary_ref: &str, label: &str, started_ms: i64, rows: &[&Alert
             .by_severity
             .entry(row.alert.severity.as_str().to_string())
             .or_default() += 1;
-        let source = if fold.by_source.contains_key(&row.alert.source)
-            || fold.by_source.len() < SOURCES
-        {
-            cut(&row.alert.source, 40)
-        } else {
-            "other".to_string()
-        };
+        let source =
+            if fold.by_source.contains_key(&row.alert.source) || fold.by_source.len() < SOURCES {
+                cut(&row.alert.source, 40)
+            } else {
+                "other".to_string()
+            };
         *fold.by_source.entry(source).or_default() += 1;
         *fold
             .by_status
@@ -496,12 +498,16 @@ fn summary_buttons(fold: &Fold) -> Vec<Value> {
     let open = firing + count(Status::Acknowledged);
     let mut buttons = Vec::new();
     if firing > 0 {
-        buttons.push(json!({"type": "button", "text": {"type": "plain_text", "text": "Acknowledge all"},
-            "action_id": super::ACK_ALL_ACTION, "value": fold.summary_ref}));
+        buttons.push(
+            json!({"type": "button", "text": {"type": "plain_text", "text": "Acknowledge all"},
+            "action_id": super::ACK_ALL_ACTION, "value": fold.summary_ref}),
+        );
     }
     if open > 0 {
-        buttons.push(json!({"type": "button", "text": {"type": "plain_text", "text": "Resolve all"},
-            "action_id": super::RESOLVE_ALL_ACTION, "value": fold.summary_ref, "style": "primary"}));
+        buttons.push(
+            json!({"type": "button", "text": {"type": "plain_text", "text": "Resolve all"},
+            "action_id": super::RESOLVE_ALL_ACTION, "value": fold.summary_ref, "style": "primary"}),
+        );
     }
     buttons
 }
@@ -538,10 +544,12 @@ pub fn summary_message(fold: &Fold) -> Value {
     if !buttons.is_empty() {
         blocks.push(json!({"type": "actions", "elements": buttons}));
     }
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-        "Since <!date^{started_s}^{{time}}|{} UTC> · {how}",
-        super::intake_time_words(fold.started_ms)
-    )}]}));
+    blocks.push(
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "Since <!date^{started_s}^{{time}}|{} UTC> · {how}",
+            super::intake_time_words(fold.started_ms)
+        )}]}),
+    );
     json!({
         "text": cut(&format!(":rotating_light: Alert storm: {} alerts — {}", fold.total, escape(&fold.label)), 3_000),
         "blocks": blocks,

@@ -89,8 +89,10 @@ impl Alerts {
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         unit.preload_alerts(ctx, &key_refs).await?;
         unit.preload_members(ctx, &key_refs).await?;
-        let mut group_ids: Vec<GroupId> =
-            key_refs.iter().flat_map(|k| unit.member_groups(k)).collect();
+        let mut group_ids: Vec<GroupId> = key_refs
+            .iter()
+            .flat_map(|k| unit.member_groups(k))
+            .collect();
         group_ids.sort_unstable();
         group_ids.dedup();
         unit.preload_groups(ctx, &group_ids).await?;
@@ -162,7 +164,10 @@ impl Alerts {
 
         let id: GroupId = (group_key, storm_channel.clone());
         let mut group = unit.take_group(ctx, &id).await?;
-        if !group.as_ref().is_some_and(|g| storm::is_current(g, fold_ref)) {
+        if !group
+            .as_ref()
+            .is_some_and(|g| storm::is_current(g, fold_ref))
+        {
             // An earlier storm of the group: the group keeps only its current storm's counts,
             // so this summary's are counted again from its alerts.
             let mut rows: Vec<AlertRow> = Vec::with_capacity(keys.len());
@@ -172,8 +177,12 @@ impl Alerts {
             let first_ms = rows.iter().map(|r| r.first_ms).min().unwrap_or_default();
             let started_ms = posted_ms(ctx.store(), fold_ref).await?.unwrap_or(first_ms);
             let label = group.as_ref().map(|g| g.label.clone()).unwrap_or_default();
-            let fold =
-                storm::recounted(fold_ref, &label, started_ms, &rows.iter().collect::<Vec<_>>());
+            let fold = storm::recounted(
+                fold_ref,
+                &label,
+                started_ms,
+                &rows.iter().collect::<Vec<_>>(),
+            );
             ctx.update_latest(&storm_channel, fold_ref, storm::summary_message(&fold))
                 .await?;
         }

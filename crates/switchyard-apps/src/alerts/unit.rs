@@ -289,9 +289,7 @@ impl Unit {
             groups::save_groups(ctx.db().await?, self.backend, &changed).await?;
         }
         if self.inhibitors.changed() {
-            self.inhibitors
-                .write(ctx.db().await?, self.backend)
-                .await?;
+            self.inhibitors.write(ctx.db().await?, self.backend).await?;
         }
         Ok(())
     }
