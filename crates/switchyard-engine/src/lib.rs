@@ -41,7 +41,7 @@ pub use app::{
 pub use config::{AppSection, CheckOptions, Config, ConfigError, Secret, ValidateSection};
 pub use server::{Server, StartOptions};
 pub use switchyard_store::{
-    ActorKind, AuditRecord, Backend, Outcome, Store, StoreError, Via, sqlx,
+    ActorKind, AuditRecord, Backend, Outcome, Placeholders, Store, StoreError, Via, sqlx,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,6 @@
 //! changed, only pruned by age ([`Store::audit_prune`]).
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::str::FromStr;
 
 use sqlx::Row;
@@ -233,22 +232,7 @@ impl Tx<'_> {
                 "INSERT INTO audit (at, actor_kind, actor, via, action, object, outcome, detail) \
                  VALUES ",
             );
-            let mut p = Placeholders::new(self.backend);
-            for i in 0..chunk.len() {
-                let _ = write!(
-                    sql,
-                    "{}({}, {}, {}, {}, {}, {}, {}, {})",
-                    if i > 0 { "," } else { "" },
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next()
-                );
-            }
+            sql.push_str(&Placeholders::new(self.backend).rows(chunk.len(), 8));
             let mut query = sqlx::query(&sql);
             for record in chunk {
                 query = bind_record(query, record);

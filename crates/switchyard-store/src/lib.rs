@@ -374,33 +374,49 @@ fn clamp_i32(n: i64) -> i32 {
 /// `$1, $2…` on PostgreSQL, a plain `?` on SQLite. SQLite binds a plain `?` by position but
 /// finds a numbered one by scanning the statement's list of names, when preparing and again
 /// when binding, so a batch statement with thousands of `$N` costs their square. Values are
-/// bound in the order their placeholders appear, so a value used twice is bound twice.
-struct Placeholders {
+/// bound in the order their placeholders appear, so a value used twice is bound twice. Apps
+/// build their own tables' batch statements with it too.
+pub struct Placeholders {
     backend: Backend,
     count: usize,
 }
 
-/// One placeholder, as [`Placeholders::next`] numbered it.
-struct Placeholder(Option<usize>);
+/// One placeholder, as [`Placeholders::mark`] numbered it.
+pub struct Placeholder(Option<usize>);
 
 impl Placeholders {
-    fn new(backend: Backend) -> Self {
+    /// Placeholders for one statement on `backend`, numbered from the first.
+    pub fn new(backend: Backend) -> Self {
         Self { backend, count: 0 }
     }
 
     /// The next placeholder.
-    fn next(&mut self) -> Placeholder {
+    pub fn mark(&mut self) -> Placeholder {
         self.count += 1;
         Placeholder((self.backend == Backend::Postgres).then_some(self.count))
     }
 
     /// `n` placeholders separated by commas, for an `IN (…)` list.
-    fn list(&mut self, n: usize) -> String {
+    pub fn list(&mut self, n: usize) -> String {
         let mut list = String::with_capacity(n * 4);
         for i in 0..n {
-            let _ = write!(list, "{}{}", if i > 0 { "," } else { "" }, self.next());
+            let _ = write!(list, "{}{}", if i > 0 { "," } else { "" }, self.mark());
         }
         list
+    }
+
+    /// `(…),(…)`: `rows` rows of `columns` placeholders each, for a multi-row `VALUES`.
+    pub fn rows(&mut self, rows: usize, columns: usize) -> String {
+        let mut out = String::with_capacity(rows * (columns * 4 + 3));
+        for i in 0..rows {
+            let _ = write!(
+                out,
+                "{}({})",
+                if i > 0 { "," } else { "" },
+                self.list(columns)
+            );
+        }
+        out
     }
 }
 
@@ -964,12 +980,12 @@ impl Store {
         // Each id appears twice (its case and the list), so a chunk binds three values a row.
         for chunk in sent.chunks(INSERT_CHUNK / 3) {
             let mut p = Placeholders::new(self.backend);
-            let sent_at = p.next();
+            let sent_at = p.mark();
             let mut cases = String::new();
             for _ in chunk {
-                let _ = write!(cases, " WHEN {} THEN {}", p.next(), p.next());
+                let _ = write!(cases, " WHEN {} THEN {}", p.mark(), p.mark());
             }
-            let lease_owner = p.next();
+            let lease_owner = p.mark();
             let list = p.list(chunk.len());
             let sql = format!(
                 "UPDATE outbox SET state = 'sent', sent_at = {sent_at}, \
@@ -1009,7 +1025,7 @@ impl Store {
                 if i > 0 {
                     sql.push(',');
                 }
-                let _ = write!(sql, "({}, {}, {})", p.next(), p.next(), p.next());
+                let _ = write!(sql, "({}, {}, {})", p.mark(), p.mark(), p.mark());
             }
             sql.push_str(
                 " ON CONFLICT (ref_key) DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
@@ -1152,7 +1168,7 @@ impl Store {
         let mut sql = format!(
             "SELECT ordering_key, sent_at FROM outbox WHERE state = 'sent' AND sent_at >= {} \
              AND id > (SELECT COALESCE(MAX(id), 0) - 5000 FROM outbox) AND method IN ({})",
-            p.next(),
+            p.mark(),
             p.list(methods.len())
         );
         if let Some(keys) = keys {
@@ -1250,22 +1266,7 @@ async fn insert_inbox_rows(
             "INSERT INTO inbox (dedupe_key, kind, payload, received_at, lease_owner, \
              lease_until) VALUES ",
         );
-        let mut p = Placeholders::new(backend);
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let _ = write!(
-                sql,
-                "({}, {}, {}, {}, {}, {})",
-                p.next(),
-                p.next(),
-                p.next(),
-                p.next(),
-                p.next(),
-                p.next()
-            );
-        }
+        sql.push_str(&Placeholders::new(backend).rows(chunk.len(), 6));
         sql.push_str(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
         let (owner, until) = (lease.map(|(owner, _)| owner), lease.map(|(_, until)| until));
         let mut query = sqlx::query(&sql);
@@ -1431,7 +1432,7 @@ impl Tx<'_> {
         let mut taken = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(INSERT_CHUNK) {
             let mut p = Placeholders::new(self.backend);
-            let (handled_at, lease_owner, state) = (p.next(), p.next(), p.next());
+            let (handled_at, lease_owner, state) = (p.mark(), p.mark(), p.mark());
             let list = p.list(chunk.len());
             let sql = format!(
                 "UPDATE inbox SET state = 'done', outcome = 'handled', handled_at = {handled_at}, \
@@ -1499,22 +1500,7 @@ impl Tx<'_> {
                 "INSERT INTO outbox (ordering_key, method, payload, ref_key, not_before, \
                  created_at) VALUES ",
             );
-            let mut p = Placeholders::new(self.backend);
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let _ = write!(
-                    sql,
-                    "({}, {}, {}, {}, {}, {})",
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next()
-                );
-            }
+            sql.push_str(&Placeholders::new(self.backend).rows(chunk.len(), 6));
             let mut query = sqlx::query(&sql);
             for item in chunk {
                 query = query

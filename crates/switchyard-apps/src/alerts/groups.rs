@@ -20,11 +20,11 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 use switchyard_engine::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchyard_engine::{AppError, AppMigration, Backend, Ctx, Outcome, StoreError};
+use switchyard_engine::{AppError, AppMigration, Backend, Ctx, Outcome, Placeholders, StoreError};
 
 use super::config::AlertsConfig;
 use super::intake::{Alert, Status};
-use super::state::{AlertRow, Placeholders, ROWS_PER_STATEMENT};
+use super::state::{AlertRow, ROWS_PER_STATEMENT};
 use super::unit::Unit;
 use super::{Alerts, ref_key, storm};
 
@@ -484,7 +484,7 @@ pub(super) async fn load_groups(
         let conditions: Vec<String> = chunk
             .iter()
             .map(|_| {
-                let (key, channel) = (marks.list(1), marks.list(1));
+                let (key, channel) = (marks.mark(), marks.mark());
                 format!("(group_key = {key} AND channel = {channel})")
             })
             .collect();

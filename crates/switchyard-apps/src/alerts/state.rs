@@ -2,10 +2,8 @@
 //! last payload, its status, who acknowledged or resolved it, and the channels its messages
 //! are in (so every one of them is edited).
 
-use std::fmt::Write as _;
-
 use switchyard_engine::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchyard_engine::{AppError, AppMigration, Backend, StoreError};
+use switchyard_engine::{AppError, AppMigration, Backend, Placeholders, StoreError};
 
 use super::intake::{Alert, Status};
 
@@ -56,51 +54,6 @@ fn db_err(e: sqlx::Error) -> AppError {
 
 fn bad_row(what: &str) -> AppError {
     AppError::Internal(format!("an unreadable alerts_alerts row: {what}"))
-}
-
-/// Placeholders for the multi-row statements of the app's tables, numbered as they appear:
-/// `$1, $2…` on PostgreSQL, a plain `?` on SQLite (which finds a numbered one by scanning the
-/// statement's list of names, so a statement of thousands of them costs their square).
-pub(super) struct Placeholders {
-    numbered: bool,
-    count: usize,
-}
-
-impl Placeholders {
-    pub(super) fn new(backend: Backend) -> Self {
-        Self {
-            numbered: backend == Backend::Postgres,
-            count: 0,
-        }
-    }
-
-    /// `…, …`: `n` placeholders, for an `IN (…)` list.
-    pub(super) fn list(&mut self, n: usize) -> String {
-        let mut out = String::with_capacity(n * 4);
-        for i in 0..n {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            self.count += 1;
-            if self.numbered {
-                let _ = write!(out, "${}", self.count);
-            } else {
-                out.push('?');
-            }
-        }
-        out
-    }
-
-    /// `(…, …)`: a row of `n` placeholders.
-    pub(super) fn row(&mut self, n: usize) -> String {
-        format!("({})", self.list(n))
-    }
-
-    /// `(…), (…)`: `rows` rows of `n`.
-    pub(super) fn rows(&mut self, rows: usize, n: usize) -> String {
-        let list: Vec<String> = (0..rows).map(|_| self.row(n)).collect();
-        list.join(", ")
-    }
 }
 
 /// Rows per multi-row statement: within both databases' limits on bound values.
