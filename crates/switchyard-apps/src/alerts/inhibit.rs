@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Deserialize;
 use switchyard_engine::AppMigration;
 use switchyard_engine::sqlx::{self, AnyConnection, Row};
-use switchyard_engine::{AppError, Backend, StoreError};
+use switchyard_engine::{AppError, Backend, Placeholders, StoreError};
 
 use super::intake::Alert;
 use super::matchers::{self, Matcher};
-use super::state::{Placeholders, ROWS_PER_STATEMENT};
+use super::state::ROWS_PER_STATEMENT;
 
 pub const MIGRATIONS: [AppMigration; 2] = [
     AppMigration {
@@ -230,7 +230,7 @@ impl Sources {
             let conditions: Vec<String> = chunk
                 .iter()
                 .map(|_| {
-                    let (rule, values) = (marks.list(1), marks.list(1));
+                    let (rule, values) = (marks.mark(), marks.mark());
                     format!("(rule = {rule} AND equal_values = {values})")
                 })
                 .collect();
