@@ -3,14 +3,6 @@
 
 use switchyard_engine::{ActorKind, AppError, Ctx, HttpReply, HttpRequest, Outcome};
 
-fn bearer(request: &HttpRequest) -> Option<&str> {
-    request
-        .header("authorization")
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-}
-
 /// `Ok(None)` when the request's token grants `scope` (the token is then the actor of what
 /// the request changes); otherwise the reply to send: 401 `invalid_token`, 403
 /// `missing_scope: <scope>` (audited as refused, as the engine's API does; a 401 is not:
@@ -29,7 +21,7 @@ pub async fn verify(
     request: &HttpRequest,
     scope: &str,
 ) -> Result<Result<String, HttpReply>, AppError> {
-    let Some(given) = bearer(request) else {
+    let Some(given) = request.bearer() else {
         return Ok(Err(HttpReply::error(401, "invalid_token")));
     };
     let Some(token) = ctx.store().token_verify(given, ctx.now_ms()).await? else {

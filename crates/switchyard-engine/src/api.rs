@@ -51,8 +51,19 @@ pub enum ApiError {
     /// No such route or method: 404 / 405.
     NotFound,
     MethodNotAllowed,
-    /// The store failed: 503, details in the log only.
-    Unavailable,
+    /// The store failed: 503 with an error id; the detail only in the log line carrying it.
+    Unavailable {
+        error_id: String,
+    },
+}
+
+impl ApiError {
+    /// A 503 for `error`, logged (with `what` failed) under a new error id.
+    pub fn unavailable(what: &str, error: &dyn std::fmt::Display) -> Self {
+        let error_id = crate::error_id();
+        tracing::error!(error_id, error = %error, "{what}");
+        ApiError::Unavailable { error_id }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -78,9 +89,9 @@ impl IntoResponse for ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 json!({"ok": false, "error": "method_not_allowed"}),
             ),
-            ApiError::Unavailable => (
+            ApiError::Unavailable { error_id } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"ok": false, "error": "unavailable", "detail": "try again"}),
+                json!({"ok": false, "error": "unavailable", "error_id": error_id, "detail": "try again"}),
             ),
         };
         let mut response = (status, axum::Json(body)).into_response();
@@ -121,10 +132,7 @@ pub async fn authorize(
     let token = match store.token_verify(plaintext, now).await {
         Ok(Some(token)) => token,
         Ok(None) => return Err(ApiError::InvalidToken("unknown, expired or revoked token")),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot check an API token");
-            return Err(ApiError::Unavailable);
-        }
+        Err(e) => return Err(ApiError::unavailable("cannot check an API token", &e)),
     };
     if token.allows(needed) {
         return Ok(token);
@@ -250,10 +258,10 @@ async fn audit(
     RawQuery(query): RawQuery,
 ) -> Result<axum::Json<Value>, ApiError> {
     let filter = audit_filter(query.as_deref(), now_ms())?;
-    let entries = store.audit_query(&filter).await.map_err(|e| {
-        tracing::error!(error = %e, "cannot read the audit log");
-        ApiError::Unavailable
-    })?;
+    let entries = store
+        .audit_query(&filter)
+        .await
+        .map_err(|e| ApiError::unavailable("cannot read the audit log", &e))?;
     let limit = match filter.limit {
         0 => switchyard_store::AUDIT_DEFAULT_LIMIT,
         n => n.min(switchyard_store::AUDIT_MAX_LIMIT),
@@ -358,8 +366,7 @@ async fn access_list(
     State(state): State<AccessState>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let unavailable = |e: switchyard_store::StoreError| {
-        tracing::error!(error = %e, "cannot read access groups and bindings");
-        ApiError::Unavailable
+        ApiError::unavailable("cannot read access groups and bindings", &e)
     };
     let members = state
         .store
@@ -436,10 +443,7 @@ async fn apply_access_change<S: Scope>(
     )
     .await
     .map_err(|e| match e {
-        AccessError::Store(e) => {
-            tracing::error!(error = %e, "cannot change access");
-            ApiError::Unavailable
-        }
+        AccessError::Store(e) => ApiError::unavailable("cannot change access", &e),
         other => ApiError::InvalidArgument(other.to_string()),
     })?;
     // In effect at once here; other replicas see it within their refresh.

@@ -216,6 +216,15 @@ impl HttpRequest {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The credential of an `Authorization: Bearer <credential>` header (an API token, a
+    /// device's token), trimmed.
+    pub fn bearer(&self) -> Option<&str> {
+        self.header("authorization")
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, credential)| credential.trim())
+    }
 }
 
 /// The answer to an [`HttpRequest`]: a status and a JSON body.
@@ -351,6 +360,14 @@ impl BatchTx {
             self.open = Some((tx, taken.into_iter().collect()));
         }
         Ok(&mut self.open.as_mut().expect("just opened").0)
+    }
+
+    /// Whether inbox item `id` is this batch's: taken by its transaction, or not yet known
+    /// (the transaction has not begun).
+    pub(crate) fn holds(&self, id: i64) -> bool {
+        self.open
+            .as_ref()
+            .is_none_or(|(_, taken)| taken.contains(&id))
     }
 }
 

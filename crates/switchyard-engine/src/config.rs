@@ -248,6 +248,23 @@ impl Default for OutboxConfig {
     }
 }
 
+/// `[inbox]`: how long the inbox keeps what it handled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboxConfig {
+    /// Handled (`done`) items older than this many days are pruned (hourly); 0 keeps them
+    /// forever. Pending and failed items are never pruned. A pruned item's key is forgotten:
+    /// Slack's retries and a client's resends come within minutes, not days.
+    pub retention_days: u32,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        // As the outbox's: a week to look into what came in, then the table stays small.
+        Self { retention_days: 7 }
+    }
+}
+
 /// The whole configuration the engine needs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -259,6 +276,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub engine: EngineConfig,
     pub audit: AuditConfig,
+    pub inbox: InboxConfig,
     pub outbox: OutboxConfig,
     pub log: LogConfig,
     /// `[access]`: roles, groups, bindings and channel gates (see [`crate::access`]). `None`
@@ -384,6 +402,7 @@ struct Draft {
     store: StoreConfig,
     engine: EngineConfig,
     audit: AuditConfig,
+    inbox: InboxConfig,
     outbox: OutboxConfig,
     log: LogConfig,
     access: Option<AccessConfig>,
@@ -417,6 +436,10 @@ const SECTIONS: &[Section] = &[
     Section {
         name: "audit",
         read: |value, draft, issues, _| draft.audit = read_table(value, "audit", issues),
+    },
+    Section {
+        name: "inbox",
+        read: |value, draft, issues, _| draft.inbox = read_table(value, "inbox", issues),
     },
     Section {
         name: "outbox",
@@ -588,6 +611,10 @@ impl Config {
             (
                 "audit.retention_days",
                 a.audit.retention_days != b.audit.retention_days,
+            ),
+            (
+                "inbox.retention_days",
+                a.inbox.retention_days != b.inbox.retention_days,
             ),
             (
                 "outbox.retention_days",
@@ -965,6 +992,7 @@ fn finish(
         store: draft.store,
         engine: draft.engine,
         audit: draft.audit,
+        inbox: draft.inbox,
         outbox: draft.outbox,
         log: draft.log,
         access: draft.access,
@@ -1303,6 +1331,27 @@ mod tests {
         .unwrap();
         assert_eq!(c.slack.bot_token.expose(), "xoxb-2");
         assert_eq!(c.slack.signing_secret.unwrap().expose(), "s3cret");
+    }
+
+    #[test]
+    fn the_inbox_keeps_handled_items_a_week_unless_told() {
+        let base = "[slack]\nbot_token = \"xoxb-1\"\nsigning_secret = \"s\"\n";
+        let c = Config::parse(base, "s.toml", &env(&[])).unwrap();
+        assert_eq!(c.inbox.retention_days, 7);
+        let c = Config::parse(
+            &format!("{base}[inbox]\nretention_days = 0\n"),
+            "s.toml",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.inbox.retention_days, 0);
+        let e = Config::parse(
+            &format!("{base}[inbox]\nretention_days = \"long\"\n"),
+            "s.toml",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(e.key.starts_with("inbox"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! queue and run one to a batch, so a handler that opens a modal never holds others up, nor
 //! is held up by them.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use switchyard_store::{ActorKind, AuditRecord, NewOutboxItem, Outcome, StoreError, Via};
@@ -44,6 +45,10 @@ pub struct Job {
 pub struct DispatchQueue {
     urgent: mpsc::Sender<Job>,
     normal: mpsc::Sender<Job>,
+    /// The inbox ids queued or being handled here. An item whose lease runs out while it waits
+    /// is claimed again by this process's inbox worker (which renews the lease); it must not
+    /// be queued a second time, or both copies are handled — in one batch, both answered.
+    held: Mutex<HashSet<i64>>,
 }
 
 /// The workers' end of the [`DispatchQueue`].
@@ -57,7 +62,11 @@ impl DispatchQueue {
         let (urgent, urgent_rx) = mpsc::channel(QUEUE_CAPACITY);
         let (normal, normal_rx) = mpsc::channel(QUEUE_CAPACITY);
         (
-            Self { urgent, normal },
+            Self {
+                urgent,
+                normal,
+                held: Mutex::new(HashSet::new()),
+            },
             Waiting {
                 urgent: urgent_rx,
                 normal: normal_rx,
@@ -65,19 +74,37 @@ impl DispatchQueue {
         )
     }
 
-    /// Queues a job without waiting: the ack must not wait for handlers.
+    /// Queues a job without waiting: the ack must not wait for handlers. A job whose item is
+    /// already queued or being handled here is dropped: that one will take the item.
     pub fn submit(&self, job: Job) {
+        let id = job.id;
+        if !self.held().insert(id) {
+            tracing::debug!(id, "already queued here; its lease was renewed");
+            return;
+        }
         let queue = match job.kind {
             Kind::Command | Kind::Interaction => &self.urgent,
             Kind::Event | Kind::Http => &self.normal,
         };
-        if let Err(e) = queue.try_send(job) {
-            let job = e.into_inner();
+        if queue.try_send(job).is_err() {
+            self.held().remove(&id);
             tracing::warn!(
-                id = job.id,
+                id,
                 "dispatch queue full: the item waits in the inbox for its lease to run out"
             );
         }
+    }
+
+    /// The batch's items are handled (or given back to the inbox): they may be queued again.
+    fn release(&self, ids: &[i64]) {
+        let mut held = self.held();
+        for id in ids {
+            held.remove(id);
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -91,7 +118,9 @@ pub async fn run(engine: Arc<Engine>, waiting: Waiting, workers: usize, stop: Ca
             loop {
                 let batch = next_batch(&mut *waiting.lock().await, &stop).await;
                 let Some(batch) = batch else { return };
+                let ids: Vec<i64> = batch.iter().map(|j| j.id).collect();
                 engine.run_batch(batch).await;
+                engine.dispatch.release(&ids);
             }
         });
     }
@@ -190,7 +219,13 @@ impl Engine {
         };
         let registry = self.registry.current();
         let mut results = Vec::with_capacity(jobs.len());
+        let mut seen = HashSet::with_capacity(jobs.len());
         for job in jobs {
+            if !seen.insert(job.id) || !batch.holds(job.id) {
+                // The same item twice, or one another worker took over before this batch's
+                // transaction began: handled (here, or there) once.
+                continue;
+            }
             let route = registry.route(job.kind, &job.payload, &self.bot);
             if let Some(refused) = self.permission_step(&registry, &route, now) {
                 results.push((job.id, refused));
@@ -219,7 +254,15 @@ impl Engine {
             let handled = match result {
                 Ok(()) => {
                     if savepoint {
-                        batch.tx().await?.release_savepoint().await?;
+                        // Its item may have been taken over while the handler ran (the
+                        // transaction began in it): then its changes are not this batch's.
+                        let held = batch.holds(job.id);
+                        let tx = batch.tx().await?;
+                        if held {
+                            tx.release_savepoint().await?;
+                        } else {
+                            tx.rollback_to_savepoint().await?;
+                        }
                     }
                     Handled::Ok(outbox, audit)
                 }

@@ -12,6 +12,9 @@ use crate::now_ms;
 
 /// At most this many deliveries share one transaction.
 const MAX_BATCH: usize = 256;
+/// Handled items deleted by one statement of [`prune_done`].
+const PRUNE_CHUNK: u32 = 1_000;
+const DAY_MS: i64 = 24 * 3600 * 1000;
 
 type Reply = oneshot::Sender<Result<InboxInsert, String>>;
 
@@ -64,5 +67,81 @@ impl InboxWriter {
         answer
             .await
             .map_err(|_| "the inbox writer stopped".to_string())?
+    }
+}
+
+/// Deletes the inbox's handled items older than `retention_days` (0 keeps them), a chunk at a
+/// time, so the writer is never held long; returns how many went. Failed items stay (for an
+/// operator to look into), and so do pending ones.
+pub async fn prune_done(
+    store: &Store,
+    retention_days: u32,
+    now_ms: i64,
+) -> Result<u64, switchyard_store::StoreError> {
+    if retention_days == 0 {
+        return Ok(0);
+    }
+    let cutoff = now_ms.saturating_sub(i64::from(retention_days) * DAY_MS);
+    let mut pruned = 0;
+    loop {
+        let n = store.inbox_prune_done(cutoff, PRUNE_CHUNK).await?;
+        pruned += n;
+        if n < u64::from(PRUNE_CHUNK) {
+            return Ok(pruned);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pruning_takes_old_handled_items_in_chunks_and_keeps_the_rest() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let now = 30 * DAY_MS;
+        let old = PRUNE_CHUNK as usize + 5;
+        let items: Vec<NewInboxItem> = (0..old + 3)
+            .map(|n| NewInboxItem {
+                dedupe_key: format!("event:E{n}"),
+                kind: "event".into(),
+                payload: "{}".into(),
+                received_at_ms: 1,
+            })
+            .collect();
+        let ids: Vec<i64> = store
+            .inbox_insert_many(&items, Some(("w", i64::MAX)))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|inserted| match inserted {
+                InboxInsert::New(id) => id,
+                InboxInsert::Duplicate(id) => panic!("{id} is new"),
+            })
+            .collect();
+        // All but three handled ten days ago; one yesterday; one failed long ago; one pending.
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            tx.inbox_take(&ids[..old], "w", now - 10 * DAY_MS)
+                .await
+                .unwrap()
+                .len(),
+            old
+        );
+        tx.inbox_take(&ids[old..old + 1], "w", now - DAY_MS)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        store
+            .inbox_retry(ids[old + 1], "w", "broken", 0, 1)
+            .await
+            .unwrap();
+        assert_eq!(prune_done(&store, 0, now).await.unwrap(), 0, "0 keeps all");
+        assert_eq!(prune_done(&store, 7, now).await.unwrap(), old as u64);
+        let counts = store.inbox_counts().await.unwrap();
+        assert_eq!(
+            (counts.pending, counts.done_or_sent, counts.failed),
+            (1, 1, 1)
+        );
     }
 }

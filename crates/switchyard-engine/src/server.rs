@@ -254,8 +254,11 @@ impl Server {
         working.spawn(access_refresh.run(stop_working.clone()));
         working.spawn(prune_hourly(
             store.clone(),
-            config.audit.retention_days,
-            config.outbox.retention_days,
+            Retention {
+                audit_days: config.audit.retention_days,
+                inbox_days: config.inbox.retention_days,
+                outbox_days: config.outbox.retention_days,
+            },
             stop_working.clone(),
         ));
         working.spawn(checkpoint_every_second(store.clone(), stop_working.clone()));
@@ -372,6 +375,13 @@ async fn readyz(State(status): State<Status>) -> Response {
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer in 2 s".to_string()),
     };
+    // What failed goes to the log, under the id the answer gives (a store error may say more
+    // than a prober should read).
+    let error_id = crate::error_id();
+    let store = store.map_err(|detail| {
+        tracing::warn!(error_id, error = %detail, "not ready: the store failed");
+        format!("the store failed (error id {error_id})")
+    });
     let sockets = status.sockets.get();
     let slack = if !status.socket_mode || sockets > 0 {
         Ok(())
@@ -393,7 +403,7 @@ async fn readyz(State(status): State<Status>) -> Response {
     if draining {
         failed.push("shutting_down");
     }
-    let body = json!({
+    let mut body = json!({
         "ok": failed.is_empty(),
         "failed": failed,
         "checks": {
@@ -409,6 +419,9 @@ async fn readyz(State(status): State<Status>) -> Response {
     let code = if failed.is_empty() {
         StatusCode::OK
     } else {
+        tracing::warn!(error_id, failed = ?failed, "not ready");
+        body["error"] = "not_ready".into();
+        body["error_id"] = error_id.into();
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(body)).into_response()
@@ -470,16 +483,24 @@ async fn read_outbox_depth(store: Store, pending: Arc<AtomicI64>, stop: Cancella
     }
 }
 
-/// Applies `[audit] retention_days` and `[outbox] retention_days` at start and then once an
+/// How many days the audit log, the inbox's handled items and the outbox's sent calls are
+/// kept (0: for ever).
+struct Retention {
+    audit_days: u32,
+    inbox_days: u32,
+    outbox_days: u32,
+}
+
+/// Applies `[audit]`, `[inbox]` and `[outbox]` `retention_days` at start and then once an
 /// hour, and forgets sync routes' stored replies older than
 /// [`crate::sync_routes::REPLAY_WINDOW_MS`]. With several replicas each prunes; the deletes are
 /// idempotent.
-async fn prune_hourly(
-    store: Store,
-    retention_days: u32,
-    outbox_retention_days: u32,
-    stop: CancellationToken,
-) {
+async fn prune_hourly(store: Store, retention: Retention, stop: CancellationToken) {
+    let Retention {
+        audit_days: retention_days,
+        inbox_days: inbox_retention_days,
+        outbox_days: outbox_retention_days,
+    } = retention;
     let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
     every_hour.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -502,6 +523,17 @@ async fn prune_hourly(
                 )
             }
             Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
+        }
+        match crate::inbox::prune_done(&store, inbox_retention_days, crate::now_ms()).await {
+            Ok(0) => {}
+            Ok(pruned) => {
+                tracing::info!(
+                    pruned,
+                    inbox_retention_days,
+                    "pruned the inbox's handled items"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot prune the inbox"),
         }
         let before = crate::now_ms() - crate::sync_routes::REPLAY_WINDOW_MS;
         match store.sync_replies_prune(before).await {

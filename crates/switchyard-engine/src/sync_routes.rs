@@ -8,7 +8,9 @@
 //! A request with an `Idempotency-Key` header is done once: its first successful reply is
 //! stored in the same transaction as its change (`sync_replies`), and a repeat — the same key,
 //! from the same caller (its `Authorization`), with the same method, path and body — gets that
-//! reply again (with `Idempotent-Replayed: true`) without the app running. The same key with
+//! reply again (with `Idempotent-Replayed: true`) without the app running, while the caller's
+//! API token is still in force (a revoked or expired one's repeat goes to the app, which
+//! refuses it). The same key with
 //! another request is refused with 422 `idempotency_key_reused`. Failed replies are not kept:
 //! nothing changed, so a repeat is simply tried again. Replies are kept for
 //! [`REPLAY_WINDOW_MS`].
@@ -111,28 +113,37 @@ fn reply(answer: HttpReply, replayed: bool) -> Response {
 /// A request's `Idempotency-Key`, as the store keeps it: `key` names the caller's use of the
 /// key (the app, the caller's credentials, the key), `fingerprint` the request. Both are
 /// SHA-256 hashes, so no credential is stored.
-struct Idempotency {
+pub(crate) struct Idempotency {
     key: String,
     fingerprint: String,
 }
 
+/// SHA-256 of `parts`, each ended by a NUL (so `("ab", "c")` and `("a", "bc")` differ), in hex.
+fn hash(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
 impl Idempotency {
     fn of(app: &str, request: &HttpRequest) -> Option<Self> {
-        use sha2::{Digest, Sha256};
         let given = request.header("idempotency-key")?;
-        let hash = |parts: &[&str]| {
-            let mut hasher = Sha256::new();
-            for part in parts {
-                hasher.update(part.as_bytes());
-                hasher.update([0]);
-            }
-            hex::encode(hasher.finalize())
-        };
         let credentials = request.header("authorization").unwrap_or("");
         Some(Self {
-            key: hash(&[app, credentials, given]),
+            key: Self::caller_key(app, credentials, given),
             fingerprint: hash(&[&request.method, &request.path, &request.body]),
         })
+    }
+
+    /// A caller's use of an `Idempotency-Key` (`given`): app `app`, the request's
+    /// `Authorization` header (empty without one) and the key, hashed. Another caller's same
+    /// key is another key. The apps' async routes key their inbox items with it too.
+    pub(crate) fn caller_key(app: &str, authorization: &str, given: &str) -> String {
+        hash(&[app, authorization, given])
     }
 
     /// The answer a stored reply gives this request: the reply again, or 422 when the key was
@@ -156,6 +167,24 @@ impl Idempotency {
 }
 
 impl Engine {
+    /// Whether a stored reply may answer this request: an API token (`Bearer sy_…`) must still
+    /// be in force — the store's check, as the apps make it —, or a revoked or expired token
+    /// would get its stored replies for a day. Refused, the request goes to the app, which
+    /// answers 401 (or 403, audited) as to any request. Other credentials (a device's token
+    /// from the config) are the app's to judge; their replies replay as they are. A token's
+    /// scopes cannot change in force (a new grant is a new token: another credential, so
+    /// another key).
+    async fn may_replay(&self, request: &HttpRequest) -> Result<bool, AppError> {
+        match request.bearer() {
+            Some(token) if token.starts_with(switchyard_store::TOKEN_PREFIX) => Ok(self
+                .store
+                .token_verify(token, crate::now_ms())
+                .await?
+                .is_some()),
+            _ => Ok(true),
+        }
+    }
+
     /// Runs `app.serve` in a transaction of its own and commits what it wrote when the reply
     /// is a success; a repeat of a request with an `Idempotency-Key` is answered from the
     /// store. The reply, and whether it is a stored one.
@@ -167,6 +196,7 @@ impl Engine {
         let idempotency = Idempotency::of(app.declaration().name, request);
         if let Some(idempotency) = &idempotency
             && let Some(stored) = self.store.sync_reply(&idempotency.key).await?
+            && self.may_replay(request).await?
         {
             return Ok(idempotency.answer(stored));
         }

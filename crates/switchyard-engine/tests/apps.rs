@@ -345,17 +345,39 @@ async fn an_apps_http_route_goes_through_the_inbox_once_per_idempotency_key() {
     assert_eq!(r.status().as_u16(), 422);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "idempotency_key_reused", "{body}");
+    // Another caller's same key is another key: its request is taken, once.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = s
+            .http
+            .post(&url)
+            .header("authorization", "Bearer another-caller")
+            .header("idempotency-key", "one")
+            .json(&json!({"channel": general, "text": "from another caller"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        ids.push(r.json::<Value>().await.unwrap()["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1], "the repeat is the same item");
     s.wait_message("the hook's message", |m| m["text"] == "from the hook")
+        .await;
+    s.wait_message("the other caller's", |m| m["text"] == "from another caller")
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let v = s.get("/channels/general/messages").await;
-    let count = v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["text"] == "from the hook" || m["text"] == "something else")
-        .count();
-    assert_eq!(count, 1);
+    let count = |text: &str| {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["text"] == text)
+            .count()
+    };
+    assert_eq!(count("from the hook"), 1);
+    assert_eq!(count("something else"), 0);
+    assert_eq!(count("from another caller"), 1);
     s.server.shutdown().await;
 }
 

@@ -753,6 +753,30 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes up to `limit` handled (`done`) items handled before `handled_before_ms` (oldest
+    /// ids first) and returns how many went; pending and failed items stay. Call it until it
+    /// returns less than `limit`: each call is one short write, so acks never wait long. A
+    /// deleted item's dedupe key is forgotten: a delivery under it again would be new.
+    pub async fn inbox_prune_done(
+        &self,
+        handled_before_ms: i64,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
+        // By id, which follows the time of handling closely enough: the scan starts at the
+        // oldest rows, which are the ones to go.
+        let done = sqlx::query(
+            "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox \
+             WHERE state = 'done' AND handled_at < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(handled_before_ms)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("inbox prune"))?;
+        Ok(done.rows_affected())
+    }
+
     /// One inbox item by id.
     pub async fn inbox_get(&self, id: i64) -> Result<Option<InboxItem>, StoreError> {
         let row = sqlx::query(&format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE id = $1"))

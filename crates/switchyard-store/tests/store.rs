@@ -706,6 +706,53 @@ async fn pruning_removes_only_sent_items_older_than_the_cut() {
     .await;
 }
 
+#[tokio::test]
+async fn inbox_pruning_removes_only_done_items_handled_before_the_cut() {
+    on_both(|store| async move {
+        // Three handled long ago, one handled recently, one failed long ago, one pending.
+        let mut ids = Vec::new();
+        for n in 0..5 {
+            ids.push(new_inbox(&store, &format!("Ev-prune-{n}"), Some(("w", i64::MAX))).await);
+        }
+        let mut tx = store.begin().await.unwrap();
+        for id in &ids[..3] {
+            assert!(tx.inbox_done(*id, "w", "handled", 1_000).await.unwrap());
+        }
+        assert!(tx.inbox_done(ids[3], "w", "handled", 9_000).await.unwrap());
+        tx.commit().await.unwrap();
+        store
+            .inbox_retry(ids[4], "w", "broken", 0, 1)
+            .await
+            .unwrap();
+        let pending = new_inbox(&store, "Ev-prune-pending", None).await;
+        assert_eq!(store.inbox_counts().await.unwrap(), counts(1, 4, 1));
+
+        assert_eq!(
+            store.inbox_prune_done(5_000, 2).await.unwrap(),
+            2,
+            "the limit holds"
+        );
+        assert_eq!(store.inbox_prune_done(5_000, 2).await.unwrap(), 1);
+        assert_eq!(store.inbox_prune_done(5_000, 2).await.unwrap(), 0);
+        for id in &ids[..3] {
+            assert_eq!(store.inbox_get(*id).await.unwrap(), None);
+        }
+        for id in [ids[3], ids[4], pending] {
+            assert!(store.inbox_get(id).await.unwrap().is_some(), "{id} stays");
+        }
+        assert_eq!(store.inbox_counts().await.unwrap(), counts(1, 1, 1));
+        // A pruned item's key is forgotten: the same delivery again is new.
+        assert!(matches!(
+            store
+                .inbox_insert(&inbox("Ev-prune-0"), None)
+                .await
+                .unwrap(),
+            InboxInsert::New(_)
+        ));
+    })
+    .await;
+}
+
 // ---- transactions ----
 
 #[tokio::test]

@@ -168,10 +168,15 @@ async fn a_resent_alert_with_an_idempotency_key_on_postgresql() {
 impl Env {
     /// A POST with an `Idempotency-Key`: status, whether the reply was a replayed one, body.
     async fn send_keyed(&self, key: &str, body: &Value) -> (u16, bool, Value) {
+        self.send_keyed_as(&self.token, key, body).await
+    }
+
+    /// As [`Env::send_keyed`], with `token`.
+    async fn send_keyed_as(&self, token: &str, key: &str, body: &Value) -> (u16, bool, Value) {
         let reply = self
             .http
             .post(format!("http://{}/api/v1/alerts", self.server.addr()))
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .header("Idempotency-Key", key)
             .body(body.to_string())
             .send()
@@ -245,6 +250,37 @@ async fn idempotent_sync_route(env: &Env) {
     // One message per alert: the replays posted nothing.
     let messages = env.messages_when("C0ALERTS", |m| m.len() == 2).await;
     assert_eq!(messages.len(), 2, "{messages:#?}");
+
+    // A repeat after its token was revoked goes to the app, which refuses the token: not the
+    // stored reply.
+    let short_lived = env.make_token("short-lived", &["alerts:write"]).await;
+    let third =
+        json!({"title": "Disk full on web-3", "severity": "low", "dedup_key": "idem-revoked"});
+    let (status, replayed, done) = env.send_keyed_as(&short_lived, "key-3", &third).await;
+    assert_eq!((status, replayed), (200, false), "{done}");
+    let (status, replayed, again) = env.send_keyed_as(&short_lived, "key-3", &third).await;
+    assert_eq!(
+        (status, replayed),
+        (200, true),
+        "in force, replayed: {again}"
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    switchyard_engine::admin::revoke_token(
+        env.server.store(),
+        "short-lived",
+        &switchyard_engine::admin::Actor::cli(),
+        now_ms,
+    )
+    .await
+    .unwrap();
+    let (status, replayed, refused) = env.send_keyed_as(&short_lived, "key-3", &third).await;
+    assert_eq!((status, replayed), (401, false), "{refused}");
+    assert_eq!(refused["error"], "invalid_token", "{refused}");
+    let messages = env.messages_when("C0ALERTS", |m| m.len() == 3).await;
+    assert_eq!(messages.len(), 3, "the third alert once: {messages:#?}");
 }
 
 async fn routed_posted_once_and_edited_in_place(env: &Env) {

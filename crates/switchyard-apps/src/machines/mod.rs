@@ -343,7 +343,9 @@ impl Machines {
         let Some(expected) = expected else {
             return true;
         };
-        bearer(request).is_some_and(|given| constant_eq(given, expected.expose()))
+        request
+            .bearer()
+            .is_some_and(|given| constant_eq(given, expected.expose()))
     }
 
     async fn device_update(
@@ -401,7 +403,7 @@ impl Machines {
             return Ok(HttpReply::error(404, "unknown machine"));
         };
         // An API token with `machines:write`, or the machine's (or the shared) device token.
-        let who = match bearer(request) {
+        let who = match request.bearer() {
             Some(given) => match ctx.store().token_verify(given, ctx.now_ms()).await {
                 Ok(Some(token)) if token.allows("machines:write") => {
                     ctx.set_actor(ActorKind::Token, &token.id.to_string());
@@ -456,7 +458,7 @@ impl Machines {
         request: &HttpRequest,
         rest: &str,
     ) -> Result<HttpReply, AppError> {
-        let Some(given) = bearer(request) else {
+        let Some(given) = request.bearer() else {
             return Ok(HttpReply::error(401, "invalid_token"));
         };
         let token = match ctx.store().token_verify(given, ctx.now_ms()).await? {
@@ -542,14 +544,6 @@ impl Machines {
             _ => Ok(Err((405, "method_not_allowed".into()))),
         }
     }
-}
-
-fn bearer(request: &HttpRequest) -> Option<&str> {
-    request
-        .header("authorization")
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
 }
 
 /// Compares without stopping at the first difference.

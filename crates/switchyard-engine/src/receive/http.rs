@@ -150,15 +150,9 @@ fn ack(result: Result<Option<Value>, crate::EngineError>) -> Response {
     match result {
         Ok(Some(body)) => axum::Json(body).into_response(),
         Ok(None) => StatusCode::OK.into_response(),
+        // A 5xx makes Slack retry, which is what a store hiccup needs.
         Err(e) => {
-            // A 5xx makes Slack retry, which is what a store hiccup needs.
-            tracing::error!(error = %e, "could not take a delivery");
-            Refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "try again".into(),
-            )
-            .into_response()
+            crate::api::ApiError::unavailable("could not take a delivery", &e).into_response()
         }
     }
 }

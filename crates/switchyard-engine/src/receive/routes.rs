@@ -2,10 +2,11 @@
 //! anything from Slack, answered `202 {"ok":true,"id":…}`, and handled after. An
 //! `Idempotency-Key` header makes a resent request count once (answered with the first one's
 //! id); the key with another path or body is refused, 422 `idempotency_key_reused`, as on the
-//! sync routes. A route the app listed in
-//! `Declaration::http_route_scopes` first needs a bearer API token granting that scope (401/403
-//! as in [`crate::api`]); the token's id and name go into the payload (`token`), for the
-//! handler's audit record.
+//! sync routes. As there, a key is the caller's: scoped by the app and a hash of the request's
+//! `Authorization` (no credential is stored), so two callers' same key do not collide. A
+//! route the app listed in `Declaration::http_route_scopes` first needs a bearer API token
+//! granting that scope (401/403 as in [`crate::api`]); the token's id and name go into the
+//! payload (`token`), for the handler's audit record.
 
 use std::sync::Arc;
 
@@ -92,7 +93,11 @@ async fn accept(State(route): State<Route>, headers: HeaderMap, body: Body) -> R
     };
     let keyed = header("idempotency-key").is_some();
     let idempotency_key = match header("idempotency-key") {
-        Some(key) => format!("{}:{key}", route.app),
+        Some(key) => crate::sync_routes::Idempotency::caller_key(
+            route.app,
+            header("authorization").unwrap_or(""),
+            key,
+        ),
         None => format!("{:032x}", rand::rng().random::<u128>()),
     };
     let payload = json!({
@@ -115,14 +120,7 @@ async fn accept(State(route): State<Route>, headers: HeaderMap, body: Body) -> R
             axum::Json(json!({"ok": true, "id": id})),
         )
             .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "could not take a request");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "try again".into(),
-            )
-        }
+        Err(e) => crate::api::ApiError::unavailable("could not take a request", &e).into_response(),
     }
 }
 
