@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use common::Harness;
 use serde_json::{Value, json};
 use switchyard_engine::{App, AppError, Ctx, Declaration, Input, MentionCommand};
-use switchyard_store::{AuditFilter, Outcome};
+use switchyard_store::{AuditFilter, Outcome, sqlx};
 
 /// `slow` keeps the one dispatch worker busy for several leases; `ping` answers `pong` and
 /// audits it.
@@ -31,6 +31,10 @@ impl App for Slowpoke {
                     word: "ping",
                     help: "pong",
                 },
+                MentionCommand {
+                    word: "note",
+                    help: "take a while, then write",
+                },
             ],
             ..Declaration::default()
         }
@@ -43,7 +47,16 @@ impl App for Slowpoke {
         else {
             return Ok(());
         };
-        if command == "slow" {
+        if command == "note" {
+            tokio::time::sleep(Duration::from_millis(2_000)).await;
+            // The batch's transaction begins here, and takes the item if it is still ours.
+            sqlx::query("INSERT INTO message_refs (ref_key, channel, ts) VALUES ($1, 'C', '1')")
+                .bind(format!("note:{}", message.ts))
+                .execute(ctx.db().await?)
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            ctx.reply(message, "noted");
+        } else if command == "slow" {
             // Standing in for a handler held up by a loaded machine or a slow Slack call.
             tokio::time::sleep(Duration::from_millis(2_000)).await;
             ctx.reply(message, "done");
@@ -134,4 +147,49 @@ async fn inputs_whose_lease_ran_out_while_queued_are_handled_once() {
     assert_eq!(records.len(), pings.len(), "each ping audited once");
     let counts = store.inbox_counts().await.unwrap();
     assert_eq!((counts.pending, counts.failed), (0, 0));
+}
+
+#[tokio::test]
+async fn a_handler_whose_item_was_taken_over_keeps_none_of_its_changes() {
+    let h = setup().await;
+    let store = h.server.store().clone();
+    let note = mention(&h, "note").await;
+    // While its handler waits, another worker (a replica, say) takes the item over once its
+    // lease has run out (`inbox_claim` told it is a minute later) and handles it.
+    let later = now_ms() + 60_000;
+    let mut taken = Vec::new();
+    for _ in 0..100 {
+        taken = store
+            .inbox_claim("another-replica", later, later + 60_000, 8)
+            .await
+            .unwrap();
+        if !taken.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(taken.len(), 1, "the note's item, taken over");
+    let mut tx = store.begin().await.unwrap();
+    let ids = [taken[0].id];
+    assert_eq!(
+        tx.inbox_take(&ids, "another-replica", later).await.unwrap(),
+        ids
+    );
+    tx.commit().await.unwrap();
+    // The first worker's batch ends before the next input's (one worker on SQLite).
+    let ping = mention(&h, "ping").await;
+    assert_eq!(replies(&h, &ping, 1, 15_000).await, ["pong"]);
+    assert_eq!(
+        store.message_ref(&format!("note:{note}")).await.unwrap(),
+        None,
+        "the handler's write was not kept: the item was not its batch's"
+    );
+    assert!(replies(&h, &note, 1, 500).await.is_empty(), "nor its reply");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

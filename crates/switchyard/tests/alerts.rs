@@ -1240,3 +1240,298 @@ async fn one_payload_of_many_alerts_is_taken_in_order_as_if_each_came_alone() {
         .collect();
     assert_eq!(actions, ["alerts.fire", "alerts.resolve"]);
 }
+
+// ---- a storm summary's Acknowledge all / Resolve all ----
+
+const BULK_SEED: &str = r#"
+[team]
+id = "T0SANDBOX"
+name = "Sandbox"
+domain = "sandbox"
+
+[[users]]
+id = "U0ALICE"
+name = "alice"
+
+[[users]]
+id = "U0BOB"
+name = "bob"
+
+[[channels]]
+id = "C0DB"
+name = "db-alerts"
+members = ["alice", "bob"]
+app_member = true
+
+[[channels]]
+id = "C0ONCALL"
+name = "oncall"
+members = ["alice", "bob"]
+app_member = true
+
+[[channels]]
+id = "C0ALERTS"
+name = "alerts"
+members = ["alice", "bob"]
+app_member = true
+"#;
+
+/// The storm in C0DB (folding from the first call waiting); the grafana alerts also go to
+/// C0ONCALL, each a message of its own there.
+const BULK: &str = r#"
+[apps.alerts]
+enabled = true
+default_channel = "C0ALERTS"
+
+[[apps.alerts.rules]]
+name = "bulk"
+condition = "labels.kind == 'bulk'"
+channels = ["C0DB"]
+storm_backlog = 1
+continue = true
+
+[[apps.alerts.rules]]
+name = "bulk copy"
+condition = "labels.kind == 'bulk' && source == 'grafana'"
+channels = ["C0ONCALL"]
+"#;
+
+/// Alice may acknowledge and resolve; bob may not.
+const BULK_ACCESS: &str = r#"
+[access]
+default_role = "viewer"
+[access.roles]
+viewer = ["alerts.silence"]
+responder = ["alerts.ack", "alerts.resolve"]
+[access.bind]
+responder = ["U0ALICE"]
+"#;
+
+/// More than one statement's worth of rows (500) in the storm.
+const BULK_N: usize = 600;
+
+async fn start_bulk(store_url: Option<String>) -> Env {
+    Env(AlertsEnv::start(Setup {
+        seed: BULK_SEED,
+        alerts: BULK,
+        extra: BULK_ACCESS,
+        store_url,
+        ..Setup::default()
+    })
+    .await)
+}
+
+impl Env {
+    /// Clicks `action_id` on the message `ts` in `channel` as `user`.
+    async fn click(&self, user: &str, channel: &str, ts: &str, action_id: &str) {
+        let click = self
+            .http
+            .post(format!("{}/_sandbox/actions", self.sandbox.url()))
+            .json(&json!({"user": user, "channel": channel, "ts": ts, "action_id": action_id}))
+            .send()
+            .await
+            .unwrap();
+        assert!(click.status().is_success(), "{:?}", click.text().await);
+    }
+
+    /// The storm summary in `channel` once `check` holds for its blocks.
+    async fn summary_when(&self, channel: &str, check: impl Fn(&str) -> bool) -> Value {
+        let top = self
+            .messages_when(channel, |m| {
+                m.iter().any(|m| {
+                    let text = blocks_text(m);
+                    text.contains("Alert storm") && check(&text)
+                })
+            })
+            .await;
+        top.into_iter()
+            .find(|m| blocks_text(m).contains("Alert storm"))
+            .unwrap()
+    }
+
+    /// The texts of the ephemerals `user` has in `channel` once there are at least `n`.
+    async fn ephemerals(&self, user: &str, channel: &str, n: usize) -> Vec<String> {
+        let mut texts = Vec::new();
+        for _ in 0..400 {
+            let v = self
+                .get(&format!("/ephemerals?user={user}&channel={channel}"))
+                .await;
+            texts = v["ephemerals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["message"]["text"].as_str().unwrap_or("").to_string())
+                .collect();
+            if texts.len() >= n {
+                return texts;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{n} ephemerals expected for {user} in {channel}: {texts:#?}");
+    }
+
+    /// How many alerts' records `action` has with outcome `ok` (a storm's own not counted).
+    async fn alerts_audited_ok(&self, action: &str) -> usize {
+        self.server
+            .store()
+            .audit_query(&switchyard_store::AuditFilter {
+                action_prefix: Some(action.into()),
+                outcome: Some(Outcome::Ok),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.record.action == action && e.record.object.starts_with("alert:"))
+            .count()
+    }
+
+    /// Whether a line of the storm's thread in `channel` contains `part`, within a while.
+    async fn storm_thread_has(&self, channel: &str, part: &str) -> bool {
+        for _ in 0..200 {
+            let (_, replies) = self.everything_in(channel).await;
+            if replies
+                .iter()
+                .any(|m| m["text"].as_str().unwrap_or("").contains(part))
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
+#[tokio::test]
+async fn a_storms_acknowledge_all_and_resolve_all_change_every_folded_alert() {
+    let env = start_bulk(None).await;
+    storm_buttons_change_every_folded_alert(&env).await;
+}
+
+#[tokio::test]
+async fn storm_buttons_on_postgresql() {
+    common::on_postgres_schema("alerts_storm_buttons", |url| async move {
+        let env = start_bulk(Some(url)).await;
+        storm_buttons_change_every_folded_alert(&env).await;
+    })
+    .await;
+}
+
+async fn storm_buttons_change_every_folded_alert(env: &Env) {
+    for part in 0..2 {
+        let alerts: Vec<Value> = (part * BULK_N / 2..(part + 1) * BULK_N / 2)
+            .map(|i| {
+                json!({"title": format!("Disk {i} failing"), "severity": "high",
+                       "source": if i == 5 { "grafana" } else { "zabbix" },
+                       "labels": {"kind": "bulk"}, "dedup_key": format!("bulk-{i:03}")})
+            })
+            .collect();
+        let (status, reply) = env.send("/api/v1/alerts", json!(alerts)).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    // The first is posted on its own (nothing waited yet); the rest are folded.
+    let folded = BULK_N - 1;
+    let summary = env
+        .summary_when("C0DB", |t| {
+            t.contains(&format!("Alert storm: {folded} alerts")) && t.contains("alerts_ack_all")
+        })
+        .await;
+    let ts = summary["ts"].as_str().unwrap().to_string();
+    assert!(blocks_text(&summary).contains("alerts_resolve_all"));
+    let copy = env.messages_when("C0ONCALL", |m| m.len() == 1).await;
+    assert!(
+        blocks_text(&copy[0]).contains("Disk 5 failing"),
+        "{copy:#?}"
+    );
+
+    // Bob may not acknowledge: refused (audited under the single button's permission name,
+    // told to him), and nothing changes.
+    env.click("bob", "C0DB", &ts, "alerts_ack_all").await;
+    env.audited_as("alerts.ack", Outcome::Refused).await;
+    let told = env.ephemerals("bob", "C0DB", 1).await;
+    assert!(told[0].contains(":no_entry:"), "{told:?}");
+    assert!(
+        env.audit("alerts.ack")
+            .await
+            .iter()
+            .all(|e| e.record.outcome == Outcome::Refused),
+        "nothing acknowledged"
+    );
+    let summary = env.summary_when("C0DB", |_| true).await;
+    assert!(
+        blocks_text(&summary).contains(&format!("firing: {folded}")),
+        "{summary}"
+    );
+
+    // Alice clicks twice at once (as two people might): the first acknowledges every folded
+    // alert, the second changes nothing and says so.
+    tokio::join!(
+        env.click("alice", "C0DB", &ts, "alerts_ack_all"),
+        env.click("alice", "C0DB", &ts, "alerts_ack_all"),
+    );
+    let summary = env
+        .summary_when("C0DB", |t| t.contains(&format!("acknowledged: {folded}")))
+        .await;
+    let text = blocks_text(&summary);
+    assert!(!text.contains("firing:"), "{text}");
+    assert!(
+        !text.contains("alerts_ack_all"),
+        "nothing left to acknowledge: {text}"
+    );
+    assert!(text.contains("alerts_resolve_all"), "{text}");
+    let told = env.ephemerals("alice", "C0DB", 1).await;
+    assert_eq!(
+        told,
+        [format!(
+            "All {folded} alerts of this storm are already acknowledged or resolved."
+        )]
+    );
+    assert!(
+        env.storm_thread_has(
+            "C0DB",
+            &format!(":eyes: Acknowledged all {folded} by <@U0ALICE>.")
+        )
+        .await,
+        "one line in the storm's thread"
+    );
+    // Each alert audited, as the single button audits it.
+    assert_eq!(env.alerts_audited_ok("alerts.ack").await, folded);
+    // The folded alert's own message in the other channel is edited, as the single button
+    // edits it; the alert posted on its own before the storm is not in it.
+    env.messages_when("C0ONCALL", |m| {
+        m.len() == 1 && blocks_text(&m[0]).contains(":eyes: Acknowledged by <@U0ALICE>")
+    })
+    .await;
+    let alone = env
+        .messages_when("C0DB", |m| m.len() == 2)
+        .await
+        .into_iter()
+        .find(|m| !blocks_text(m).contains("Alert storm"))
+        .unwrap();
+    assert!(blocks_text(&alone).contains("alerts_ack"), "{alone}");
+
+    // Resolve all: every one resolved, no button left.
+    env.click("alice", "C0DB", &ts, "alerts_resolve_all").await;
+    let summary = env
+        .summary_when("C0DB", |t| t.contains(&format!("resolved: {folded}")))
+        .await;
+    let text = blocks_text(&summary);
+    assert!(
+        !text.contains("alerts_resolve_all") && !text.contains("acknowledged:"),
+        "{text}"
+    );
+    assert!(
+        env.storm_thread_has(
+            "C0DB",
+            &format!(":white_check_mark: Resolved all {folded} by <@U0ALICE>.")
+        )
+        .await
+    );
+    env.messages_when("C0ONCALL", |m| {
+        m.len() == 1 && blocks_text(&m[0]).contains(":white_check_mark: Resolved by <@U0ALICE>")
+    })
+    .await;
+    assert_eq!(env.alerts_audited_ok("alerts.resolve").await, folded);
+    assert_eq!(env.server.store().outbox_counts().await.unwrap().failed, 0);
+}

@@ -563,6 +563,43 @@ equal = ["cluster"]
     assert!(has_title(&m, "Slow queries on b"), "{:?}", titles(&m));
 }
 
+/// One payload is taken as if each alert came alone: a source fired earlier in it mutes a
+/// later alert, and a source resolved earlier in it no longer does.
+#[tokio::test]
+async fn inhibition_within_one_payload_sees_its_own_earlier_alerts() {
+    let env = Env::start("", None).await;
+    let critical = json!({"title": "Cluster c down", "severity": "critical",
+                          "dedup_key": "down-c", "labels": {"cluster": "c"}});
+    let (status, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!([critical.clone(),
+                   {"title": "Slow queries on c", "severity": "medium",
+                    "dedup_key": "slow-c", "labels": {"cluster": "c"}}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["alerts"][0]["result"], "posted", "{reply}");
+    assert_eq!(reply["alerts"][1]["result"], "inhibited", "{reply}");
+    assert_eq!(reply["alerts"][1]["muted"]["inhibited_by"], "down-c");
+
+    let mut resolved = critical;
+    resolved["status"] = json!("resolved");
+    let (_, reply) = env
+        .send(
+            "/api/v1/alerts",
+            json!([resolved,
+                   {"title": "Lag on c", "severity": "low",
+                    "dedup_key": "lag-c", "labels": {"cluster": "c"}}]),
+        )
+        .await;
+    assert_eq!(reply["alerts"][1]["result"], "posted", "{reply}");
+    // The one it held is let go: posted, with the new one and the critical one.
+    let m = env.messages_when(|m| m.len() == 3).await;
+    assert!(has_title(&m, "Slow queries on c"), "{:?}", titles(&m));
+    assert!(has_title(&m, "Lag on c"), "{:?}", titles(&m));
+}
+
 #[test]
 fn check_config_names_the_inhibit_rule_at_fault() {
     let dir = tempfile::tempdir().unwrap();

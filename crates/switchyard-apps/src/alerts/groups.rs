@@ -29,9 +29,10 @@ use super::unit::Unit;
 use super::{Alerts, ref_key, storm};
 
 /// Numbered from 200: silences, inhibition and muting use 100–199.
-pub const MIGRATIONS: [AppMigration; 1] = [AppMigration {
-    version: 200,
-    sqlite: "CREATE TABLE alerts_groups (
+pub const MIGRATIONS: [AppMigration; 2] = [
+    AppMigration {
+        version: 200,
+        sqlite: "CREATE TABLE alerts_groups (
         group_key     TEXT NOT NULL,
         channel       TEXT NOT NULL,
         label         TEXT NOT NULL,
@@ -54,7 +55,7 @@ pub const MIGRATIONS: [AppMigration; 1] = [AppMigration {
         PRIMARY KEY (dedup_key, channel)
     );
     CREATE INDEX alerts_members_by_group ON alerts_members (group_key, channel, mode, held_ms);",
-    postgres: "CREATE TABLE alerts_groups (
+        postgres: "CREATE TABLE alerts_groups (
         group_key     TEXT NOT NULL,
         channel       TEXT NOT NULL,
         label         TEXT NOT NULL,
@@ -77,7 +78,14 @@ pub const MIGRATIONS: [AppMigration; 1] = [AppMigration {
         PRIMARY KEY (dedup_key, channel)
     );
     CREATE INDEX alerts_members_by_group ON alerts_members (group_key, channel, mode, held_ms);",
-}];
+    },
+    AppMigration {
+        version: 201,
+        // A storm's alerts, found by its summary (the summary's Acknowledge all / Resolve all).
+        sqlite: "CREATE INDEX alerts_members_by_fold ON alerts_members (fold_ref)",
+        postgres: "CREATE INDEX alerts_members_by_fold ON alerts_members (fold_ref)",
+    },
+];
 
 pub const DEFAULT_WAIT_MS: i64 = 0;
 pub const DEFAULT_INTERVAL_MS: i64 = 0;
@@ -422,13 +430,11 @@ pub async fn lock_for_keys(
     if !lock(ctx) || keys.is_empty() {
         return Ok(());
     }
-    let mut rows = Vec::with_capacity(keys.len());
-    for key in keys {
-        if let Some(row) = super::state::load(ctx.db().await?, key, false).await? {
-            rows.push(row);
-        }
-    }
-    let alerts: Vec<&Alert> = rows.iter().map(|r| &r.alert).collect();
+    let backend = ctx.store().backend();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    // A statement per few hundred keys (a storm's Acknowledge all may lock 10,000 alerts').
+    let rows = super::state::load_many(ctx.db().await?, backend, &keys, false).await?;
+    let alerts: Vec<&Alert> = rows.iter().map(|(_, r)| &r.alert).collect();
     lock_for(app, ctx, &alerts).await
 }
 
@@ -582,6 +588,31 @@ pub(super) async fn load_members(
         }
     }
     Ok(found)
+}
+
+/// A storm's alerts: the members folded into the summary `fold_ref`, as `(key, channel,
+/// group_key)`, in the order they joined.
+pub(super) async fn folded_into(
+    conn: &mut AnyConnection,
+    fold_ref: &str,
+) -> Result<Vec<(String, String, String)>, AppError> {
+    let rows = sqlx::query(
+        "SELECT dedup_key, channel, group_key FROM alerts_members
+         WHERE fold_ref = $1 AND mode = 'folded' ORDER BY held_ms, dedup_key",
+    )
+    .bind(fold_ref)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0).map_err(db_err)?,
+                row.try_get(1).map_err(db_err)?,
+                row.try_get(2).map_err(db_err)?,
+            ))
+        })
+        .collect()
 }
 
 /// Writes members as `(key, channel, member)`, each once; `held_ms` is set when a row is new.
@@ -776,7 +807,10 @@ pub async fn repeat_due(
 
 /// Shows a change of a known alert wherever it is: its own message edited with a thread line
 /// (a repeat's line at most once per `repeat_interval`), or a line in its storm's thread and
-/// the summary's counts; a held alert shows its state when its group flushes.
+/// the summary's counts; a held alert shows its state when its group flushes. In the storm
+/// `quiet_fold` (one changed whole, by its summary's buttons) only the counts change: that
+/// storm's thread gets one line for all its alerts.
+#[allow(clippy::too_many_arguments)]
 pub async fn edit_all(
     app: &Alerts,
     ctx: &mut Ctx<'_>,
@@ -785,6 +819,7 @@ pub async fn edit_all(
     line: &str,
     change: Change,
     previous: Status,
+    quiet_fold: Option<&str>,
 ) -> Result<(), AppError> {
     let now = ctx.now_ms();
     let dedup_key = row.alert.dedup_key.clone();
@@ -827,6 +862,12 @@ pub async fn edit_all(
                     member.notified_ms = now;
                     Ok(())
                 }
+            }
+            Mode::Folded if quiet_fold.is_some() && member.fold_ref.as_deref() == quiet_fold => {
+                member.notified_ms = now;
+                let fold_ref = member.fold_ref.as_deref().unwrap_or_default();
+                storm::count_change(group.as_mut(), fold_ref, row, previous);
+                Ok(())
             }
             Mode::Folded if change != Change::Repeat || repeat_line => {
                 let fold_ref = member.fold_ref.clone().unwrap_or_default();

@@ -11,7 +11,8 @@
 //! - One alert, one message per channel: the first firing posts (ref `alerts:<key>:<channel>`);
 //!   a repeat, an acknowledgement or a resolution edits every message in place and adds a
 //!   line to its thread. Buttons `alerts_ack` / `alerts_resolve` are `alerts.ack` /
-//!   `alerts.resolve` for `[access]`.
+//!   `alerts.resolve` for `[access]`, and so are a storm summary's `alerts_ack_all` /
+//!   `alerts_resolve_all` (every alert folded into it, `storm_buttons`).
 //! - State: the `alerts_alerts` table (`App::migrations`).
 //! - Silences and inhibition ([`silences`], [`inhibit`]): a muted alert is stored, not posted
 //!   ([`mute`]), and posted once nothing mutes it (the app's tick sees silences end).
@@ -29,6 +30,7 @@ pub mod mute;
 pub mod silences;
 pub mod state;
 pub mod storm;
+mod storm_buttons;
 mod to_webhooks;
 mod unit;
 
@@ -46,6 +48,9 @@ use unit::Unit;
 
 pub const ACK_ACTION: &str = "alerts_ack";
 pub const RESOLVE_ACTION: &str = "alerts_resolve";
+/// A storm summary's buttons: every alert folded into it (`storm_buttons`).
+pub const ACK_ALL_ACTION: &str = "alerts_ack_all";
+pub const RESOLVE_ALL_ACTION: &str = "alerts_resolve_all";
 const ALERTS_PATH: &str = "/api/v1/alerts";
 const ALERTMANAGER_PATH: &str = "/api/v1/alertmanager";
 const GRAFANA_PATH: &str = "/api/v1/grafana";
@@ -166,7 +171,7 @@ impl Alerts {
         if row.channels.is_empty() {
             return Ok(());
         }
-        groups::edit_all(self, ctx, unit, row, line, change, previous).await
+        groups::edit_all(self, ctx, unit, row, line, change, previous, None).await
     }
 
     /// A request's alerts, batch-shaped: their rows, the members of those already known and
@@ -208,6 +213,12 @@ impl Alerts {
             }
         }
         unit.preload_groups(ctx, &groups).await?;
+        // The inhibiting sources of every new alert, read together (not a query per alert).
+        let new: Vec<&Alert> = alerts
+            .iter()
+            .filter(|a| a.status != Status::Resolved && !unit.known(&a.dedup_key))
+            .collect();
+        unit.preload_inhibitors(ctx, &self.inhibit, &new).await?;
         let mut results = Vec::with_capacity(alerts.len());
         let mut copied = Vec::new();
         for ((alert, targets), names) in alerts.into_iter().zip(routed).zip(copies) {
@@ -492,11 +503,18 @@ impl App for Alerts {
         migrations()
     }
 
-    /// Ending a silence is the same permission as making one.
+    /// Ending a silence is the same permission as making one; a storm's Acknowledge all and
+    /// Resolve all are those of the single alert's buttons.
     fn permission(&self, input: &Input, default: Option<String>) -> Option<String> {
         match input {
             Input::Mention { command, .. } if command == "unsilence" => {
                 Some("alerts.silence".into())
+            }
+            Input::Action { action_id, .. } if action_id == ACK_ALL_ACTION => {
+                Some("alerts.ack".into())
+            }
+            Input::Action { action_id, .. } if action_id == RESOLVE_ALL_ACTION => {
+                Some("alerts.resolve".into())
             }
             _ => default,
         }
@@ -533,6 +551,20 @@ impl App for Alerts {
                     .await;
             }
             _ => {}
+        }
+        if let Input::Action {
+            action_id,
+            value,
+            user,
+            channel,
+            ..
+        } = input
+            && (action_id == ACK_ALL_ACTION || action_id == RESOLVE_ALL_ACTION)
+        {
+            let fold_ref = value.as_deref().unwrap_or("");
+            return self
+                .storm_button(ctx, action_id, fold_ref, user, channel.as_deref())
+                .await;
         }
         if let Input::Action {
             action_id,

@@ -13,7 +13,7 @@ use switchyard_engine::{AppError, AppMigration, Ctx, Outcome, StoreError};
 use super::intake::{Alert, Status};
 use super::state::AlertRow;
 use super::unit::Unit;
-use super::{Alerts, inhibit, silences};
+use super::{Alerts, silences};
 
 pub const MIGRATIONS: [AppMigration; 3] = [
     AppMigration {
@@ -238,7 +238,8 @@ impl Alerts {
         if self.inhibit.is_empty() {
             return Ok(None);
         }
-        Ok(inhibit::inhibited_by(ctx.db().await?, &self.inhibit, alert)
+        Ok(unit
+            .inhibited_by(ctx, &self.inhibit, alert)
             .await?
             .map(|(rule, source_key)| Mute::Inhibited { rule, source_key }))
     }
@@ -291,7 +292,7 @@ impl Alerts {
     ) -> Result<(), AppError> {
         let resolved = row.status == Status::Resolved;
         if !self.inhibit.is_empty() {
-            inhibit::track(ctx.db().await?, &self.inhibit, &row.alert, resolved).await?;
+            unit.track_inhibitor(&self.inhibit, &row.alert, resolved);
         }
         if resolved {
             if row.channels.is_empty() {

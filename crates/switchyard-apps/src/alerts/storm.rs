@@ -18,6 +18,8 @@
 //!   a second (and one summary edit after each), visible within half a minute.
 //! - Acknowledge and Resolve of a folded alert work through the API (it has no buttons of its
 //!   own); each change is a line in the thread, and the summary's counts follow.
+//! - The summary's "Acknowledge all" and "Resolve all" buttons change every alert folded into
+//!   it at once (`storm_buttons`): one line in the thread for all of them.
 
 use std::collections::BTreeMap;
 
@@ -255,19 +257,9 @@ pub async fn fold_change(
 ) -> Result<(), AppError> {
     let text = line("", row, &format!("{what} "));
     let text = text.trim_start().to_string();
-    match group.and_then(|g| g.fold.as_mut().filter(|f| f.summary_ref == fold_ref)) {
+    match current(group, fold_ref) {
         Some(fold) => {
-            if previous != row.status {
-                if let Some(n) = fold.by_status.get_mut(previous.as_str()) {
-                    *n -= 1;
-                }
-                *fold
-                    .by_status
-                    .entry(row.status.as_str().to_string())
-                    .or_default() += 1;
-                fold.by_status.retain(|_, n| *n > 0);
-            }
-            fold.unrendered.summary = true;
+            count_status(fold, previous, row.status);
             append(ctx, fold, channel, text).await
         }
         None => {
@@ -276,6 +268,102 @@ pub async fn fold_change(
             Ok(())
         }
     }
+}
+
+/// The group's storm, if `fold_ref` is its summary (not an earlier storm's).
+fn current<'g>(group: Option<&'g mut Group>, fold_ref: &str) -> Option<&'g mut Fold> {
+    group.and_then(|g| g.fold.as_mut().filter(|f| f.summary_ref == fold_ref))
+}
+
+/// An alert of the storm went from `previous` to `now`: the summary's status counts follow.
+fn count_status(fold: &mut Fold, previous: Status, now: Status) {
+    if previous != now {
+        if let Some(n) = fold.by_status.get_mut(previous.as_str()) {
+            *n -= 1;
+        }
+        *fold.by_status.entry(now.as_str().to_string()).or_default() += 1;
+        fold.by_status.retain(|_, n| *n > 0);
+    }
+    fold.unrendered.summary = true;
+}
+
+/// A folded alert changed with all of its storm (Acknowledge all / Resolve all): only the
+/// summary's counts, when that storm is the group's current one (the storm's one line is
+/// [`note`]'s; an earlier storm's counts are [`recounted`]).
+pub fn count_change(group: Option<&mut Group>, fold_ref: &str, row: &AlertRow, previous: Status) {
+    if let Some(fold) = current(group, fold_ref) {
+        count_status(fold, previous, row.status);
+    }
+}
+
+/// Whether `fold_ref` is the summary of the group's current storm.
+pub fn is_current(group: &Group, fold_ref: &str) -> bool {
+    group
+        .fold
+        .as_ref()
+        .is_some_and(|f| f.summary_ref == fold_ref)
+}
+
+/// A line of the storm's own in its thread: into the open thread message when it is the
+/// group's current storm, else a message of its own.
+pub async fn note(
+    ctx: &mut Ctx<'_>,
+    group: Option<&mut Group>,
+    channel: &str,
+    fold_ref: &str,
+    text: String,
+) -> Result<(), AppError> {
+    match current(group, fold_ref) {
+        Some(fold) => append(ctx, fold, channel, text).await,
+        None => {
+            ctx.post_in_thread_of(channel, fold_ref, json!({ "text": text }));
+            Ok(())
+        }
+    }
+}
+
+/// An earlier storm's summary, counted again from its alerts `rows` (the group keeps only its
+/// current storm's counts): posted at `started_ms`, for the group `label`.
+pub fn recounted(summary_ref: &str, label: &str, started_ms: i64, rows: &[&AlertRow]) -> Fold {
+    let mut fold = Fold {
+        summary_ref: summary_ref.to_string(),
+        label: label.to_string(),
+        started_ms,
+        last_ms: started_ms,
+        ..Fold::default()
+    };
+    let mut newest: Vec<&AlertRow> = rows.to_vec();
+    newest.sort_by_key(|r| std::cmp::Reverse(r.first_ms));
+    for row in rows {
+        fold.total += 1;
+        *fold
+            .by_severity
+            .entry(row.alert.severity.as_str().to_string())
+            .or_default() += 1;
+        let source =
+            if fold.by_source.contains_key(&row.alert.source) || fold.by_source.len() < SOURCES {
+                cut(&row.alert.source, 40)
+            } else {
+                "other".to_string()
+            };
+        *fold.by_source.entry(source).or_default() += 1;
+        *fold
+            .by_status
+            .entry(row.status.as_str().to_string())
+            .or_default() += 1;
+    }
+    fold.newest = newest
+        .iter()
+        .take(NEWEST)
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.alert.severity.emoji(),
+                escape(&cut(&r.alert.title, 80))
+            )
+        })
+        .collect();
+    fold
 }
 
 fn batch_ref(fold: &Fold) -> String {
@@ -396,6 +484,34 @@ fn severity_label(name: &str) -> String {
     format!("{emoji} {name}")
 }
 
+/// A button's value at most (Slack's limit): a summary whose ref is longer gets no buttons.
+const MAX_BUTTON_VALUE: usize = 2_000;
+
+/// "Acknowledge all" while any alert counted is firing, "Resolve all" while any is not
+/// resolved; the value is the summary's ref (what finds the storm's alerts).
+fn summary_buttons(fold: &Fold) -> Vec<Value> {
+    if fold.summary_ref.is_empty() || fold.summary_ref.len() > MAX_BUTTON_VALUE {
+        return Vec::new();
+    }
+    let count = |status: Status| fold.by_status.get(status.as_str()).copied().unwrap_or(0);
+    let firing = count(Status::Firing);
+    let open = firing + count(Status::Acknowledged);
+    let mut buttons = Vec::new();
+    if firing > 0 {
+        buttons.push(
+            json!({"type": "button", "text": {"type": "plain_text", "text": "Acknowledge all"},
+            "action_id": super::ACK_ALL_ACTION, "value": fold.summary_ref}),
+        );
+    }
+    if open > 0 {
+        buttons.push(
+            json!({"type": "button", "text": {"type": "plain_text", "text": "Resolve all"},
+            "action_id": super::RESOLVE_ALL_ACTION, "value": fold.summary_ref, "style": "primary"}),
+        );
+    }
+    buttons
+}
+
 /// The storm's summary message.
 pub fn summary_message(fold: &Fold) -> Value {
     let started_s = fold.started_ms.div_euclid(1000);
@@ -419,10 +535,21 @@ pub fn summary_message(fold: &Fold) -> Value {
         let newest: Vec<String> = fold.newest.iter().map(|n| format!("• {n}")).collect();
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(&format!("*Newest*\n{}", newest.join("\n")), 2_900)}}));
     }
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-        "Since <!date^{started_s}^{{time}}|{} UTC> · acknowledge or resolve these alerts through the API",
-        super::intake_time_words(fold.started_ms)
-    )}]}));
+    let buttons = summary_buttons(fold);
+    let how = if buttons.is_empty() {
+        "acknowledge or resolve these alerts through the API"
+    } else {
+        "the buttons change every alert counted here; one alert through the API"
+    };
+    if !buttons.is_empty() {
+        blocks.push(json!({"type": "actions", "elements": buttons}));
+    }
+    blocks.push(
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "Since <!date^{started_s}^{{time}}|{} UTC> · {how}",
+            super::intake_time_words(fold.started_ms)
+        )}]}),
+    );
     json!({
         "text": cut(&format!(":rotating_light: Alert storm: {} alerts — {}", fold.total, escape(&fold.label)), 3_000),
         "blocks": blocks,

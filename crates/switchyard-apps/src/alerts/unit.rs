@@ -12,6 +12,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use switchyard_engine::{AppError, Backend, Ctx};
 
 use super::groups::{self, Group, GroupId, Member};
+use super::inhibit;
+use super::intake::Alert;
 use super::silences::{self, Silence};
 use super::state::{self, AlertRow};
 use super::storm;
@@ -32,6 +34,8 @@ pub struct Unit {
     groups: HashMap<GroupId, Option<Group>>,
     changed_groups: BTreeSet<GroupId>,
     silences: Option<Vec<Silence>>,
+    /// The inhibiting sources looked at and recorded.
+    inhibitors: inhibit::Sources,
 }
 
 impl Unit {
@@ -48,6 +52,7 @@ impl Unit {
             groups: HashMap::new(),
             changed_groups: BTreeSet::new(),
             silences: None,
+            inhibitors: inhibit::Sources::default(),
         }
     }
 
@@ -214,6 +219,40 @@ impl Unit {
         Ok(self.silences.as_deref().unwrap_or_default())
     }
 
+    /// Reads the inhibiting sources every alert of `alerts` may be muted by, together.
+    pub async fn preload_inhibitors(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        rules: &inhibit::Rules,
+        alerts: &[&Alert],
+    ) -> Result<(), AppError> {
+        if rules.is_empty() || alerts.is_empty() {
+            return Ok(());
+        }
+        self.inhibitors
+            .preload(ctx.db().await?, self.backend, rules, alerts)
+            .await
+    }
+
+    /// The first inhibit rule that mutes `alert` now, and its source's key, as this unit
+    /// sees the sources.
+    pub async fn inhibited_by(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        rules: &inhibit::Rules,
+        alert: &Alert,
+    ) -> Result<Option<(String, String)>, AppError> {
+        self.inhibitors
+            .inhibited_by(ctx.db().await?, self.backend, rules, alert)
+            .await
+    }
+
+    /// Records `alert` as an inhibiting source of the rules it matches (or forgets it,
+    /// `resolved`); written by [`Unit::write`].
+    pub fn track_inhibitor(&mut self, rules: &inhibit::Rules, alert: &Alert, resolved: bool) {
+        self.inhibitors.track(rules, alert, resolved);
+    }
+
     /// Renders the storms the unit fed and writes its changes, a statement per table.
     pub async fn write(mut self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
         let now = ctx.now_ms();
@@ -248,6 +287,9 @@ impl Unit {
                 .filter_map(|id| self.groups.get(id).and_then(Option::as_ref))
                 .collect();
             groups::save_groups(ctx.db().await?, self.backend, &changed).await?;
+        }
+        if self.inhibitors.changed() {
+            self.inhibitors.write(ctx.db().await?, self.backend).await?;
         }
         Ok(())
     }
