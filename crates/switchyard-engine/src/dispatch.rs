@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use switchyard_store::{ActorKind, AuditRecord, NewOutboxItem, Outcome, StoreError, Via};
+use switchyard_store::{ActorKind, AuditRecord, NewOutboxItem, Outcome, StoreError, Tx, Via};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -316,40 +316,68 @@ impl Engine {
             };
             results.push((job.id, handled));
         }
-        batch.tx().await?;
-        let (mut tx, taken) = batch.open.take().expect("opened above");
-        let mut outbox = Vec::new();
-        let mut audit = Vec::new();
-        for (id, handled) in results {
-            if !taken.contains(&id) {
-                // Its lease ran out and another worker has it: its work is dropped here.
-                tracing::debug!(id, "taken over by another worker");
-                continue;
+        match batch.open.take() {
+            Some((mut tx, taken)) => {
+                write_results(&mut tx, &taken, results, now).await?;
+                tx.commit().await
             }
-            match handled {
-                Handled::Ok(calls, records) => {
-                    outbox.extend(calls);
-                    audit.extend(records);
-                }
-                Handled::Failed {
-                    outcome,
-                    notice,
-                    audit: records,
-                } => {
-                    tx.inbox_outcome(id, &outcome).await?;
-                    outbox.extend(notice);
-                    audit.extend(records);
-                }
-                Handled::Again(error) => {
-                    tx.inbox_requeue(id, &error, now + RETRY_AFTER_MS, MAX_ATTEMPTS)
-                        .await?;
-                }
+            // No handler began the transaction, so everything the batch writes is owned here:
+            // the write goes whole — begin, take the items, their outcomes, outbox rows and
+            // audit records, commit — to the store's own runtime (normal priority) instead of
+            // holding SQLite's turn from this background task (see `Store::at_home`).
+            None => {
+                let (ids, owner) = (std::mem::take(&mut batch.ids), batch.owner.clone());
+                self.store
+                    .at_home(move |store| async move {
+                        let mut tx = store.begin().await?;
+                        let taken = tx.inbox_take(&ids, &owner, now).await?;
+                        write_results(&mut tx, &taken.into_iter().collect(), results, now).await?;
+                        tx.commit().await
+                    })
+                    .await
             }
         }
-        tx.audit_many(&audit).await?;
-        tx.enqueue_many(&outbox).await?;
-        tx.commit().await
     }
+}
+
+/// The end of a batch's transaction: what each input the batch still holds (`taken`) came to,
+/// its Slack calls and its audit records. An input not taken was taken over by another worker
+/// when its lease ran out: its work is dropped here.
+async fn write_results(
+    tx: &mut Tx<'static>,
+    taken: &HashSet<i64>,
+    results: Vec<(i64, Handled)>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut outbox = Vec::new();
+    let mut audit = Vec::new();
+    for (id, handled) in results {
+        if !taken.contains(&id) {
+            tracing::debug!(id, "taken over by another worker");
+            continue;
+        }
+        match handled {
+            Handled::Ok(calls, records) => {
+                outbox.extend(calls);
+                audit.extend(records);
+            }
+            Handled::Failed {
+                outcome,
+                notice,
+                audit: records,
+            } => {
+                tx.inbox_outcome(id, &outcome).await?;
+                outbox.extend(notice);
+                audit.extend(records);
+            }
+            Handled::Again(error) => {
+                tx.inbox_requeue(id, &error, now + RETRY_AFTER_MS, MAX_ATTEMPTS)
+                    .await?;
+            }
+        }
+    }
+    tx.audit_many(&audit).await?;
+    tx.enqueue_many(&outbox).await
 }
 
 /// A failed handler's person still hears about it: an ephemeral where it happened, or a DM.

@@ -468,7 +468,13 @@ impl Engine {
         loop {
             let now = now_ms();
             let until = now + self.lease.as_millis() as i64;
-            match self.store.inbox_claim(&self.owner, now, until, 32).await {
+            // On the store's own runtime: the claim holds SQLite's turn until its rows are
+            // read (see `Store::at_home`).
+            let owner = self.owner.clone();
+            let claimed = self.store.at_home(move |store| async move {
+                store.inbox_claim(&owner, now, until, 32).await
+            });
+            match claimed.await {
                 Ok(items) => {
                     for item in items {
                         let Some(kind) = Kind::parse(&item.kind) else {

@@ -324,11 +324,13 @@ impl Sender {
         }
         let now = now_ms();
         let until = now + self.lease.as_millis() as i64;
-        let items = match self
-            .store
-            .outbox_claim(&self.owner, now, until, asked as u32)
-            .await
-        {
+        // On the store's own runtime: the claim holds SQLite's turn until its rows are read
+        // (see `Store::at_home`).
+        let owner = self.owner.clone();
+        let claimed = self.store.at_home(move |store| async move {
+            store.outbox_claim(&owner, now, until, asked as u32).await
+        });
+        let items = match claimed.await {
             Ok(items) => items,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
@@ -678,6 +680,7 @@ pub async fn record_outcomes(
     mut finished: mpsc::UnboundedReceiver<OutboxOutcome>,
     ready: Arc<Notify>,
 ) {
+    let owner: Arc<str> = owner.into();
     while let Some(first) = finished.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_OUTCOMES {
@@ -686,9 +689,16 @@ pub async fn record_outcomes(
                 Err(_) => break,
             }
         }
+        let batch = Arc::new(batch);
         let mut attempt = 0u32;
         loop {
-            match store.outbox_finish_many(&owner, &batch, now_ms()).await {
+            // On the store's own runtime: the transaction holds SQLite's turn from its begin
+            // to its commit (see `Store::at_home`).
+            let (owner, outcomes) = (owner.clone(), batch.clone());
+            let recorded = store.at_home(move |store| async move {
+                store.outbox_finish_many(&owner, &outcomes, now_ms()).await
+            });
+            match recorded.await {
                 Ok(_) => break,
                 Err(e) if attempt < 5 => {
                     tracing::warn!(error = %e, n = batch.len(), "could not record outcomes; retrying");

@@ -249,9 +249,9 @@ impl Tx<'_> {
 impl Store {
     /// Records `record` on its own (a refusal, something that changed nothing else).
     pub async fn audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut conn = self.write_conn("audit").await?;
         bind_record(sqlx::query(AUDIT_INSERT), record)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(query_err("audit"))?;
         Ok(())
@@ -322,10 +322,10 @@ impl Store {
 
     /// Deletes the entries recorded before `older_than_ms`; returns how many went.
     pub async fn audit_prune(&self, older_than_ms: i64) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
+        let mut conn = self.write_conn("audit prune").await?;
         let done = sqlx::query("DELETE FROM audit WHERE at < $1")
             .bind(older_than_ms)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(query_err("audit prune"))?;
         Ok(done.rows_affected())

@@ -60,7 +60,8 @@ mod turns;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
 
 /// sqlx, as the store uses it: apps reach their own tables through [`Tx::conn`] with it.
 pub use sqlx;
@@ -85,7 +86,8 @@ pub use tokens::{
 };
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, TransactionManager as _};
 use turns::{Priority, Turn, Turns};
 
 /// What went wrong in the store. Messages name the operation, or the store's URL with any
@@ -116,6 +118,10 @@ pub enum StoreError {
         /// What the migrator said.
         source: sqlx::migrate::MigrateError,
     },
+    /// The runtime the store was opened on has shut down, with a write of
+    /// [`Store::at_home`] unfinished (rolled back).
+    #[error("store: the runtime the store was opened on has shut down")]
+    Stopped,
     /// A statement failed.
     #[error("store: {op}: {source}")]
     Query {
@@ -441,11 +447,62 @@ pub struct Store {
     backend: Backend,
     /// SQLite has one writer: this process's writes take turns (see [`turns`]). `None` on
     /// PostgreSQL, which takes many.
-    writer: Option<Turns>,
+    writer: Option<Turns<KeptWriter>>,
+    /// A SQLite file's writing connection goes from turn to turn without going back to the
+    /// pool (see [`WriteConn`]); an in-memory database's one connection also serves the
+    /// reads, so it goes back after every write.
+    keep_writer: bool,
+    /// The runtime the store was opened on, where [`Store::at_home`] runs writes; `None` when
+    /// it was opened outside one.
+    home: Option<tokio::runtime::Handle>,
 }
 
-/// A turn at writing (SQLite), held until the write is committed.
-type WriteTurn = Option<Turn>;
+/// The writing connection as a turn keeps it for the next, and when it was taken from the pool.
+type KeptWriter = (PoolConnection<Any>, Instant);
+
+/// How long the writing connection goes from turn to turn before it is given back to the pool
+/// once and taken again. The pool tests a connection given back (a round trip to SQLite's
+/// thread, from a task of its own, which the next writer waits for) and replaces a broken one:
+/// this way that costs one round trip a second, not one per write.
+const KEEP_WRITER_FOR: Duration = Duration::from_secs(1);
+
+/// The connection a write runs on, holding its turn (SQLite) until dropped. On a SQLite file
+/// it is the one writing connection, kept for the next turn instead of given back to the pool.
+struct WriteConn {
+    /// `None` only once dropped.
+    conn: Option<PoolConnection<Any>>,
+    /// When `conn` was taken from the pool.
+    since: Instant,
+    keep: bool,
+    // Dropped after `conn` is kept in it or given back to the pool.
+    turn: Option<Turn<KeptWriter>>,
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        self.conn.as_deref().expect("taken only when dropped")
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn.as_deref_mut().expect("taken only when dropped")
+    }
+}
+
+impl Drop for WriteConn {
+    fn drop(&mut self) {
+        if let (Some(turn), Some(conn)) = (self.turn.as_mut(), self.conn.take())
+            && self.keep
+            && self.since.elapsed() < KEEP_WRITER_FOR
+        {
+            turn.kept = Some((conn, self.since));
+        }
+        // Otherwise `conn` went back to the pool just now.
+    }
+}
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -574,7 +631,33 @@ impl Store {
             read_pool,
             backend,
             writer,
+            keep_writer: backend == Backend::Sqlite && !memory,
+            home: tokio::runtime::Handle::try_current().ok(),
         })
+    }
+
+    /// Runs `write` (given a clone of the store) on the runtime the store was opened on, and
+    /// waits for its answer; where there is none, here.
+    ///
+    /// For writes from threads of a lower priority (the engine's background runtime, at nice
+    /// 10). A write holds SQLite's one turn from its first statement to its last answer, and
+    /// each answer has to wake the task that sends the next statement: on a busy machine a
+    /// low-priority task waits for a CPU at every wake-up while the acks queue behind the
+    /// turn. The write must own what it writes: a transaction cannot move between runtimes,
+    /// so it begins, writes and commits within `write`.
+    pub async fn at_home<T, W>(&self, write: impl FnOnce(Store) -> W) -> Result<T, StoreError>
+    where
+        W: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(home) = &self.home else {
+            return write(self.clone()).await;
+        };
+        match home.spawn(write(self.clone())).await {
+            Ok(answer) => answer,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Stopped),
+        }
     }
 
     fn migrator(&self) -> &'static sqlx::migrate::Migrator {
@@ -599,16 +682,31 @@ impl Store {
         Ok(())
     }
 
-    /// Waits for this process's turn to write (SQLite); at once on PostgreSQL.
-    async fn write_turn(&self) -> WriteTurn {
-        self.turn(Priority::Background).await
-    }
-
-    async fn turn(&self, priority: Priority) -> WriteTurn {
-        match &self.writer {
+    /// Waits for this process's turn to write (SQLite; at once on PostgreSQL) and gives the
+    /// connection to write on, the one the last turn kept or one from the pool.
+    async fn writing(&self, priority: Priority, op: &'static str) -> Result<WriteConn, StoreError> {
+        let mut turn = match &self.writer {
             Some(writer) => Some(writer.take(priority).await),
             None => None,
-        }
+        };
+        let (conn, since) = match turn.as_mut().and_then(|t| t.kept.take()) {
+            Some(kept) => kept,
+            None => (
+                self.pool.acquire().await.map_err(query_err(op))?,
+                Instant::now(),
+            ),
+        };
+        Ok(WriteConn {
+            conn: Some(conn),
+            since,
+            keep: self.keep_writer,
+            turn,
+        })
+    }
+
+    /// [`Store::writing`] for everything but the inbox.
+    async fn write_conn(&self, op: &'static str) -> Result<WriteConn, StoreError> {
+        self.writing(Priority::Background, op).await
     }
 
     /// Which database this is.
@@ -628,12 +726,7 @@ impl Store {
     /// Starts a transaction (see [`Tx`]). It holds one pooled connection until it is committed
     /// or dropped.
     pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
-        let turn = self.write_turn().await;
-        Ok(Tx {
-            tx: self.pool.begin().await.map_err(query_err("begin"))?,
-            backend: self.backend,
-            _turn: turn,
-        })
+        Tx::start(self.write_conn("begin").await?, self.backend).await
     }
 
     /// `FOR UPDATE SKIP LOCKED` where the database has it (SQLite serializes writers anyway).
@@ -674,17 +767,16 @@ impl Store {
         items: &[NewInboxItem],
         lease: Option<(&str, i64)>,
     ) -> Result<Vec<InboxInsert>, StoreError> {
-        let _turn = self.turn(Priority::Ack).await;
         let op = "inbox insert";
+        let mut conn = self.writing(Priority::Ack, op).await?;
         // Up to a chunk's worth is one statement, atomic on its own: no BEGIN and COMMIT, each
         // a round trip to the database, on the path every ack waits for.
         if items.len() > INSERT_CHUNK {
-            let mut tx = self.pool.begin().await.map_err(query_err(op))?;
-            let results = insert_inbox_rows(&mut tx, self.backend, items, lease).await?;
-            tx.commit().await.map_err(query_err(op))?;
+            let mut tx = Tx::start(conn, self.backend).await?;
+            let results = insert_inbox_rows(tx.conn(), self.backend, items, lease).await?;
+            tx.commit().await?;
             Ok(results)
         } else {
-            let mut conn = self.pool.acquire().await.map_err(query_err(op))?;
             insert_inbox_rows(&mut conn, self.backend, items, lease).await
         }
     }
@@ -735,7 +827,7 @@ impl Store {
         not_before_ms: i64,
         max_attempts: u32,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut conn = self.write_conn("inbox retry").await?;
         sqlx::query(
             "UPDATE inbox SET attempts = attempts + 1, error = $1, not_before = $2, \
              lease_owner = NULL, lease_until = NULL, \
@@ -747,7 +839,7 @@ impl Store {
         .bind(i64::from(max_attempts))
         .bind(id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(query_err("inbox retry"))?;
         Ok(())
@@ -762,7 +854,7 @@ impl Store {
         handled_before_ms: i64,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
+        let mut conn = self.write_conn("inbox prune").await?;
         // By id, which follows the time of handling closely enough: the scan starts at the
         // oldest rows, which are the ones to go.
         let done = sqlx::query(
@@ -771,7 +863,7 @@ impl Store {
         )
         .bind(handled_before_ms)
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(query_err("inbox prune"))?;
         Ok(done.rows_affected())
@@ -875,15 +967,17 @@ impl Store {
         claim: Claim<'_>,
         read: fn(&AnyRow) -> Result<T, sqlx::Error>,
     ) -> Result<Vec<T>, StoreError> {
-        let _turn = self.write_turn().await;
+        let mut conn = self.write_conn(op).await?;
         let rows = sqlx::query(sql)
             .bind(claim.owner)
             .bind(claim.lease_until_ms)
             .bind(claim.now_ms)
             .bind(i64::from(claim.limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(query_err(op))?;
+        // The next writer's turn: the rows are read without it.
+        drop(conn);
         rows.iter()
             .map(read)
             .collect::<Result<Vec<_>, _>>()
@@ -967,13 +1061,13 @@ impl Store {
             "UPDATE outbox SET {set}, lease_owner = NULL, lease_until = NULL \
              WHERE id = $3 AND lease_owner = $4 AND state = 'pending'"
         );
-        let _turn = self.write_turn().await;
+        let mut conn = self.write_conn(op).await?;
         let done = sqlx::query(&sql)
             .bind(text)
             .bind(number)
             .bind(id)
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(query_err(op))?;
         Ok(done.rows_affected() == 1)
@@ -989,9 +1083,8 @@ impl Store {
         outcomes: &[OutboxOutcome],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
-        let _turn = self.write_turn().await;
         let op = "outbox finish";
-        let mut tx = self.pool.begin().await.map_err(query_err(op))?;
+        let mut tx = Tx::start(self.write_conn(op).await?, self.backend).await?;
         let mut finished = HashSet::with_capacity(outcomes.len());
         let sent: Vec<(i64, &str)> = outcomes
             .iter()
@@ -1025,7 +1118,7 @@ impl Store {
             for (id, _) in chunk {
                 query = query.bind(*id);
             }
-            for row in query.fetch_all(&mut *tx).await.map_err(query_err(op))? {
+            for row in query.fetch_all(tx.conn()).await.map_err(query_err(op))? {
                 finished.insert(row.try_get::<i64, _>("id").map_err(query_err(op))?);
             }
         }
@@ -1058,7 +1151,7 @@ impl Store {
             for (key, channel, ts) in chunk {
                 query = query.bind(*key).bind(*channel).bind(*ts);
             }
-            query.execute(&mut *tx).await.map_err(query_err(op))?;
+            query.execute(tx.conn()).await.map_err(query_err(op))?;
         }
         // Retries and failures are rare: one statement each.
         let paced = "paced: waiting for Slack's rate limit".to_string();
@@ -1097,14 +1190,14 @@ impl Store {
                 .bind(number)
                 .bind(o.id)
                 .bind(owner)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await
                 .map_err(query_err(op))?;
             if done.rows_affected() == 1 {
                 finished.insert(o.id);
             }
         }
-        tx.commit().await.map_err(query_err(op))?;
+        tx.commit().await?;
         Ok(outcomes.iter().map(|o| finished.contains(&o.id)).collect())
     }
 
@@ -1117,7 +1210,7 @@ impl Store {
         sent_before_ms: i64,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
+        let mut conn = self.write_conn("outbox prune").await?;
         // By id, which follows the time of sending closely enough: the scan starts at the
         // oldest rows, which are the ones to go.
         let done = sqlx::query(
@@ -1126,7 +1219,7 @@ impl Store {
         )
         .bind(sent_before_ms)
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(query_err("outbox prune"))?;
         Ok(done.rows_affected())
@@ -1241,7 +1334,7 @@ impl Store {
         channel: &str,
         ts: &str,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut conn = self.write_conn("message ref set").await?;
         sqlx::query(
             "INSERT INTO message_refs (ref_key, channel, ts) VALUES ($1, $2, $3) \
              ON CONFLICT (ref_key) DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
@@ -1249,7 +1342,7 @@ impl Store {
         .bind(key)
         .bind(channel)
         .bind(ts)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(query_err("message ref set"))?;
         Ok(())
@@ -1357,16 +1450,46 @@ struct Claim<'a> {
 
 /// A transaction: an app's own changes (through [`Tx::conn`]), the outbox items they cause and
 /// the inbox item's completion commit together. Dropped without [`Tx::commit`], it rolls back.
+///
+/// Begun and ended on its connection directly (not as sqlx's `Transaction`, which would give
+/// the connection back to the pool at its end): on SQLite the writing connection then goes on
+/// to the next turn (see [`WriteConn`]).
 pub struct Tx<'c> {
-    tx: sqlx::Transaction<'c, Any>,
+    conn: WriteConn,
     backend: Backend,
-    // Dropped after `tx` (fields drop in order): the turn ends once the transaction has.
-    _turn: WriteTurn,
+    /// Begun, and neither committed nor rolled back yet.
+    open: bool,
+    _borrows: PhantomData<&'c mut AnyConnection>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tx").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // Queued on the connection before it goes to the next writer (or back to the
+            // pool, which runs it at once), as sqlx's own transactions do.
+            <Any as sqlx::Database>::TransactionManager::start_rollback(&mut self.conn);
+        }
+    }
+}
+
+impl Tx<'static> {
+    /// Begins a transaction on `conn`.
+    async fn start(mut conn: WriteConn, backend: Backend) -> Result<Self, StoreError> {
+        <Any as sqlx::Database>::TransactionManager::begin(&mut conn, None)
+            .await
+            .map_err(query_err("begin"))?;
+        Ok(Tx {
+            conn,
+            backend,
+            open: true,
+            _borrows: PhantomData,
+        })
     }
 }
 
@@ -1384,7 +1507,7 @@ impl Tx<'_> {
         .bind(&item.ref_key)
         .bind(item.not_before_ms)
         .bind(item.created_at_ms)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut *self.conn)
         .await
         .map_err(query_err("outbox enqueue"))?;
         row.try_get("id").map_err(query_err("outbox enqueue"))
@@ -1410,7 +1533,7 @@ impl Tx<'_> {
         .bind(item.created_at_ms)
         .bind(response)
         .bind(now_ms)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut *self.conn)
         .await
         .map_err(query_err("outbox record"))?;
         row.try_get("id").map_err(query_err("outbox record"))
@@ -1434,7 +1557,7 @@ impl Tx<'_> {
         .bind(now_ms)
         .bind(id)
         .bind(owner)
-        .execute(&mut *self.tx)
+        .execute(&mut *self.conn)
         .await
         .map_err(query_err("inbox done"))?;
         Ok(done.rows_affected() == 1)
@@ -1469,7 +1592,7 @@ impl Tx<'_> {
                 query = query.bind(*id);
             }
             for row in query
-                .fetch_all(&mut *self.tx)
+                .fetch_all(&mut *self.conn)
                 .await
                 .map_err(query_err(op))?
             {
@@ -1484,7 +1607,7 @@ impl Tx<'_> {
         sqlx::query("UPDATE inbox SET outcome = $1 WHERE id = $2")
             .bind(outcome)
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.conn)
             .await
             .map_err(query_err("inbox outcome"))?;
         Ok(())
@@ -1510,7 +1633,7 @@ impl Tx<'_> {
         .bind(not_before_ms)
         .bind(i64::from(max_attempts))
         .bind(id)
-        .execute(&mut *self.tx)
+        .execute(&mut *self.conn)
         .await
         .map_err(query_err("inbox requeue"))?;
         Ok(())
@@ -1571,7 +1694,7 @@ impl Tx<'_> {
             let rows = query
                 .bind(now_ms)
                 .bind((limit - claimed.len()) as i64)
-                .fetch_all(&mut *self.tx)
+                .fetch_all(&mut *self.conn)
                 .await
                 .map_err(query_err("outbox claim at enqueue"))?;
             for row in &rows {
@@ -1611,7 +1734,7 @@ impl Tx<'_> {
             }
             if returning {
                 for row in query
-                    .fetch_all(&mut *self.tx)
+                    .fetch_all(&mut *self.conn)
                     .await
                     .map_err(query_err("outbox enqueue"))?
                 {
@@ -1619,7 +1742,7 @@ impl Tx<'_> {
                 }
             } else {
                 query
-                    .execute(&mut *self.tx)
+                    .execute(&mut *self.conn)
                     .await
                     .map_err(query_err("outbox enqueue"))?;
             }
@@ -1650,7 +1773,7 @@ impl Tx<'_> {
         .bind(ref_key)
         .bind(method)
         .bind(now_ms)
-        .execute(&mut *self.tx)
+        .execute(&mut *self.conn)
         .await
         .map_err(query_err("outbox replace pending"))?;
         Ok(done.rows_affected() == 1)
@@ -1663,7 +1786,7 @@ impl Tx<'_> {
             "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND ordering_key = $1",
         )
         .bind(ordering_key)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut *self.conn)
         .await
         .map_err(query_err("outbox pending on"))?;
         row.try_get("n").map_err(query_err("outbox pending on"))
@@ -1691,18 +1814,25 @@ impl Tx<'_> {
     }
 
     async fn execute_plain(&mut self, sql: &str, op: &'static str) -> Result<(), StoreError> {
-        (&mut *self.tx).execute(sql).await.map_err(query_err(op))?;
+        (&mut *self.conn)
+            .execute(sql)
+            .await
+            .map_err(query_err(op))?;
         Ok(())
     }
 
     /// The connection, for apps' own tables in the same transaction (placeholders `$1, $2…`).
     pub fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        &mut self.conn
     }
 
     /// Commits everything done in the transaction.
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(query_err("commit"))
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        <Any as sqlx::Database>::TransactionManager::commit(&mut self.conn)
+            .await
+            .map_err(query_err("commit"))?;
+        self.open = false;
+        Ok(())
     }
 }
 

@@ -39,10 +39,10 @@ impl Store {
 
     /// Forgets the replies stored before `before_ms`; how many.
     pub async fn sync_replies_prune(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
+        let mut conn = self.write_conn("sync replies prune").await?;
         let done = sqlx::query("DELETE FROM sync_replies WHERE created_at < $1")
             .bind(before_ms)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(query_err("sync replies prune"))?;
         Ok(done.rows_affected())

@@ -350,11 +350,11 @@ impl Store {
             .last_used_at_ms
             .is_none_or(|at| at <= now_ms - LAST_USED_RESOLUTION_MS)
         {
-            let _turn = self.write_turn().await;
+            let mut conn = self.write_conn(OP).await?;
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now_ms)
                 .bind(info.id)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
                 .map_err(query_err(OP))?;
             info.last_used_at_ms = Some(now_ms);

@@ -4,6 +4,10 @@
 //! whose sleeps (1 ms, 2 ms, 5 ms…) were what made acks slow under load. The inbox's group
 //! commit — what every ack waits for — goes before any other writer still waiting, so an ack
 //! waits at most for the one transaction under way.
+//!
+//! A turn can carry the writing connection on to the next turn ([`Turn::kept`]), so it never
+//! goes back to the pool between writes: the pool tests a returned connection with a round trip
+//! to SQLite's thread, from a task of its own, and the next writer waits for that.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -19,27 +23,54 @@ pub(crate) enum Priority {
     Background,
 }
 
-#[derive(Debug, Default)]
-struct Queue {
+#[derive(Debug)]
+struct Queue<C> {
     held: bool,
     acks: VecDeque<oneshot::Sender<()>>,
     background: VecDeque<oneshot::Sender<()>>,
+    /// What the last turn kept for the next one.
+    kept: Option<C>,
 }
 
-/// The turn-giver; cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Turns {
-    queue: Arc<Mutex<Queue>>,
+/// The turn-giver; cheap to clone. `C` is what a turn may keep for the next (the writing
+/// connection).
+#[derive(Debug)]
+pub(crate) struct Turns<C> {
+    queue: Arc<Mutex<Queue<C>>>,
+}
+
+impl<C> Clone for Turns<C> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<C> Default for Turns<C> {
+    fn default() -> Self {
+        Self {
+            queue: Arc::new(Mutex::new(Queue {
+                held: false,
+                acks: VecDeque::new(),
+                background: VecDeque::new(),
+                kept: None,
+            })),
+        }
+    }
 }
 
 /// A turn, held until dropped.
 #[derive(Debug)]
-pub(crate) struct Turn {
-    queue: Arc<Mutex<Queue>>,
+pub(crate) struct Turn<C> {
+    queue: Arc<Mutex<Queue<C>>>,
+    /// What the turn before kept, taken out; what is here when the turn ends is kept for the
+    /// next one.
+    pub(crate) kept: Option<C>,
 }
 
-impl Turns {
-    pub(crate) async fn take(&self, priority: Priority) -> Turn {
+impl<C> Turns<C> {
+    pub(crate) async fn take(&self, priority: Priority) -> Turn<C> {
         let waiting = {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             if !queue.held {
@@ -58,15 +89,23 @@ impl Turns {
             // The turn is handed over by the one dropping it (`held` stays true).
             let _ = wait.await;
         }
+        let kept = self
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .kept
+            .take();
         Turn {
             queue: self.queue.clone(),
+            kept,
         }
     }
 }
 
-impl Drop for Turn {
+impl<C> Drop for Turn<C> {
     fn drop(&mut self) {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.kept = self.kept.take();
         // Hand the turn to the next waiter still there (one that gave up has dropped its end).
         while let Some(next) = queue
             .acks
@@ -87,7 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn acks_go_before_background_writers_waiting() {
-        let turns = Turns::default();
+        let turns = Turns::<()>::default();
         let first = turns.take(Priority::Background).await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
@@ -117,7 +156,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_that_gave_up_is_skipped() {
-        let turns = Turns::default();
+        let turns = Turns::<()>::default();
         let first = turns.take(Priority::Background).await;
         let gave_up = tokio::time::timeout(
             std::time::Duration::from_millis(1),
@@ -127,5 +166,24 @@ mod tests {
         assert!(gave_up.is_err());
         drop(first);
         let _again = turns.take(Priority::Background).await;
+    }
+
+    #[tokio::test]
+    async fn what_a_turn_keeps_goes_to_the_next() {
+        let turns = Turns::<u32>::default();
+        let mut first = turns.take(Priority::Background).await;
+        assert_eq!(first.kept, None);
+        first.kept = Some(7);
+        let next = {
+            let turns = turns.clone();
+            tokio::spawn(async move { turns.take(Priority::Ack).await.kept.take() })
+        };
+        while turns.queue.lock().unwrap().acks.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        drop(first);
+        assert_eq!(next.await.unwrap(), Some(7));
+        // That turn took it and kept nothing.
+        assert_eq!(turns.take(Priority::Background).await.kept, None);
     }
 }
