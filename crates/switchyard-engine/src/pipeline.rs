@@ -367,6 +367,8 @@ pub struct Engine {
     pub lease: Duration,
     /// Wakes the sender when something was queued.
     pub outbox_ready: Arc<Notify>,
+    /// Calls claimed by the commit that queued them, to this process's sender (SQLite).
+    pub outbox_handoff: crate::sender::Handoff,
     /// Test hook: receive and ack, but never handle (to kill the process in between).
     pub hold_dispatch: bool,
     /// Who may do what (`[access]`), checked by the dispatcher from memory.

@@ -172,6 +172,54 @@ fn backoff(attempts: i32) -> Duration {
     capped.mul_f64(jitter)
 }
 
+/// Calls claimed in the transaction that queued them ([`switchyard_store::Tx::enqueue_many_claimed`]),
+/// handed to this process's sender once committed ([`Sender::run_handed`]): the first call of a
+/// quiet channel waits for no claim statement, nor for the sender's loop to wake and ask. The
+/// default hands to no sender: the rows are then left to the sender's own claims.
+#[derive(Clone, Default)]
+pub struct Handoff {
+    to_sender: Option<mpsc::UnboundedSender<Vec<OutboxItem>>>,
+}
+
+impl Handoff {
+    /// The hand-off, and its receiving end for [`Sender::run_handed`].
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Vec<OutboxItem>>) {
+        let (to_sender, handed) = mpsc::unbounded_channel();
+        (
+            Self {
+                to_sender: Some(to_sender),
+            },
+            handed,
+        )
+    }
+
+    /// How many calls a commit may claim for the sender (0: none, there is no sender here).
+    pub fn claim_limit(&self) -> usize {
+        if self.to_sender.is_some() {
+            HANDED_PER_COMMIT
+        } else {
+            0
+        }
+    }
+
+    /// Hands committed, claimed calls to the sender. Should it be gone (stopping), their lease
+    /// runs out and a later claim takes them, looking in Slack first as for any lost outcome.
+    pub fn hand(&self, items: Vec<OutboxItem>) {
+        if items.is_empty() {
+            return;
+        }
+        if let Some(to_sender) = &self.to_sender
+            && to_sender.send(items).is_err()
+        {
+            tracing::info!("the sender has stopped; claimed calls wait for their lease to end");
+        }
+    }
+}
+
+/// Calls one commit claims for the sender at most: a quiet channel's first; a commit of many
+/// channels' calls leaves the rest to the sender's claims.
+const HANDED_PER_COMMIT: usize = 16;
+
 pub struct Sender {
     store: Store,
     slack: SlackApi,
@@ -303,17 +351,63 @@ impl Sender {
             }
         }
         for (item, permit) in items.into_iter().zip(permits) {
-            let sender = self.clone();
-            tokio::spawn(async move {
-                let result = sender.send(&item).await;
-                drop(permit);
-                let _ = sender.outcomes.send(OutboxOutcome {
-                    id: item.id,
-                    result,
-                });
-            });
+            self.start(item, permit);
         }
         (claimed, asked)
+    }
+
+    /// Sends a claimed item in a task of its own, holding its slot until the call ends.
+    fn start(self: &Arc<Self>, item: OutboxItem, permit: tokio::sync::OwnedSemaphorePermit) {
+        let sender = self.clone();
+        tokio::spawn(async move {
+            let result = sender.send(&item).await;
+            drop(permit);
+            let _ = sender.outcomes.send(OutboxOutcome {
+                id: item.id,
+                result,
+            });
+        });
+    }
+
+    /// Gives a claimed item back unsent and not counted as an attempt, keeping its place in
+    /// line: the next claim takes it.
+    fn give_back(&self, item: &OutboxItem) {
+        let _ = self.outcomes.send(OutboxOutcome {
+            id: item.id,
+            result: OutboxResult::Paced {
+                not_before_ms: now_ms(),
+            },
+        });
+    }
+
+    /// Sends what commits claimed for this process ([`Handoff`]) until `stop` fires; an item
+    /// finding every slot busy, or handed as the sender stops, is given back for a claim.
+    pub async fn run_handed(
+        self: Arc<Self>,
+        mut handed: mpsc::UnboundedReceiver<Vec<OutboxItem>>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let items = tokio::select! {
+                items = handed.recv() => match items {
+                    Some(items) => items,
+                    None => return,
+                },
+                _ = stop.cancelled() => break,
+            };
+            for item in items {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(permit) => self.start(item, permit),
+                    Err(_) => self.give_back(&item),
+                }
+            }
+        }
+        handed.close();
+        while let Ok(items) = handed.try_recv() {
+            for item in &items {
+                self.give_back(item);
+            }
+        }
     }
 
     /// Makes one call (after its pacing wait) and says how it ended.

@@ -148,6 +148,7 @@ impl Server {
         let poll = Duration::from_millis(config.engine.poll_interval_ms);
         let owner = format!("{}-{:08x}", std::process::id(), rand::rng().random::<u32>());
         let outbox_ready = Arc::new(Notify::new());
+        let (outbox_handoff, handed) = crate::sender::Handoff::new();
         // SQLite has one writer, so one worker with large batches; PostgreSQL takes several.
         let workers = match store.backend() {
             switchyard_store::Backend::Sqlite => 1,
@@ -168,6 +169,7 @@ impl Server {
             inbox: crate::inbox::InboxWriter::spawn(store.clone(), owner.clone(), lease),
             lease,
             outbox_ready: outbox_ready.clone(),
+            outbox_handoff,
             hold_dispatch: options.hold_dispatch,
             access: access.clone(),
         });
@@ -272,10 +274,9 @@ impl Server {
             crate::sender::record_outcomes(store, owner, finished, outbox_ready.clone()),
             &bg,
         );
-        sending.spawn_on(
-            Arc::new(sender).run(outbox_ready, poll, stop_sending.clone()),
-            &bg,
-        );
+        let sender = Arc::new(sender);
+        sending.spawn_on(sender.clone().run_handed(handed, stop_sending.clone()), &bg);
+        sending.spawn_on(sender.run(outbox_ready, poll, stop_sending.clone()), &bg);
         receiving.close();
         working.close();
         sending.close();

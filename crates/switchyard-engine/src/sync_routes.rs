@@ -260,11 +260,9 @@ impl Engine {
         for record in &audit {
             tx.audit(record).await?;
         }
-        tx.enqueue_many(&outbox).await?;
+        let claimed = self.enqueue_claimed(&mut tx, &outbox).await?;
         tx.commit().await?;
-        if !outbox.is_empty() {
-            self.outbox_ready.notify_one();
-        }
+        self.outbox_sent_off(&outbox, claimed);
         Ok((answer, false))
     }
 }

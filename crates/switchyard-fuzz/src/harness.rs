@@ -152,6 +152,8 @@ impl Harness {
                 ),
                 lease,
                 outbox_ready: Default::default(),
+                // No sender here: nothing is claimed at the commit.
+                outbox_handoff: Default::default(),
                 // Committed and acked, never handled: the targets are about receiving.
                 hold_dispatch: true,
                 access: Arc::new(AccessControl::new(config.access.as_ref())),

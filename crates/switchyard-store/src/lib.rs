@@ -1642,12 +1642,86 @@ impl Tx<'_> {
     /// Adds several Slack calls to the outbox, in order (ids increase along `items`), with one
     /// statement per few hundred rows.
     pub async fn enqueue_many(&mut self, items: &[NewOutboxItem]) -> Result<(), StoreError> {
+        self.insert_outbox_rows(items, false).await.map(|_| ())
+    }
+
+    /// As [`Tx::enqueue_many`], and of the new rows, up to `limit` that head their line (no
+    /// pending row before them on their ordering key) and are due are claimed for `owner`
+    /// until `lease_until_ms` in this same transaction, as [`Store::outbox_claim`] would claim
+    /// them after the commit: the caller hands them to its sender once committed, so the
+    /// first call of a quiet channel waits for no claim of its own. On PostgreSQL nothing is
+    /// claimed here: replicas commit concurrently, so whether a row heads its line is known
+    /// only after the commit (the sender's claim, under its row locks); on SQLite, with its
+    /// one writer, no other row can come before it once this transaction has looked.
+    pub async fn enqueue_many_claimed(
+        &mut self,
+        items: &[NewOutboxItem],
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let claim = self.backend == Backend::Sqlite && limit > 0;
+        let mut ids = self.insert_outbox_rows(items, claim).await?;
+        if !claim || ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        ids.sort_unstable();
+        let mut claimed = Vec::new();
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            if claimed.len() >= limit {
+                break;
+            }
+            let mut p = Placeholders::new(self.backend);
+            let (owner_p, until_p, claimed_p) = (p.mark(), p.mark(), p.mark());
+            let list = p.list(chunk.len());
+            let (due_p, limit_p) = (p.mark(), p.mark());
+            let sql = format!(
+                "UPDATE outbox SET lease_owner = {owner_p}, lease_until = {until_p}, \
+                 claimed_at = {claimed_p} WHERE id IN (\
+                 SELECT o.id FROM outbox o WHERE o.id IN ({list}) AND o.not_before <= {due_p} \
+                 AND NOT EXISTS (SELECT 1 FROM outbox q WHERE q.ordering_key = o.ordering_key \
+                                 AND q.state = 'pending' AND q.id < o.id) \
+                 ORDER BY o.id LIMIT {limit_p}) RETURNING {OUTBOX_COLUMNS}"
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(owner)
+                .bind(lease_until_ms)
+                .bind(now_ms);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let rows = query
+                .bind(now_ms)
+                .bind((limit - claimed.len()) as i64)
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err(query_err("outbox claim at enqueue"))?;
+            for row in &rows {
+                claimed.push(outbox_item(row).map_err(query_err("outbox claim at enqueue"))?);
+            }
+        }
+        claimed.sort_by_key(|i| i.id);
+        Ok(claimed)
+    }
+
+    /// The outbox rows' inserts, a statement per [`INSERT_CHUNK`]; with `returning`, the new
+    /// rows' ids.
+    async fn insert_outbox_rows(
+        &mut self,
+        items: &[NewOutboxItem],
+        returning: bool,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut ids = Vec::new();
         for chunk in items.chunks(INSERT_CHUNK) {
             let mut sql = String::from(
                 "INSERT INTO outbox (ordering_key, method, payload, ref_key, not_before, \
                  created_at) VALUES ",
             );
             sql.push_str(&Placeholders::new(self.backend).rows(chunk.len(), 6));
+            if returning {
+                sql.push_str(" RETURNING id");
+            }
             let mut query = sqlx::query(&sql);
             for item in chunk {
                 query = query
@@ -1658,12 +1732,22 @@ impl Tx<'_> {
                     .bind(item.not_before_ms)
                     .bind(item.created_at_ms);
             }
-            query
-                .execute(&mut *self.conn)
-                .await
-                .map_err(query_err("outbox enqueue"))?;
+            if returning {
+                for row in query
+                    .fetch_all(&mut *self.conn)
+                    .await
+                    .map_err(query_err("outbox enqueue"))?
+                {
+                    ids.push(row.try_get("id").map_err(query_err("outbox enqueue"))?);
+                }
+            } else {
+                query
+                    .execute(&mut *self.conn)
+                    .await
+                    .map_err(query_err("outbox enqueue"))?;
+            }
         }
-        Ok(())
+        Ok(ids)
     }
 
     /// Replaces the payload of the pending `method` call for `ref_key` that no sender holds

@@ -482,6 +482,61 @@ async fn outbox_keeps_order_per_key() {
     .await;
 }
 
+/// Claimed in the transaction that queues them (SQLite): only the new rows that head their
+/// line and are due, up to the limit; a later claim does not take them while they are leased,
+/// and takes them when the lease has run out (their outcome unknown). PostgreSQL claims none.
+#[tokio::test]
+async fn outbox_rows_claimed_at_enqueue_are_the_heads_of_their_lines() {
+    on_both(|store| async move {
+        let waiting = enqueue(&store, &[outbox("BUSY", "first")]).await;
+        let later = NewOutboxItem {
+            not_before_ms: 1_000,
+            ..outbox("LATER", "l")
+        };
+        let mut tx = store.begin().await.unwrap();
+        let claimed = tx
+            .enqueue_many_claimed(
+                &[
+                    outbox("QUIET", "q1"),
+                    outbox("QUIET", "q2"),
+                    outbox("BUSY", "second"),
+                    later,
+                    outbox("OTHER", "o1"),
+                    outbox("THIRD", "t1"),
+                ],
+                "me",
+                10,
+                100,
+                2,
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        if store.backend() == Backend::Postgres {
+            assert!(claimed.is_empty(), "{claimed:?}");
+            return;
+        }
+        let claimed_keys: Vec<&str> = claimed.iter().map(|i| i.ordering_key.as_str()).collect();
+        assert_eq!(
+            claimed_keys,
+            ["QUIET", "OTHER"],
+            "heads of their lines, up to 2"
+        );
+        assert!(claimed.iter().all(|i| i.unconfirmed_since_ms.is_none()));
+        // The sender's claim takes the rest of the heads, not what the commit claimed.
+        let next = store.outbox_claim("me", 20, 100, 10).await.unwrap();
+        let keys: Vec<&str> = next.iter().map(|i| i.ordering_key.as_str()).collect();
+        assert_eq!(keys, ["BUSY", "THIRD"], "{next:?}");
+        assert_eq!(next[0].id, waiting[0]);
+        // Its lease run out with no outcome recorded: taken again, the outcome unknown.
+        let again = store.outbox_claim("other", 101, 200, 10).await.unwrap();
+        let quiet = again.iter().find(|i| i.ordering_key == "QUIET").unwrap();
+        assert_eq!(quiet.id, claimed[0].id);
+        assert_eq!(quiet.unconfirmed_since_ms, Some(10));
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn outbox_claims_respect_not_before_and_the_limit() {
     on_both(|store| async move {
