@@ -87,7 +87,15 @@ impl<C> Turns<C> {
         };
         if let Some(wait) = waiting {
             // The turn is handed over by the one dropping it (`held` stays true).
-            let _ = wait.await;
+            let mut waiting = Waiting {
+                wait: Some(wait),
+                queue: self.queue.clone(),
+            };
+            if let Some(wait) = waiting.wait.as_mut() {
+                let _ = wait.await;
+            }
+            // Ours now: from here the `Turn` releases it.
+            waiting.wait = None;
         }
         let kept = self
             .queue
@@ -98,6 +106,36 @@ impl<C> Turns<C> {
         Turn {
             queue: self.queue.clone(),
             kept,
+        }
+    }
+}
+
+/// A waiter's end of the hand-over, while its `take` waits. If the caller gives up (drops the
+/// future) after the turn was handed to it but before it ran, the turn is passed on here: it
+/// would otherwise be held for ever, and every write of the process would wait behind it.
+struct Waiting<C> {
+    wait: Option<oneshot::Receiver<()>>,
+    queue: Arc<Mutex<Queue<C>>>,
+}
+
+impl<C> Drop for Waiting<C> {
+    fn drop(&mut self) {
+        let Some(mut wait) = self.wait.take() else {
+            return;
+        };
+        // Closed, no turn can be handed to it any more; one handed before is still there.
+        wait.close();
+        if wait.try_recv().is_ok() {
+            let kept = self
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .kept
+                .take();
+            drop(Turn {
+                queue: self.queue.clone(),
+                kept,
+            });
         }
     }
 }
@@ -166,6 +204,31 @@ mod tests {
         assert!(gave_up.is_err());
         drop(first);
         let _again = turns.take(Priority::Background).await;
+    }
+
+    #[tokio::test]
+    async fn a_waiter_dropped_after_its_turn_came_passes_it_on() {
+        use std::future::Future;
+        let turns = Turns::<u32>::default();
+        let mut first = turns.take(Priority::Background).await;
+        first.kept = Some(7);
+        // Queued (polled once), handed the turn, then dropped without running.
+        let mut waiter = Box::pin(turns.take(Priority::Ack));
+        std::future::poll_fn(|cx| {
+            assert!(waiter.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        drop(first);
+        drop(waiter);
+        // Without the hand-on this waits for ever (hence the guard, not a timing check).
+        let mut next = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            turns.take(Priority::Background),
+        )
+        .await
+        .expect("the turn was never released");
+        assert_eq!(next.kept.take(), Some(7));
     }
 
     #[tokio::test]
