@@ -1293,10 +1293,14 @@ async fn soak(plan: Plan) {
     }
     repeated_calls.sort();
     // What the sender did with posts whose earlier attempt's outcome was lost.
+    let logs: Vec<String> = (0..world.plan.replicas)
+        .map(|i| {
+            let log = world.replicas.lock().unwrap()[i].log.clone();
+            std::fs::read_to_string(&log).unwrap_or_default()
+        })
+        .collect();
     let (mut found, mut not_found, mut unchecked) = (0, 0, 0);
-    for i in 0..world.plan.replicas {
-        let log = world.replicas.lock().unwrap()[i].log.clone();
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for text in &logs {
         found += text.matches("is in Slack; recorded as sent").count();
         not_found += text.matches("is not in Slack; posting it").count();
         unchecked += text.matches("posting it again").count();
@@ -1354,6 +1358,20 @@ async fn soak(plan: Plan) {
     }
     for d in &duplicates {
         eprintln!("  DUPLICATE: {d}");
+        // An internal error told to a person: the log line with its detail, under its id.
+        if let Some(id) = d
+            .split("error id ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+        {
+            for line in logs
+                .iter()
+                .flat_map(|l| l.lines())
+                .filter(|l| l.contains(id))
+            {
+                eprintln!("    log: {line}");
+            }
+        }
     }
     for n in &notes {
         eprintln!("  NOTE: {n}");
