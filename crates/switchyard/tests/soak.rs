@@ -958,6 +958,39 @@ async fn soak(plan: Plan) {
     let mut notes: Vec<String> = Vec::new();
     if !drained {
         failures.push(format!("the inbox or outbox never drained ({drain})"));
+        // What is stuck, for the next look: pending calls by channel and method, how far
+        // away the soonest is due, the most attempts, and one of their last errors.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        #[derive(Default)]
+        struct Stuck {
+            calls: usize,
+            due_in_ms: Option<i64>,
+            attempts: i32,
+            error: Option<String>,
+        }
+        let mut stuck: BTreeMap<(String, String), Stuck> = BTreeMap::new();
+        for item in store.outbox_list(Some("pending"), 5000).await.unwrap() {
+            let entry = stuck
+                .entry((item.ordering_key.clone(), item.method.clone()))
+                .or_default();
+            entry.calls += 1;
+            let due_in = item.not_before_ms - now;
+            entry.due_in_ms = Some(entry.due_in_ms.map_or(due_in, |d| d.min(due_in)));
+            entry.attempts = entry.attempts.max(item.attempts);
+            if item.error.is_some() {
+                entry.error = item.error.clone();
+            }
+        }
+        for ((key, method), entry) in stuck {
+            eprintln!(
+                "  STUCK: {} {method} on {key}, the soonest due in {:?} ms, up to {} attempts, \
+                 last error {:?}",
+                entry.calls, entry.due_in_ms, entry.attempts, entry.error
+            );
+        }
     }
 
     // Every alert in Slack once; every acknowledged one acknowledged once.
