@@ -29,7 +29,12 @@ use crate::slack::{CallError, SlackApi};
 const MAX_IN_FLIGHT: usize = 128;
 /// Outcomes recorded in one transaction at most.
 const MAX_OUTCOMES: usize = 512;
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The longest wait before a failed call is tried again. A call holds up every later call of
+/// its channel (per-channel order), so a long wait after Slack has recovered leaves the whole
+/// channel silent: with 5 minutes here, the 10-minute soak ended with one ephemeral retried
+/// ten times at the head of a channel and 583 posts behind it, waiting minutes after the faults
+/// stopped. Every 30 s is still light on a Slack that is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The share of Slack's rate the pacer uses: the time a call takes to reach Slack varies (a
 /// busy machine, a slow network), so calls spaced exactly at Slack's rate sometimes arrive
