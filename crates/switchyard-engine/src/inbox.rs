@@ -9,12 +9,12 @@ use switchyard_store::{InboxInsert, NewInboxItem, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::now_ms;
+#[cfg(test)]
+use crate::sender::DAY_MS;
+use crate::sender::PRUNE_CHUNK;
 
 /// At most this many deliveries share one transaction.
 const MAX_BATCH: usize = 256;
-/// Handled items deleted by one statement of [`prune_done`].
-const PRUNE_CHUNK: u32 = 1_000;
-const DAY_MS: i64 = 24 * 3600 * 1000;
 
 type Reply = oneshot::Sender<Result<InboxInsert, String>>;
 
@@ -78,18 +78,10 @@ pub async fn prune_done(
     retention_days: u32,
     now_ms: i64,
 ) -> Result<u64, switchyard_store::StoreError> {
-    if retention_days == 0 {
-        return Ok(0);
-    }
-    let cutoff = now_ms.saturating_sub(i64::from(retention_days) * DAY_MS);
-    let mut pruned = 0;
-    loop {
-        let n = store.inbox_prune_done(cutoff, PRUNE_CHUNK).await?;
-        pruned += n;
-        if n < u64::from(PRUNE_CHUNK) {
-            return Ok(pruned);
-        }
-    }
+    crate::sender::prune_in_chunks(retention_days, now_ms, |cutoff| {
+        store.inbox_prune_done(cutoff, PRUNE_CHUNK)
+    })
+    .await
 }
 
 #[cfg(test)]

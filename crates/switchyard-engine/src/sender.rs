@@ -69,9 +69,9 @@ const LOOKUP_CLOCK_SKEW_MS: i64 = 60_000;
 /// (a channel that busy in the minutes since the lost attempt is rare).
 const LOOKUP_PAGE: &str = "200";
 const LOOKUP_MAX_PAGES: usize = 10;
-/// Sent rows deleted per statement when pruning: each statement is a short write.
-const PRUNE_CHUNK: u32 = 1000;
-const DAY_MS: i64 = 86_400_000;
+/// Rows deleted per statement when pruning the inbox or the outbox: each a short write.
+pub(crate) const PRUNE_CHUNK: u32 = 1000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// The methods paced per ordering key (see [`bucket_key`]), all at the same limit.
 const PER_KEY_METHODS: &[&str] = &["chat.postMessage", "response_url", "webhook"];
@@ -639,13 +639,31 @@ pub async fn prune_sent(
     retention_days: u32,
     now_ms: i64,
 ) -> Result<u64, switchyard_store::StoreError> {
+    prune_in_chunks(retention_days, now_ms, |cutoff| {
+        store.outbox_prune_sent(cutoff, PRUNE_CHUNK)
+    })
+    .await
+}
+
+/// Runs `delete_chunk` (up to [`PRUNE_CHUNK`] rows older than the cutoff it is given) until a
+/// chunk comes back short, so the writer is never held long; 0 days keeps everything. The
+/// inbox's and the outbox's retention.
+pub(crate) async fn prune_in_chunks<F, Fut>(
+    retention_days: u32,
+    now_ms: i64,
+    delete_chunk: F,
+) -> Result<u64, switchyard_store::StoreError>
+where
+    F: Fn(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, switchyard_store::StoreError>>,
+{
     if retention_days == 0 {
         return Ok(0);
     }
     let cutoff = now_ms.saturating_sub(i64::from(retention_days) * DAY_MS);
     let mut pruned = 0;
     loop {
-        let n = store.outbox_prune_sent(cutoff, PRUNE_CHUNK).await?;
+        let n = delete_chunk(cutoff).await?;
         pruned += n;
         if n < u64::from(PRUNE_CHUNK) {
             return Ok(pruned);

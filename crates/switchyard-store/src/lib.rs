@@ -854,19 +854,15 @@ impl Store {
         handled_before_ms: i64,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.write_conn("inbox prune").await?;
-        // By id, which follows the time of handling closely enough: the scan starts at the
-        // oldest rows, which are the ones to go.
-        let done = sqlx::query(
-            "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox \
-             WHERE state = 'done' AND handled_at < $1 ORDER BY id LIMIT $2)",
+        self.delete_oldest(
+            "inbox prune",
+            "inbox",
+            "done",
+            "handled_at",
+            handled_before_ms,
+            limit,
         )
-        .bind(handled_before_ms)
-        .bind(i64::from(limit))
-        .execute(&mut *conn)
         .await
-        .map_err(query_err("inbox prune"))?;
-        Ok(done.rows_affected())
     }
 
     /// One inbox item by id.
@@ -1210,18 +1206,41 @@ impl Store {
         sent_before_ms: i64,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.write_conn("outbox prune").await?;
-        // By id, which follows the time of sending closely enough: the scan starts at the
-        // oldest rows, which are the ones to go.
-        let done = sqlx::query(
-            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
-             WHERE state = 'sent' AND sent_at < $1 ORDER BY id LIMIT $2)",
+        self.delete_oldest(
+            "outbox prune",
+            "outbox",
+            "sent",
+            "sent_at",
+            sent_before_ms,
+            limit,
         )
-        .bind(sent_before_ms)
+        .await
+    }
+
+    /// Deletes up to `limit` rows of `table` in `state` whose `at` is before `before_ms`,
+    /// oldest ids first; how many went. (The names are the callers' literals, never input.)
+    async fn delete_oldest(
+        &self,
+        op: &'static str,
+        table: &'static str,
+        state: &'static str,
+        at: &'static str,
+        before_ms: i64,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.write_conn(op).await?;
+        // By id, which follows the time of handling or sending closely enough: the scan
+        // starts at the oldest rows, which are the ones to go.
+        let done = sqlx::query(&format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+             WHERE state = $1 AND {at} < $2 ORDER BY id LIMIT $3)"
+        ))
+        .bind(state)
+        .bind(before_ms)
         .bind(i64::from(limit))
         .execute(&mut *conn)
         .await
-        .map_err(query_err("outbox prune"))?;
+        .map_err(query_err(op))?;
         Ok(done.rows_affected())
     }
 
