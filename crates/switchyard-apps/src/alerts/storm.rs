@@ -198,30 +198,8 @@ pub async fn fold_new(
     let channel = group.channel.clone();
     let fold = group.fold.as_mut().expect("set above");
     fold.last_ms = now;
-    fold.total += 1;
-    *fold
-        .by_severity
-        .entry(row.alert.severity.as_str().to_string())
-        .or_default() += 1;
-    let source = if fold.by_source.contains_key(&row.alert.source) || fold.by_source.len() < SOURCES
-    {
-        cut(&row.alert.source, 40)
-    } else {
-        "other".to_string()
-    };
-    *fold.by_source.entry(source).or_default() += 1;
-    *fold
-        .by_status
-        .entry(row.status.as_str().to_string())
-        .or_default() += 1;
-    fold.newest.insert(
-        0,
-        format!(
-            "{} {}",
-            row.alert.severity.emoji(),
-            escape(&cut(&row.alert.title, 80))
-        ),
-    );
+    count(fold, row);
+    fold.newest.insert(0, newest_line(row));
     fold.newest.truncate(NEWEST);
     if fresh {
         // Posted now, ahead of its thread's messages; `publish` brings its counts up to date.
@@ -335,35 +313,40 @@ pub fn recounted(summary_ref: &str, label: &str, started_ms: i64, rows: &[&Alert
     let mut newest: Vec<&AlertRow> = rows.to_vec();
     newest.sort_by_key(|r| std::cmp::Reverse(r.first_ms));
     for row in rows {
-        fold.total += 1;
-        *fold
-            .by_severity
-            .entry(row.alert.severity.as_str().to_string())
-            .or_default() += 1;
-        let source =
-            if fold.by_source.contains_key(&row.alert.source) || fold.by_source.len() < SOURCES {
-                cut(&row.alert.source, 40)
-            } else {
-                "other".to_string()
-            };
-        *fold.by_source.entry(source).or_default() += 1;
-        *fold
-            .by_status
-            .entry(row.status.as_str().to_string())
-            .or_default() += 1;
+        count(&mut fold, row);
     }
-    fold.newest = newest
-        .iter()
-        .take(NEWEST)
-        .map(|r| {
-            format!(
-                "{} {}",
-                r.alert.severity.emoji(),
-                escape(&cut(&r.alert.title, 80))
-            )
-        })
-        .collect();
+    fold.newest = newest.iter().take(NEWEST).map(|r| newest_line(r)).collect();
     fold
+}
+
+/// Counts `row` into the storm's totals by severity, source (the first [`SOURCES`], the rest
+/// as "other") and status.
+fn count(fold: &mut Fold, row: &AlertRow) {
+    fold.total += 1;
+    *fold
+        .by_severity
+        .entry(row.alert.severity.as_str().to_string())
+        .or_default() += 1;
+    let source = if fold.by_source.contains_key(&row.alert.source) || fold.by_source.len() < SOURCES
+    {
+        cut(&row.alert.source, 40)
+    } else {
+        "other".to_string()
+    };
+    *fold.by_source.entry(source).or_default() += 1;
+    *fold
+        .by_status
+        .entry(row.status.as_str().to_string())
+        .or_default() += 1;
+}
+
+/// An alert as one of the summary's newest lines.
+fn newest_line(row: &AlertRow) -> String {
+    format!(
+        "{} {}",
+        row.alert.severity.emoji(),
+        escape(&cut(&row.alert.title, 80))
+    )
 }
 
 fn batch_ref(fold: &Fold) -> String {
