@@ -54,8 +54,11 @@ pub struct Server {
     /// The sender and its outcome writer.
     stop_sending: CancellationToken,
     sending: TaskTracker,
-    /// Dropped last: ends the background thread once its tasks are done.
+    /// Ends the background thread once its tasks are done.
     _background: Background,
+    /// Dropped after the background: another server may take over this one's leases once
+    /// this one's work has stopped.
+    _sole_server: Option<switchyard_store::SoleServer>,
 }
 
 /// The background thread: handlers, the sender and the workers run on a runtime of their own, on
@@ -147,6 +150,18 @@ impl Server {
         let lease = Duration::from_millis(config.engine.lease_ms);
         let poll = Duration::from_millis(config.engine.poll_interval_ms);
         let owner = format!("{}-{:08x}", std::process::id(), rand::rng().random::<u32>());
+        let sole_server = store.become_sole_server(&owner).await?;
+        match &sole_server {
+            Some(sole) if sole.released > 0 => tracing::info!(
+                released = sole.released,
+                "took over the work the last run left leased (it is gone: SQLite serves one server)"
+            ),
+            Some(_) => {}
+            None if store.backend() == switchyard_store::Backend::Sqlite => tracing::info!(
+                "another server is using this SQLite database: work it leased waits for its lease to run out"
+            ),
+            None => {}
+        }
         let outbox_ready = Arc::new(Notify::new());
         let (outbox_handoff, handed) = crate::sender::Handoff::new();
         // SQLite has one writer, so one worker with large batches; PostgreSQL takes several.
@@ -293,6 +308,7 @@ impl Server {
             stop_sending,
             sending,
             _background: background,
+            _sole_server: sole_server,
         })
     }
 

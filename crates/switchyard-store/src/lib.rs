@@ -61,6 +61,7 @@ mod turns;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// sqlx, as the store uses it: apps reach their own tables through [`Tx::conn`] with it.
@@ -122,6 +123,14 @@ pub enum StoreError {
     /// [`Store::at_home`] unfinished (rolled back).
     #[error("store: the runtime the store was opened on has shut down")]
     Stopped,
+    /// The lock file beside a SQLite database could not be opened or locked.
+    #[error("store: cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// A statement failed.
     #[error("store: {op}: {source}")]
     Query {
@@ -455,6 +464,19 @@ pub struct Store {
     /// The runtime the store was opened on, where [`Store::at_home`] runs writes; `None` when
     /// it was opened outside one.
     home: Option<tokio::runtime::Handle>,
+    /// A SQLite database's file (not an in-memory one's), for [`Store::become_sole_server`].
+    sqlite_file: Option<Arc<std::path::PathBuf>>,
+}
+
+/// This process is the one server of its SQLite database, for as long as this is held (an
+/// exclusive lock on a file beside the database; the kernel lets go of it when the process
+/// ends, however it ends).
+#[derive(Debug)]
+pub struct SoleServer {
+    _lock: std::fs::File,
+    /// Inbox and outbox items that a server before this one had leased and left unfinished,
+    /// made claimable at once.
+    pub released: u64,
 }
 
 /// The writing connection as a turn keeps it for the next, and when it was taken from the pool.
@@ -551,7 +573,7 @@ impl Store {
             url: shown.clone(),
             reason,
         };
-        let (backend, url, memory) = if let Some(rest) = url.strip_prefix("sqlite:") {
+        let (backend, url, sqlite_file) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.strip_prefix("//").unwrap_or(rest);
             let memory = path == ":memory:" || path.contains("mode=memory");
             if path.is_empty() || path.starts_with('?') {
@@ -562,12 +584,17 @@ impl Store {
             } else {
                 format!("{url}?mode=rwc")
             };
-            (Backend::Sqlite, url, memory)
+            let file = (!memory).then(|| {
+                let file = path.split('?').next().unwrap_or(path);
+                Arc::new(std::path::PathBuf::from(file))
+            });
+            (Backend::Sqlite, url, file)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string(), false)
+            (Backend::Postgres, url.to_string(), None)
         } else {
             return Err(invalid("use sqlite://path/to/file.db or postgres://…"));
         };
+        let memory = backend == Backend::Sqlite && sqlite_file.is_none();
         let options: AnyConnectOptions = url.parse().map_err(|source| StoreError::Connect {
             url: shown.clone(),
             source,
@@ -633,6 +660,7 @@ impl Store {
             writer,
             keep_writer: backend == Backend::Sqlite && !memory,
             home: tokio::runtime::Handle::try_current().ok(),
+            sqlite_file,
         })
     }
 
@@ -680,6 +708,60 @@ impl Store {
             .await
             .map_err(query_err("checkpoint"))?;
         Ok(())
+    }
+
+    /// SQLite: makes this process the database's one server, if no other live server is (see
+    /// [`SoleServer`]), and then makes claimable at once what the servers before it had
+    /// leased: they are gone, so their leases only hold work up. Without it, a server killed
+    /// and started again waited out every lease its last run held (`engine.lease_ms`, 30 s):
+    /// the inbox items it had acked and the calls at the head of each channel's line.
+    /// Each released lease counts as run out (not as never taken), so a call that may have
+    /// reached Slack is still looked for before it is made again.
+    ///
+    /// `None` on PostgreSQL (replicas share it, and another's lease may be live), for an
+    /// in-memory database, and when another server holds the lock (it may be the one before
+    /// this, still stopping: leases are then left to run out, as on PostgreSQL).
+    pub async fn become_sole_server(&self, owner: &str) -> Result<Option<SoleServer>, StoreError> {
+        let Some(db) = &self.sqlite_file else {
+            return Ok(None);
+        };
+        let mut path = db.as_os_str().to_owned();
+        path.push("-server.lock");
+        let path = std::path::PathBuf::from(path);
+        let lock_err = |source| StoreError::Lock {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+        }
+        let mut released = 0;
+        let mut conn = self.write_conn("release leases").await?;
+        for table in ["inbox", "outbox"] {
+            // `lease_until = 0`: run out long ago, as a claim sees it.
+            let sql = format!(
+                "UPDATE {table} SET lease_until = 0 WHERE state = 'pending' \
+                 AND lease_until IS NOT NULL AND lease_owner <> $1"
+            );
+            released += sqlx::query(&sql)
+                .bind(owner)
+                .execute(&mut *conn)
+                .await
+                .map_err(query_err("release leases"))?
+                .rows_affected();
+        }
+        Ok(Some(SoleServer {
+            _lock: file,
+            released,
+        }))
     }
 
     /// Waits for this process's turn to write (SQLite; at once on PostgreSQL) and gives the

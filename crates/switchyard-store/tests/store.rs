@@ -725,6 +725,62 @@ async fn a_claim_after_a_lost_outcome_says_since_when_the_call_may_have_gone() {
 }
 
 #[tokio::test]
+async fn a_sole_sqlite_server_takes_over_what_the_last_run_left_leased() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    // The last run, killed: an acked inbox item and the head of a channel's line, both leased
+    // far ahead, and a call it had finished.
+    let far = i64::MAX / 2;
+    let item = new_inbox(&store, "e1", Some(("dead", far))).await;
+    let [call, done] = enqueue(&store, &[outbox("C1", "x"), outbox("C2", "y")]).await[..] else {
+        unreachable!()
+    };
+    assert_eq!(
+        store.outbox_claim("dead", 10, far, 10).await.unwrap().len(),
+        2
+    );
+    assert!(store.outbox_sent(done, "dead", "{}", 11).await.unwrap());
+    assert!(
+        store
+            .inbox_claim("new", 20, 100, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let sole = store.become_sole_server("new").await.unwrap();
+    assert_eq!(
+        sole.as_ref().map(|s| s.released),
+        Some(2),
+        "the item and the call"
+    );
+    // Another server on the same file while this one lives is not the sole one, and takes
+    // nothing over.
+    let other = Store::connect(&url).await.unwrap();
+    assert!(other.become_sole_server("other").await.unwrap().is_none());
+    let claimed = store.inbox_claim("new", 20, 100, 10).await.unwrap();
+    assert_eq!(ids(&claimed, |i| i.id), [item]);
+    let calls = store.outbox_claim("new", 20, 100, 10).await.unwrap();
+    assert_eq!(ids(&calls, |i| i.id), [call]);
+    assert_eq!(
+        calls[0].unconfirmed_since_ms,
+        Some(10),
+        "it may have reached Slack: it is looked for before it is made again"
+    );
+    drop(sole);
+    assert!(other.become_sole_server("other").await.unwrap().is_some());
+    // PostgreSQL is shared by replicas: nobody is the sole server there.
+    if let Some(pg) = postgres_url() {
+        let schema = PgSchema::create(&pg).await;
+        let store = Store::connect(&schema.url()).await.unwrap();
+        assert!(store.become_sole_server("new").await.unwrap().is_none());
+        drop(store);
+        schema.drop_schema().await;
+    }
+}
+
+#[tokio::test]
 async fn pruning_removes_only_sent_items_older_than_the_cut() {
     on_both(|store| async move {
         let items: Vec<NewOutboxItem> = (0..5).map(|n| outbox(&format!("C{n}"), "x")).collect();

@@ -17,6 +17,8 @@ struct Setup {
     dir: tempfile::TempDir,
     http: reqwest::Client,
     socket_mode: bool,
+    /// `engine.lease_ms` of the servers started.
+    lease_ms: u64,
 }
 
 fn manifest(socket_mode: bool, request_base: &str) -> Manifest {
@@ -61,6 +63,7 @@ impl Setup {
             dir: tempfile::tempdir().expect("temp dir"),
             http: reqwest::Client::new(),
             socket_mode,
+            lease_ms: 1000,
         }
     }
 
@@ -72,11 +75,12 @@ impl Setup {
             String::new()
         };
         let text = format!(
-            "[slack]\nbot_token = \"{}\"\n{app_token}signing_secret = \"{}\"\napi_url = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://{}\"\n\n[engine]\nlease_ms = 1000\npoll_interval_ms = 100\n",
+            "[slack]\nbot_token = \"{}\"\n{app_token}signing_secret = \"{}\"\napi_url = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://{}\"\n\n[engine]\nlease_ms = {}\npoll_interval_ms = 100\n",
             self.sandbox.bot_token(),
             self.sandbox.signing_secret(),
             self.sandbox.api_url(),
             self.dir.path().join("switchyard.db").display(),
+            self.lease_ms,
         );
         common::write_private(&path, text).expect("config written");
         path
@@ -235,7 +239,11 @@ async fn duplicate_deliveries_are_handled_once() {
 
 #[tokio::test]
 async fn killed_after_ack_before_handling_loses_nothing() {
-    let setup = Setup::new(true).await;
+    let mut setup = Setup::new(true).await;
+    // The killed process leased the acked mention to itself for an hour: on SQLite the next
+    // server knows the last one is gone (it is the database's one server) and takes the item
+    // over at once, instead of waiting for the lease to run out.
+    setup.lease_ms = 3_600_000;
     let first = setup.start(true).await;
     setup.wait_for_socket().await;
     let ts = setup.mention("ping").await;
