@@ -23,6 +23,8 @@ pub const SIGNING_SECRET: &str = "fuzz-signing-secret-0123456789abcdef";
 pub const BOT_TOKEN: &str = "xoxb-fuzz-bot-token-secret";
 pub const DEVICE_TOKEN: &str = "fuzz-device-token-secret";
 pub const BOT_USER: &str = "U000000001";
+/// An incoming webhook's URL is a secret too (whoever has it can post).
+pub const WEBHOOK_URL: &str = "http://127.0.0.1:9/services/T0FUZZ/B0FUZZ/fuzz-webhook-secret";
 
 /// The config the HTTP targets' server runs: every app enabled, the device API behind a token.
 pub fn config_text(store_url: &str) -> String {
@@ -72,6 +74,11 @@ condition = "severity == 'critical' AND labels.team == 'db'"
 channels = ["C0DB"]
 mentions = ["@here"]
 continue = true
+
+[apps.webhooks]
+enabled = true
+[apps.webhooks.incoming.ops]
+webhook_url = "{WEBHOOK_URL}"
 "#
     )
 }
@@ -207,8 +214,14 @@ impl Harness {
     }
 
     /// The secrets no answer may contain.
-    pub fn secrets(&self) -> [&str; 4] {
-        [SIGNING_SECRET, BOT_TOKEN, DEVICE_TOKEN, &self.api_token]
+    pub fn secrets(&self) -> [&str; 5] {
+        [
+            SIGNING_SECRET,
+            BOT_TOKEN,
+            DEVICE_TOKEN,
+            WEBHOOK_URL,
+            &self.api_token,
+        ]
     }
 }
 

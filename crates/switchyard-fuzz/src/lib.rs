@@ -69,6 +69,11 @@ pub const TARGETS: &[Target] = &[
         run: targets::alert_template,
     },
     Target {
+        name: "silence",
+        what: "label matchers as people write them (matchers::parse) and the `@switchyard silence …` mention (silences::parse_mention); a matcher's text reads back as the same matcher",
+        run: targets::silence,
+    },
+    Target {
         name: "alert_payload",
         what: "our alert JSON (intake::parse_alerts), each alert rendered; no Slack markup gets through",
         run: targets::alert_payload,

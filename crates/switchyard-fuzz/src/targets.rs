@@ -9,6 +9,8 @@ use serde_json::Value;
 use switchyard_apps::alerts::blocks::{self, MessageState, Templates};
 use switchyard_apps::alerts::config::{AlertsConfig, CompiledRules, RuleConfig, route};
 use switchyard_apps::alerts::intake::{self, Alert, Status};
+use switchyard_apps::alerts::matchers::{self, Matcher};
+use switchyard_apps::alerts::silences;
 use switchyard_engine::mention::{parse_mention, split_args};
 use switchyard_engine::receive::socket::{Frame, parse_frame};
 use switchyard_engine::{CheckOptions, Config};
@@ -216,6 +218,39 @@ pub fn alert_template(data: &[u8]) {
     }
 }
 
+/// Matchers from a silence's API body or mention, then the whole mention: no panic, each
+/// matcher applied to the sample alerts, and what a matcher shows of itself (the silences'
+/// `matchers_text`, which people copy into a new silence) parses back to the same matcher.
+pub fn silence(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(list) = matchers::parse(&text) {
+        for alert in sample_alerts() {
+            let _ = matchers::all_match(&list, alert);
+        }
+        let shown: Vec<String> = list.iter().map(Matcher::text).collect();
+        let shown = shown.join(", ");
+        let again = matchers::parse(&shown)
+            .unwrap_or_else(|e| panic!("{shown:?} (shown for {text:?}) does not parse: {e}"));
+        let parts = |l: &[Matcher]| -> Vec<(String, &'static str, String)> {
+            l.iter()
+                .map(|m| (m.name.clone(), m.op.as_str(), m.value.clone()))
+                .collect()
+        };
+        assert_eq!(
+            parts(&again),
+            parts(&list),
+            "{shown:?} (shown for {text:?}) reads back otherwise"
+        );
+    }
+    let now_ms = 1_700_000_000_000;
+    if let Ok((_, ends_ms, _)) = silences::parse_mention(&text, now_ms) {
+        assert!(
+            ends_ms > now_ms,
+            "a silence ending before it starts: {text:?}"
+        );
+    }
+}
+
 /// Every mrkdwn text in a rendered message (and its notification `text`) holds no Slack
 /// markup but ours (the date token): whatever the alert said is escaped.
 fn assert_no_markup(alert: &Alert, message: &Value) {
@@ -291,10 +326,12 @@ pub fn device_api(data: &[u8]) {
     check_answer("device_api", status, &answer);
 }
 
-/// `METHOD PATH`, header lines, a blank line, the body; `$TOKEN` becomes a valid API token.
+/// `METHOD PATH`, header lines, a blank line, the body; `$TOKEN` in a header becomes a valid
+/// API token (only there: an answer may echo the path or body, and the caller's own input
+/// shown back to them is no leak).
 pub fn http_api(data: &[u8]) {
     let h = harness();
-    let text = String::from_utf8_lossy(data).replace("$TOKEN", &h.api_token);
+    let text = String::from_utf8_lossy(data);
     let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let Some((method, path)) = lines.next().and_then(|l| l.split_once(' ')) else {
@@ -303,7 +340,7 @@ pub fn http_api(data: &[u8]) {
     let mut request = Request::builder().method(method).uri(path);
     for line in lines {
         if let Some((name, value)) = line.split_once(':') {
-            request = request.header(name.trim(), value.trim());
+            request = request.header(name.trim(), value.trim().replace("$TOKEN", &h.api_token));
         }
     }
     let Ok(request) = request.body(Body::from(body.to_string())) else {
@@ -322,6 +359,10 @@ fn config_env() -> &'static BTreeMap<String, String> {
             ("SLACK_APP_TOKEN", "xapp-env-secret-app"),
             ("SLACK_SIGNING_SECRET", "env-secret-signing"),
             ("DEVICE_TOKEN", "env-secret-device"),
+            (
+                "OPS_WEBHOOK_URL",
+                "https://hooks.example/services/T0/B0/env-secret-webhook",
+            ),
             ("CHANNEL", "C0FROMENV"),
         ]
         .into_iter()
@@ -330,11 +371,12 @@ fn config_env() -> &'static BTreeMap<String, String> {
     })
 }
 
-const ENV_SECRETS: [&str; 4] = [
+const ENV_SECRETS: [&str; 5] = [
     "xoxb-env-secret-bot",
     "xapp-env-secret-app",
     "env-secret-signing",
     "env-secret-device",
+    "env-secret-webhook",
 ];
 
 pub fn config_file(data: &[u8]) {

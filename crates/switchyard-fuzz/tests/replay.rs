@@ -29,6 +29,7 @@ replay!(
     mention,
     cel_condition,
     alert_template,
+    silence,
     alert_payload,
     alertmanager_payload,
     grafana_payload,

@@ -123,9 +123,18 @@ impl Matcher {
         self.matches_value(&value_of(alert, &self.name))
     }
 
-    /// `team="db"`, as people write it (and as [`parse`] reads it).
+    /// `team="db"`, as people write it (and as [`parse`] reads it back: only `\`, `"` and the
+    /// closing curly quote are escaped, as [`parse`] reads escapes — not Rust's `{:?}`, whose
+    /// `\n` or `\u{…}` came back as other text; found by the `silence` fuzz target).
     pub fn text(&self) -> String {
-        format!("{}{}{:?}", self.name, self.op.as_str(), self.value)
+        let mut quoted = String::with_capacity(self.value.len() + 2);
+        for c in self.value.chars() {
+            if matches!(c, '\\' | '"' | '”') {
+                quoted.push('\\');
+            }
+            quoted.push(c);
+        }
+        format!("{}{}\"{quoted}\"", self.name, self.op.as_str())
     }
 }
 
@@ -317,5 +326,22 @@ mod tests {
                 .contains("regular expression")
         );
         assert!(parse("team=\"db").unwrap_err().contains("never closes"));
+    }
+
+    /// What a matcher shows of itself reads back as the same matcher, whatever its value holds
+    /// (a line break was shown as `\n` and read back as `n`: the `silence` fuzz target).
+    #[test]
+    fn a_matchers_text_reads_back_as_itself() {
+        for value in [
+            "line\nbreak\ttab",
+            "back\\slash \"quote\" ”curly”",
+            "",
+            "é\u{301}\u{0}",
+        ] {
+            let m = Matcher::new("team", Op::Equal, value).unwrap();
+            let again = parse_one(&m.text()).unwrap();
+            assert_eq!(again.value, value, "{}", m.text());
+            assert_eq!(again.op, Op::Equal);
+        }
     }
 }

@@ -776,7 +776,7 @@ fn after_command(text: &str, command: &str) -> String {
 
 /// `team=db alertname=~"Disk.*" for 2h the comment` → matchers, end, comment. Slack sends
 /// `&`, `<`, `>` escaped; they are read back first.
-fn parse_mention(text: &str, now_ms: i64) -> Result<(Vec<Matcher>, i64, String), String> {
+pub fn parse_mention(text: &str, now_ms: i64) -> Result<(Vec<Matcher>, i64, String), String> {
     let text = text
         .replace("&lt;", "<")
         .replace("&gt;", ">")

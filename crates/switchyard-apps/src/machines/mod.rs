@@ -620,6 +620,17 @@ impl App for Machines {
         migrations()
     }
 
+    /// `list` is `status` by another name, so it is `status`'s permission: a role that may see
+    /// the machines' status may list them (the security sweep found `list` refused to it).
+    fn permission(&self, input: &Input, default: Option<String>) -> Option<String> {
+        match input {
+            Input::Mention { command, .. } if command.eq_ignore_ascii_case("list") => {
+                Some("machines.status".into())
+            }
+            _ => default,
+        }
+    }
+
     async fn handle(&self, ctx: &mut Ctx<'_>, input: &Input) -> Result<(), AppError> {
         let cat = &Catalog::load(&self.config, ctx.store().reader()).await?;
         match input {
