@@ -257,6 +257,12 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Slack(#[from] CallError),
+    /// A modal did not open because its trigger ran out: Slack said `expired_trigger_id` (the
+    /// input reached us more than 3 s after the click, as after a restart) or did not answer
+    /// `views.open` while the trigger was good. The person is told to try again; the cause is
+    /// logged under the error id they are given.
+    #[error("views.open: the trigger ran out: {0}")]
+    TriggerExpired(CallError),
     #[error("{0}")]
     Internal(String),
 }
@@ -635,25 +641,39 @@ const VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(2_500
 /// it, so by an earlier attempt at this same input (one a kill cut short before it committed,
 /// or a batch retried input by input): the modal is open, and that is success (found by the
 /// chaos soak, where the person was told "that did not work" over an open modal).
-async fn open_view_within_trigger(slack: &SlackApi, args: &Value) -> Result<Value, CallError> {
+/// `expired_trigger_id`, or no answer before the trigger's time is up, is
+/// [`AppError::TriggerExpired`]; any other failure is the Slack call's error.
+async fn open_view_within_trigger(slack: &SlackApi, args: &Value) -> Result<Value, AppError> {
     let deadline = tokio::time::Instant::now() + VIEW_TIMEOUT;
     let mut pause = std::time::Duration::from_millis(100);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let error = match slack.call_within("views.open", args, left).await {
+        // Our own timeout, not the client's: a call cut off here is the trigger running out.
+        let answer = match tokio::time::timeout(left, slack.call("views.open", args)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                return Err(AppError::TriggerExpired(CallError::Transient(format!(
+                    "views.open: no reply in {VIEW_TIMEOUT:?}"
+                ))));
+            }
+        };
+        let error = match answer {
             Ok(response) => return Ok(response),
             Err(CallError::Permanent(e)) if e.ends_with("exchanged_trigger_id") => {
                 return Ok(json!({"ok": true, "already_open": true}));
+            }
+            Err(CallError::Permanent(e)) if e.ends_with("expired_trigger_id") => {
+                return Err(AppError::TriggerExpired(CallError::Permanent(e)));
             }
             Err(CallError::RateLimited { retry_after }) => {
                 (CallError::RateLimited { retry_after }, retry_after)
             }
             Err(e @ CallError::Transient(_)) => (e, pause),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let (error, wait) = error;
         if tokio::time::Instant::now() + wait >= deadline {
-            return Err(error);
+            return Err(error.into());
         }
         tokio::time::sleep(wait).await;
         pause *= 2;

@@ -18,7 +18,7 @@ use switchyard_store::{ActorKind, AuditRecord, NewOutboxItem, Outcome, StoreErro
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{AppError, BatchTx, Ctx};
+use crate::app::{AppError, BatchTx, Ctx, Input};
 use crate::now_ms;
 use crate::pipeline::{Engine, Kind, Registry, Route};
 
@@ -284,6 +284,18 @@ impl Engine {
                                     tracing::warn!(id = job.id, error = %m, "app refused");
                                     (format!(":warning: {m}"), m.clone())
                                 }
+                                // Nothing is broken: the person only needs to try again, and is
+                                // told so (and how); the id finds the cause in the log.
+                                AppError::TriggerExpired(cause) => {
+                                    let error_id = crate::error_id();
+                                    tracing::warn!(id = job.id, error_id, error = %cause, "the modal did not open in time");
+                                    (
+                                        trigger_expired_notice(&route, &error_id),
+                                        format!(
+                                            "the form did not open in time (error id {error_id})"
+                                        ),
+                                    )
+                                }
                                 other => {
                                     let error_id = crate::error_id();
                                     tracing::error!(id = job.id, error_id, error = %other, "app error");
@@ -381,6 +393,19 @@ async fn write_results(
 }
 
 /// A failed handler's person still hears about it: an ephemeral where it happened, or a DM.
+/// What a person is told when the form they asked for did not open in time: what happened
+/// and what to do — run the command again, or click again.
+fn trigger_expired_notice(route: &Route, error_id: &str) -> String {
+    let again = match route {
+        Route::App(_, Input::Command { command, .. }) => format!("run `{command}` again"),
+        _ => "click again".to_string(),
+    };
+    format!(
+        ":hourglass_flowing_sand: Slack did not open the form in time — please {again}. \
+         (error id {error_id})"
+    )
+}
+
 fn notice(route: &Route, text: &str, now_ms: i64) -> Vec<NewOutboxItem> {
     let (user, channel) = match route {
         Route::App(_, input) => (input.user(), input.channel()),

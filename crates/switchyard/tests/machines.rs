@@ -950,3 +950,46 @@ async fn the_picker_opens_through_a_failed_views_open() {
     assert_eq!(told["ephemerals"], json!([]), "{told}");
     env.server.take().unwrap().shutdown().await;
 }
+
+/// When the picker cannot open in time — Slack gives no answer to `views.open` while the
+/// trigger is good, or says `expired_trigger_id` because the command reached us too late — the
+/// person is told what happened and what to do, with an error id; nothing else. Two slowed
+/// `views.open`s (each cut off at the trigger's end) hold the one SQLite worker long enough
+/// that the third command's trigger has run out when its turn comes.
+#[tokio::test]
+async fn a_picker_that_cannot_open_in_time_says_to_run_the_command_again() {
+    let mut env = Env::start(true, "ignore", None).await;
+    env.mention("alice", CONTROL, "oops laser").await;
+    env.messages(OOPS, 1).await;
+    env.post(
+        "/faults",
+        json!({"target": "web_api", "method": "views.open", "fault": "slow", "delay_ms": 4000, "times": 2}),
+    )
+    .await;
+    for _ in 0..3 {
+        env.command("alice", CONTROL, "").await;
+    }
+    // The first notice comes after one cut-off call, the last after two and the expired one.
+    env.ephemerals("alice", CONTROL, 1).await;
+    let told = env.ephemerals("alice", CONTROL, 3).await;
+    assert_eq!(told.len(), 3, "{told:#?}");
+    for text in &told {
+        assert!(
+            text.contains("Slack did not open the form in time — please run `/oops-clear` again")
+                && text.contains("(error id "),
+            "{text}"
+        );
+    }
+    let calls = env.get("/api_calls?method=views.open").await;
+    assert!(
+        calls["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["error"] == "expired_trigger_id"),
+        "the third trigger had expired: {calls}"
+    );
+    let views = env.get("/views?user=alice").await;
+    assert_eq!(views["views"], json!([]), "no modal opened: {views}");
+    env.server.take().unwrap().shutdown().await;
+}
