@@ -103,7 +103,10 @@ pub async fn prune_audit(
         return Ok(0);
     }
     let cutoff = now_ms.saturating_sub(i64::from(retention_days) * DAY_MS);
-    let pruned = store.audit_prune(cutoff).await?;
+    let pruned = crate::sender::prune_in_chunks(retention_days, now_ms, |cutoff| {
+        store.audit_prune(cutoff, crate::sender::PRUNE_CHUNK)
+    })
+    .await?;
     if pruned > 0 {
         let actor = Actor {
             kind: ActorKind::System,
@@ -494,6 +497,32 @@ mod tests {
         assert_eq!(actions, ["audit.prune", "recent"]);
         assert_eq!(left[0].record.via, Via::Schedule);
         assert_eq!(prune_audit(&store, 30, now).await.unwrap(), 0);
+    }
+
+    /// More than one statement's worth: every old entry goes, chunk by chunk.
+    #[tokio::test]
+    async fn pruning_goes_in_chunks_until_nothing_old_is_left() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let now = 400 * DAY_MS;
+        let old = crate::sender::PRUNE_CHUNK as i64 + 5;
+        for i in 0..old {
+            store
+                .audit(&Actor::cli().record(
+                    now - 40 * DAY_MS + i,
+                    "old",
+                    String::new(),
+                    String::new(),
+                ))
+                .await
+                .unwrap();
+        }
+        assert_eq!(prune_audit(&store, 30, now).await.unwrap(), old as u64);
+        let left = store
+            .audit_query(&switchyard_store::AuditFilter::default())
+            .await
+            .unwrap();
+        let actions: Vec<&str> = left.iter().map(|e| e.record.action.as_str()).collect();
+        assert_eq!(actions, ["audit.prune"]);
     }
 
     #[test]

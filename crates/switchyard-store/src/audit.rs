@@ -320,15 +320,12 @@ impl Store {
             .map_err(query_err(OP))
     }
 
-    /// Deletes the entries recorded before `older_than_ms`; returns how many went.
-    pub async fn audit_prune(&self, older_than_ms: i64) -> Result<u64, StoreError> {
-        let mut conn = self.write_conn("audit prune").await?;
-        let done = sqlx::query("DELETE FROM audit WHERE at < $1")
-            .bind(older_than_ms)
-            .execute(&mut *conn)
+    /// Deletes up to `limit` entries recorded before `older_than_ms` (oldest first) and returns
+    /// how many went. Call it until it returns less than `limit`: each call is one short write,
+    /// so a year of audit does not hold SQLite's writer (and every ack) for seconds.
+    pub async fn audit_prune(&self, older_than_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        self.delete_oldest("audit prune", "audit", None, "at", older_than_ms, limit)
             .await
-            .map_err(query_err("audit prune"))?;
-        Ok(done.rows_affected())
     }
 }
 

@@ -939,7 +939,7 @@ impl Store {
         self.delete_oldest(
             "inbox prune",
             "inbox",
-            "done",
+            Some("done"),
             "handled_at",
             handled_before_ms,
             limit,
@@ -1291,7 +1291,7 @@ impl Store {
         self.delete_oldest(
             "outbox prune",
             "outbox",
-            "sent",
+            Some("sent"),
             "sent_at",
             sent_before_ms,
             limit,
@@ -1299,13 +1299,14 @@ impl Store {
         .await
     }
 
-    /// Deletes up to `limit` rows of `table` in `state` whose `at` is before `before_ms`,
-    /// oldest ids first; how many went. (The names are the callers' literals, never input.)
-    async fn delete_oldest(
+    /// Deletes up to `limit` rows of `table` (in `state`, when given) whose `at` is before
+    /// `before_ms`, oldest ids first; how many went. (The names and the state are the callers'
+    /// literals, never input.)
+    pub(crate) async fn delete_oldest(
         &self,
         op: &'static str,
         table: &'static str,
-        state: &'static str,
+        state: Option<&'static str>,
         at: &'static str,
         before_ms: i64,
         limit: u32,
@@ -1313,11 +1314,11 @@ impl Store {
         let mut conn = self.write_conn(op).await?;
         // By id, which follows the time of handling or sending closely enough: the scan
         // starts at the oldest rows, which are the ones to go.
+        let in_state = state.map_or(String::new(), |state| format!("state = '{state}' AND "));
         let done = sqlx::query(&format!(
             "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
-             WHERE state = $1 AND {at} < $2 ORDER BY id LIMIT $3)"
+             WHERE {in_state}{at} < $1 ORDER BY id LIMIT $2)"
         ))
-        .bind(state)
         .bind(before_ms)
         .bind(i64::from(limit))
         .execute(&mut *conn)

@@ -253,8 +253,10 @@ async fn a_batch_of_records_is_written_in_order_in_the_transaction() {
 async fn audit_prunes_by_age() {
     on_both(|store| async move {
         seed(&store).await;
-        assert_eq!(store.audit_prune(3_000).await.unwrap(), 2);
-        assert_eq!(store.audit_prune(3_000).await.unwrap(), 0);
+        // One at a time (a chunk of 1), then nothing left before the cut.
+        assert_eq!(store.audit_prune(3_000, 1).await.unwrap(), 1);
+        assert_eq!(store.audit_prune(3_000, 1000).await.unwrap(), 1);
+        assert_eq!(store.audit_prune(3_000, 1000).await.unwrap(), 0);
         let left = store.audit_query(&AuditFilter::default()).await.unwrap();
         assert_eq!(
             left.iter().map(|e| e.record.at_ms).collect::<Vec<_>>(),
