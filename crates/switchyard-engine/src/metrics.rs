@@ -163,18 +163,39 @@ impl Histogram {
 
     fn render(&self, out: &mut String) {
         header(out, self.name, self.help, "histogram");
-        let mut cumulative = 0;
-        for (i, count) in self.counts.iter().enumerate() {
-            cumulative += count.load(Ordering::Relaxed);
-            let le = BUCKETS
-                .get(i)
-                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(out, "{}_bucket{{le=\"{le}\"}} {cumulative}", self.name);
-        }
+        let counts = self.counts.iter().map(|c| c.load(Ordering::Relaxed));
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{}_sum {sum}", self.name);
-        let _ = writeln!(out, "{}_count {cumulative}", self.name);
+        histogram_series(out, self.name, None, &BUCKETS, counts, sum);
     }
+}
+
+/// One histogram's `_bucket`, `_sum` and `_count` lines, from its counts per bucket (not
+/// cumulative; the last past the last bound), with `label` (name, value) on each line.
+fn histogram_series(
+    out: &mut String,
+    name: &str,
+    label: Option<(&str, &str)>,
+    bounds: &[f64],
+    counts: impl Iterator<Item = u64>,
+    sum_secs: f64,
+) {
+    let (label, sole) = match label {
+        Some((label, value)) => {
+            let pair = format!("{label}=\"{}\"", escape(value));
+            (format!("{pair},"), format!("{{{pair}}}"))
+        }
+        None => (String::new(), String::new()),
+    };
+    let mut cumulative = 0;
+    for (i, count) in counts.enumerate() {
+        cumulative += count;
+        let le = bounds
+            .get(i)
+            .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(out, "{name}_bucket{{{label}le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_sum{sole} {sum_secs}");
+    let _ = writeln!(out, "{name}_count{sole} {cumulative}");
 }
 
 /// Deliveries received, by kind (`event`, `command`, `interaction`, `http`).
@@ -315,6 +336,46 @@ pub fn render(gauges: &Gauges) -> String {
     out
 }
 
+/// The SQLite writer's turns ([`switchyard_store::Store::writer_turns`]): how long writes
+/// waited for it, by priority, and held it, by operation. What an ack waits for beyond its
+/// own insert is whatever holds the turn.
+pub fn render_writer_turns(out: &mut String, turns: &switchyard_store::WriterTurns) {
+    labelled_histograms(
+        out,
+        "switchyard_store_writer_wait_seconds",
+        "Time a write waited for its turn at SQLite's one writer, by priority (ack: the inbox's commit).",
+        "priority",
+        &turns.waited,
+    );
+    labelled_histograms(
+        out,
+        "switchyard_store_writer_hold_seconds",
+        "Time a write held SQLite's one writer, by operation (transaction: a batch of handlers, a sync route's or a tick's).",
+        "op",
+        &turns.held,
+    );
+}
+
+fn labelled_histograms(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    histograms: &[switchyard_store::TurnHistogram],
+) {
+    header(out, name, help, "histogram");
+    for histogram in histograms {
+        histogram_series(
+            out,
+            name,
+            Some((label, histogram.label)),
+            &switchyard_store::TURN_BUCKETS,
+            histogram.counts.iter().copied(),
+            histogram.sum.as_secs_f64(),
+        );
+    }
+}
+
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -385,6 +446,34 @@ mod tests {
         assert!(out.contains("h_seconds_bucket{le=\"0.05\"} 2\n"), "{out}");
         assert!(out.contains("h_seconds_bucket{le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("h_seconds_count 3\n"), "{out}");
+    }
+
+    #[test]
+    fn writer_turns_render_one_labelled_histogram_each() {
+        use switchyard_store::{TURN_BUCKETS, TurnHistogram, WriterTurns};
+        let mut counts = [0; TURN_BUCKETS.len() + 1];
+        (counts[0], counts[TURN_BUCKETS.len()]) = (2, 1);
+        let held = TurnHistogram {
+            label: "outbox claim",
+            counts,
+            sum: Duration::from_secs(6),
+        };
+        let turns = WriterTurns {
+            waited: Vec::new(),
+            held: vec![held],
+        };
+        let mut out = String::new();
+        render_writer_turns(&mut out, &turns);
+        let name = "switchyard_store_writer_hold_seconds";
+        for line in [
+            format!("{name}_bucket{{op=\"outbox claim\",le=\"0.0001\"}} 2\n"),
+            format!("{name}_bucket{{op=\"outbox claim\",le=\"+Inf\"}} 3\n"),
+            format!("{name}_sum{{op=\"outbox claim\"}} 6\n"),
+            format!("{name}_count{{op=\"outbox claim\"}} 3\n"),
+            "# TYPE switchyard_store_writer_wait_seconds histogram\n".to_string(),
+        ] {
+            assert!(out.contains(&line), "{line} in\n{out}");
+        }
     }
 
     #[test]

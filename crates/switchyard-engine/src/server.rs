@@ -451,6 +451,9 @@ async fn metrics(State(status): State<Status>) -> Response {
         socket_connections: status.sockets.get(),
     };
     let mut text = crate::metrics::render(&gauges);
+    if let Some(turns) = status.store.writer_turns() {
+        crate::metrics::render_writer_turns(&mut text, &turns);
+    }
     for app in &status.apps {
         text.push_str(&app.metrics(&status.store).await);
     }

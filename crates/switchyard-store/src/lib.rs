@@ -90,6 +90,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, TransactionManager as _};
 use turns::{Priority, Turn, Turns};
+pub use turns::{TURN_BUCKETS, TurnHistogram, WriterTurns};
 
 /// What went wrong in the store. Messages name the operation, or the store's URL with any
 /// password replaced by `***`.
@@ -768,7 +769,7 @@ impl Store {
     /// connection to write on, the one the last turn kept or one from the pool.
     async fn writing(&self, priority: Priority, op: &'static str) -> Result<WriteConn, StoreError> {
         let mut turn = match &self.writer {
-            Some(writer) => Some(writer.take(priority).await),
+            Some(writer) => Some(writer.take(priority, op).await),
             None => None,
         };
         let (conn, since) = match turn.as_mut().and_then(|t| t.kept.take()) {
@@ -791,6 +792,12 @@ impl Store {
         self.writing(Priority::Background, op).await
     }
 
+    /// How long this process's writes waited for SQLite's one writer and held it, by
+    /// priority and by operation, since the store was opened; `None` on PostgreSQL (no turns).
+    pub fn writer_turns(&self) -> Option<WriterTurns> {
+        self.writer.as_ref().map(Turns::times)
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -808,7 +815,7 @@ impl Store {
     /// Starts a transaction (see [`Tx`]). It holds one pooled connection until it is committed
     /// or dropped.
     pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
-        Tx::start(self.write_conn("begin").await?, self.backend).await
+        Tx::start(self.write_conn("transaction").await?, self.backend).await
     }
 
     /// `FOR UPDATE SKIP LOCKED` where the database has it (SQLite serializes writers anyway).

@@ -469,6 +469,8 @@ async fn readyz_and_metrics_after_a_ping() {
         "switchyard_rate_limit_waits_total counter",
         "switchyard_outbox_pending gauge",
         "switchyard_ack_seconds histogram",
+        "switchyard_store_writer_wait_seconds histogram",
+        "switchyard_store_writer_hold_seconds histogram",
     ] {
         assert!(
             metrics.contains(&format!("# TYPE {family}")),
@@ -476,6 +478,26 @@ async fn readyz_and_metrics_after_a_ping() {
         );
     }
     assert!(sample(&metrics, "switchyard_outbox_pending").is_some());
+    // SQLite's writer: the mention's inbox commit waited for its turn as an ack and held it.
+    for (name, at_least) in [
+        (
+            "switchyard_store_writer_wait_seconds_count{priority=\"ack\"}",
+            1.0,
+        ),
+        (
+            "switchyard_store_writer_hold_seconds_count{op=\"inbox insert\"}",
+            1.0,
+        ),
+        (
+            "switchyard_store_writer_hold_seconds_count{op=\"transaction\"}",
+            1.0,
+        ),
+    ] {
+        assert!(
+            sample(&metrics, name) >= Some(at_least),
+            "{name} in\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]
