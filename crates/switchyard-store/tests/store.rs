@@ -565,6 +565,54 @@ async fn outbox_claims_respect_not_before_and_the_limit() {
     .await;
 }
 
+/// The heads are found key by key (on SQLite, in key order through an index) but claimed
+/// oldest first: keys whose names sort the other way from their calls' age, a long line
+/// behind one head, a head in flight and one not due yet.
+#[tokio::test]
+async fn outbox_claims_take_the_oldest_due_heads_whatever_their_keys() {
+    on_both(|store| async move {
+        let later = NewOutboxItem {
+            not_before_ms: 1_000,
+            ..outbox("A-later", "a")
+        };
+        let mut items = vec![outbox("Z", "z1"), outbox("Y", "y1")];
+        items.extend((2..40).map(|n| outbox("Z", &format!("z{n}"))));
+        items.extend([
+            later,
+            outbox("X", "x1"),
+            outbox("B", "b1"),
+            outbox("Y", "y2"),
+        ]);
+        let enqueued = enqueue(&store, &items).await;
+        let id_of = |text: &str| {
+            enqueued[items
+                .iter()
+                .position(|i| i.payload.contains(&format!("\"{text}\"")))
+                .unwrap()]
+        };
+        let first = store.outbox_claim("s", 10, 10_000, 1).await.unwrap();
+        assert_eq!(
+            ids(&first, |i| i.id),
+            [id_of("z1")],
+            "the oldest head, not the first key"
+        );
+        let next = store.outbox_claim("s", 10, 10_000, 2).await.unwrap();
+        assert_eq!(
+            ids(&next, |i| i.id),
+            [id_of("y1"), id_of("x1")],
+            "z1 in flight, z2 behind it, A-later not due"
+        );
+        assert!(store.outbox_sent(id_of("z1"), "s", "{}", 11).await.unwrap());
+        let rest = store.outbox_claim("s", 1_000, 10_000, 10).await.unwrap();
+        assert_eq!(
+            ids(&rest, |i| i.id),
+            [id_of("z2"), id_of("a"), id_of("b1")],
+            "y2 waits behind y1, in flight"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_senders_keep_order_and_never_share_an_item() {
     on_both(|store| async move {
