@@ -25,7 +25,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use switchyard_engine::{
-    App, AppError, Ctx, Declaration, HttpReply, HttpRequest, Input, Outcome, ValidateSection,
+    App, AppError, Ctx, Declaration, HttpReply, HttpRequest, Input, NamedWebhook, Outcome, Secret,
+    ValidateSection,
 };
 
 const PREFIX: &str = "/api/v1/webhooks";
@@ -52,6 +53,18 @@ pub struct IncomingWebhook {
     pub icon_emoji: Option<String>,
     #[serde(default)]
     pub icon_url: Option<String>,
+}
+
+/// The webhooks of `[apps.webhooks.incoming]` as an app declares them to the engine, which
+/// keeps their URLs out of the outbox ([`Ctx::webhook`] queues the name).
+pub fn declared(incoming: &BTreeMap<String, IncomingWebhook>) -> Vec<NamedWebhook> {
+    incoming
+        .iter()
+        .map(|(name, hook)| NamedWebhook {
+            name: name.clone(),
+            url: Secret::new(hook.webhook_url.clone()),
+        })
+        .collect()
 }
 
 fn is_http(url: &str) -> bool {
@@ -257,6 +270,7 @@ impl App for Webhooks {
         Declaration {
             name: "webhooks",
             sync_routes: vec![PREFIX],
+            webhooks: declared(&self.config.incoming),
             ..Declaration::default()
         }
     }
@@ -306,7 +320,7 @@ impl App for Webhooks {
             body["text"].as_str().map_or(0, |t| t.chars().count()),
             body["blocks"].as_array().map_or(0, Vec::len),
         );
-        ctx.webhook(&hook.webhook_url, body);
+        ctx.webhook(name, body);
         ctx.audit(
             "webhooks.post",
             &format!("webhook:{name}"),

@@ -14,6 +14,7 @@ use switchyard_store::{
     ActorKind, AuditRecord, NewOutboxItem, Outcome, Store, StoreError, Tx, Via,
 };
 
+use crate::config::Secret;
 use crate::slack::{CallError, SlackApi};
 
 /// A mention command: `@bot <word> args…`.
@@ -72,6 +73,23 @@ pub struct Declaration {
     pub channels: Vec<String>,
     /// How often (ms) the engine calls [`App::tick`]; `None`: never.
     pub tick_ms: Option<u64>,
+    /// The incoming webhooks it posts to with [`Ctx::webhook`], by name.
+    pub webhooks: Vec<NamedWebhook>,
+}
+
+/// An incoming webhook an app posts to. Its URL is a secret (whoever has it can post), so the
+/// outbox keeps only the name; the sender looks the URL up in the apps in force when it
+/// sends, so a reload's change applies to the posts already queued.
+#[derive(Debug, Clone)]
+pub struct NamedWebhook {
+    pub name: String,
+    pub url: Secret,
+}
+
+/// The ordering key of the posts to incoming webhook `name`: one line per hook, paced at about
+/// one post a second ([`Ctx::queued`] of it is how many wait).
+pub fn webhook_ordering_key(name: &str) -> String {
+    format!("webhook:{name}")
 }
 
 /// A message someone posted (from `app_mention` or `message` events).
@@ -594,10 +612,16 @@ impl<'b> Ctx<'b> {
         );
     }
 
-    /// Posts JSON to an incoming webhook (Slack's or another system's), through the outbox: paced
-    /// per URL, retried, in order with the URL's other posts. No token is sent.
-    pub fn webhook(&mut self, url: &str, body: Value) {
-        self.call("webhook", url, json!({"url": url, "body": body}), None);
+    /// Posts JSON to the incoming webhook `name` (Slack's or another system's; one of the app's
+    /// [`Declaration::webhooks`]), through the outbox: paced per hook, retried, in order with
+    /// the hook's other posts. The outbox holds the name, not the URL. No token is sent.
+    pub fn webhook(&mut self, name: &str, body: Value) {
+        self.call(
+            "webhook",
+            &webhook_ordering_key(name),
+            json!({"hook": name, "body": body}),
+            None,
+        );
     }
 
     /// Opens a modal now — a `trigger_id` expires 3 s after the click, too soon for the outbox —

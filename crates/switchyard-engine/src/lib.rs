@@ -36,7 +36,7 @@ pub mod ticks;
 
 pub use app::{
     App, AppError, AppMigration, Ctx, Declaration, HttpReply, HttpRequest, Input, MentionCommand,
-    MessageEvent, SlashCommand,
+    MessageEvent, NamedWebhook, SlashCommand, webhook_ordering_key,
 };
 pub use config::{AppSection, CheckOptions, Config, ConfigError, Secret, ValidateSection};
 pub use server::{Server, StartOptions};

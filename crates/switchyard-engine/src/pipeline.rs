@@ -6,6 +6,7 @@
 //! so nothing slow happens before the ack. A worker loop picks up what a crashed process left
 //! behind once its lease runs out.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Declaration, Input, MessageEvent};
+use crate::config::Secret;
 use crate::dispatch::Job;
 use crate::mention::{parse_mention, split_command};
 use crate::slack::SlackApi;
@@ -74,12 +76,36 @@ pub(crate) enum Route {
 pub struct Registry {
     apps: Vec<Arc<dyn App>>,
     declarations: Vec<Declaration>,
+    /// The incoming webhooks the apps declared, by name: where the sender posts a webhook
+    /// call, looked up when it sends.
+    webhooks: HashMap<String, Secret>,
 }
 
 impl Registry {
     pub fn new(apps: Vec<Arc<dyn App>>) -> Self {
-        let declarations = apps.iter().map(|a| a.declaration()).collect();
-        Self { apps, declarations }
+        let declarations: Vec<Declaration> = apps.iter().map(|a| a.declaration()).collect();
+        let mut webhooks = HashMap::new();
+        for hook in declarations.iter().flat_map(|d| &d.webhooks) {
+            // Apps name the hooks of one config section, so a name means one URL; should two
+            // disagree, the first app's stands.
+            if let Some(url) = webhooks.get(&hook.name)
+                && url != &hook.url
+            {
+                tracing::warn!(webhook = %hook.name, "two apps declare this webhook with different URLs; the first one's is used");
+                continue;
+            }
+            webhooks.insert(hook.name.clone(), hook.url.clone());
+        }
+        Self {
+            apps,
+            declarations,
+            webhooks,
+        }
+    }
+
+    /// The URL of the incoming webhook `name`, if an app in force declares it.
+    pub(crate) fn webhook_url(&self, name: &str) -> Option<&Secret> {
+        self.webhooks.get(name)
     }
 
     pub fn declarations(&self) -> &[Declaration] {
@@ -313,11 +339,13 @@ impl Registry {
 /// The registry in force: replaced whole when the config is reloaded (SIGHUP). Readers take a
 /// snapshot (`current`) and route and handle with it, so an index from `route` always means
 /// the same app.
-pub struct LiveRegistry(RwLock<Arc<Registry>>);
+/// The registry in force, shared by the dispatcher and the sender (a clone is the same one).
+#[derive(Clone)]
+pub struct LiveRegistry(Arc<RwLock<Arc<Registry>>>);
 
 impl LiveRegistry {
     pub fn new(registry: Registry) -> Self {
-        Self(RwLock::new(Arc::new(registry)))
+        Self(Arc::new(RwLock::new(Arc::new(registry))))
     }
 
     pub fn current(&self) -> Arc<Registry> {

@@ -22,7 +22,9 @@ use switchyard_store::{MessageRef, OutboxItem, OutboxOutcome, OutboxResult, Stor
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Secret;
 use crate::now_ms;
+use crate::pipeline::LiveRegistry;
 use crate::slack::{CallError, SlackApi};
 
 /// Calls in flight at once, across ordering keys.
@@ -56,7 +58,7 @@ fn slack_limit(method: &str) -> (f64, f64) {
             (100.0, 25.0)
         }
         "conversations.create" | "conversations.archive" | "conversations.setTopic" => (20.0, 5.0),
-        // response_url and webhooks: about one a second per URL.
+        // response_url and webhooks: about one a second per URL (per hook).
         _ => (60.0, 3.0),
     }
 }
@@ -78,7 +80,8 @@ const PER_KEY_METHODS: &[&str] = &["chat.postMessage", "response_url", "webhook"
 /// How far back the recent sends are read: longer than a burst takes to refill.
 const PACED_HISTORY_MS: i64 = 4_000;
 
-/// Posts are limited per channel (and response URLs per URL); everything else per method.
+/// Posts are limited per channel (response URLs per URL, webhooks per hook); everything else
+/// per method.
 fn bucket_key(method: &str, key: &str) -> String {
     if matches!(method, "chat.postMessage" | "response_url" | "webhook") {
         format!("{method}:{key}")
@@ -228,6 +231,8 @@ const HANDED_PER_COMMIT: usize = 16;
 pub struct Sender {
     store: Store,
     slack: SlackApi,
+    /// The apps in force: the incoming webhooks they declare, by name.
+    registry: LiveRegistry,
     owner: String,
     lease: Duration,
     pacer: Pacer,
@@ -241,6 +246,7 @@ impl Sender {
     pub fn new(
         store: Store,
         slack: SlackApi,
+        registry: LiveRegistry,
         owner: String,
         lease: Duration,
     ) -> (Self, mpsc::UnboundedReceiver<OutboxOutcome>) {
@@ -248,6 +254,7 @@ impl Sender {
         let sender = Self {
             store,
             slack,
+            registry,
             owner,
             lease,
             pacer: Pacer::default(),
@@ -479,9 +486,14 @@ impl Sender {
     async fn call(&self, item: &OutboxItem) -> Result<Value, CallError> {
         let mut args: Value = serde_json::from_str(&item.payload)
             .map_err(|e| CallError::Permanent(format!("unreadable outbox payload: {e}")))?;
-        if item.method == "response_url" || item.method == "webhook" {
+        if item.method == "response_url" {
+            // Slack's per-interaction URL, good for 30 minutes: kept as it came.
             let url = args["url"].as_str().unwrap_or("").to_string();
             return self.slack.post_url(&url, &args["body"]).await;
+        }
+        if item.method == "webhook" {
+            let url = self.webhook_url(&args)?;
+            return self.slack.post_url(url.expose(), &args["body"]).await;
         }
         // A reply in the thread of a message we posted (`Ctx::post_in_thread_of`): find its ts.
         if let Some(key) = args
@@ -528,6 +540,28 @@ impl Sender {
 }
 
 impl Sender {
+    /// Where a webhook call goes: the hook it names (`{"hook": name}`), in the apps in force;
+    /// a hook no longer configured fails for good, naming the hook. A row queued before the
+    /// outbox held names (`{"url": …}`, an upgrade's backlog) goes to the URL it holds.
+    fn webhook_url(&self, args: &Value) -> Result<Secret, CallError> {
+        if let Some(name) = args["hook"].as_str() {
+            return self
+                .registry
+                .current()
+                .webhook_url(name)
+                .cloned()
+                .ok_or_else(|| {
+                    CallError::Permanent(format!(
+                        "webhook {name:?}: no incoming webhook of that name is configured (removed from the config?)"
+                    ))
+                });
+        }
+        args["url"]
+            .as_str()
+            .map(Secret::new)
+            .ok_or_else(|| CallError::Permanent("webhook: the call names no hook".into()))
+    }
+
     /// Looks for the post of outbox row `id` made by an attempt whose outcome was lost (one
     /// claimed at `since_ms` or later): the channel's history, or the thread's replies, with
     /// their metadata. Found: an answer like `chat.postMessage`'s, to be recorded as sent.

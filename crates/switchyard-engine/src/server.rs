@@ -174,10 +174,11 @@ impl Server {
         // Loaded before the first input is handled, so nothing is decided on an empty cache.
         access_refresh.once().await;
         let (dispatch, waiting) = DispatchQueue::new();
+        let registry = LiveRegistry::new(Registry::new(apps));
         let engine = Arc::new(Engine {
             store: store.clone(),
             slack: slack.clone(),
-            registry: LiveRegistry::new(Registry::new(apps)),
+            registry: registry.clone(),
             bot,
             owner: owner.clone(),
             dispatch,
@@ -284,7 +285,7 @@ impl Server {
             status.outbox_pending.clone(),
             stop_working.clone(),
         ));
-        let (sender, finished) = Sender::new(store.clone(), slack, owner.clone(), lease);
+        let (sender, finished) = Sender::new(store.clone(), slack, registry, owner.clone(), lease);
         sending.spawn_on(
             crate::sender::record_outcomes(store, owner, finished, outbox_ready.clone()),
             &bg,
@@ -322,8 +323,8 @@ impl Server {
     }
 
     /// Swaps in the apps of a reloaded config: inputs routed from now on go to them; those
-    /// already being handled finish with the old ones. The apps' HTTP routes stay as they were
-    /// at start.
+    /// already being handled finish with the old ones; webhook calls sent from now on go to
+    /// the webhooks they declare. The apps' HTTP routes stay as they were at start.
     pub fn reload_apps(&self, apps: Vec<Arc<dyn App>>) {
         self.engine.registry.replace(Registry::new(apps));
     }

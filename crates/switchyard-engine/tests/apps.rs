@@ -11,11 +11,16 @@ use async_trait::async_trait;
 use common::Harness;
 use serde_json::{Value, json};
 use switchyard_engine::app::SlashCommand;
-use switchyard_engine::{App, AppError, Ctx, Declaration, Input, MentionCommand};
+use switchyard_engine::{
+    App, AppError, Ctx, Declaration, Input, MentionCommand, NamedWebhook, Secret,
+};
 use switchyard_store::sqlx;
-use switchyard_store::{ActorKind, AuditFilter, Outcome, Via};
+use switchyard_store::{ActorKind, AuditFilter, NewOutboxItem, OutboxItem, Outcome, Via};
 
-struct Echo;
+/// The test's app; it posts to the incoming webhooks it declares.
+struct Echo {
+    webhooks: Vec<NamedWebhook>,
+}
 
 fn modal(channel: &str) -> Value {
     json!({
@@ -51,6 +56,7 @@ impl App for Echo {
             action_prefixes: vec!["echo:"],
             view_prefixes: vec!["echo_view"],
             http_routes: vec!["/echo/hook"],
+            webhooks: self.webhooks.clone(),
             ..Declaration::default()
         }
     }
@@ -142,8 +148,8 @@ impl App for Echo {
             Input::Http { body, .. } => {
                 let body: Value =
                     serde_json::from_str(body).map_err(|e| AppError::User(e.to_string()))?;
-                if let Some(url) = body["webhook"].as_str() {
-                    ctx.webhook(url, json!({"text": body["text"]}));
+                if let Some(name) = body["webhook"].as_str() {
+                    ctx.webhook(name, json!({"text": body["text"]}));
                     return Ok(());
                 }
                 let channel = body["channel"].as_str().unwrap_or("");
@@ -167,7 +173,57 @@ impl Setup {
             "settings": {"event_subscriptions": {"bot_events": ["app_mention"]}, "interactivity": {"is_enabled": true}, "socket_mode_enabled": true},
         });
         let sandbox = common::sandbox(Some(manifest)).await;
-        Harness::start_in(sandbox, vec![Arc::new(Echo)], true, "").await
+        let info = sandbox.control().get("/info").await.unwrap();
+        let echo = Echo {
+            webhooks: vec![NamedWebhook {
+                name: "alerts".into(),
+                url: Secret::new(info["webhooks"][0]["url"].as_str().unwrap()),
+            }],
+        };
+        Harness::start_in(sandbox, vec![Arc::new(echo)], true, "").await
+    }
+
+    /// The sandbox's incoming webhook into #alerts, which the echo app declares as `alerts`.
+    async fn webhook_url(&self) -> String {
+        let info = self.get("/info").await;
+        info["webhooks"][0]["url"].as_str().unwrap().to_string()
+    }
+
+    /// Asks the echo app to post `text` through the webhook it calls `name`.
+    async fn post_to_webhook(&self, name: &str, text: &str) {
+        let url = format!("http://{}/echo/hook", self.server.addr());
+        let r = self
+            .http
+            .post(&url)
+            .json(&json!({"webhook": name, "text": text}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    }
+
+    /// Waits until the outbox holds a `webhook` call in `state` that `check` accepts.
+    async fn wait_webhook_call(
+        &self,
+        state: &str,
+        check: impl Fn(&OutboxItem) -> bool,
+    ) -> OutboxItem {
+        for _ in 0..200 {
+            let items = self
+                .server
+                .store()
+                .outbox_list(Some(state), 100)
+                .await
+                .unwrap();
+            if let Some(item) = items
+                .into_iter()
+                .find(|i| i.method == "webhook" && check(i))
+            {
+                return item;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no {state} webhook call in the outbox");
     }
 
     async fn mention(&self, text: &str) -> String {
@@ -382,38 +438,65 @@ async fn an_apps_http_route_goes_through_the_inbox_once_per_idempotency_key() {
 }
 
 #[tokio::test]
-async fn outgoing_webhooks_go_through_the_outbox() {
+async fn outgoing_webhooks_go_through_the_outbox_by_name() {
     let s = Setup::new().await;
-    let info = s.get("/info").await;
-    let hook = info["webhooks"][0]["url"].as_str().unwrap().to_string();
-    let url = format!("http://{}/echo/hook", s.server.addr());
-    let r = s
-        .http
-        .post(&url)
-        .json(&json!({"webhook": hook, "text": "via webhook"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
+    let hook = s.webhook_url().await;
+    s.post_to_webhook("alerts", "via webhook").await;
     let v = s
         .get("/channels/alerts/messages?wait_for=1&timeout_ms=10000")
         .await;
     assert_eq!(v["messages"][0]["text"], "via webhook", "{v}");
-    // The call's outcome is recorded just after Slack answered it.
-    let mut recorded = false;
-    for _ in 0..100 {
-        let sent = s
-            .server
-            .store()
-            .outbox_list(Some("sent"), 10)
-            .await
-            .unwrap();
-        recorded = sent.iter().any(|i| i.method == "webhook");
-        if recorded {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(recorded, "the webhook call is recorded as sent");
+    // The call's outcome is recorded just after Slack answered it. The outbox holds the hook's
+    // name, never its URL (a secret: whoever has it can post).
+    let sent = s.wait_webhook_call("sent", |_| true).await;
+    assert_eq!(sent.ordering_key, "webhook:alerts");
+    assert!(
+        !sent.payload.contains(&hook) && !sent.ordering_key.contains(&hook),
+        "the outbox holds the webhook's URL: {sent:?}"
+    );
+
+    // A call queued by an earlier version, with the URL in it (an upgrade's backlog), still
+    // goes out.
+    let mut tx = s.server.store().begin().await.unwrap();
+    tx.enqueue_many(&[NewOutboxItem {
+        ordering_key: hook.clone(),
+        method: "webhook".into(),
+        payload: json!({"url": hook, "body": {"text": "queued before the upgrade"}}).to_string(),
+        ref_key: None,
+        not_before_ms: 0,
+        created_at_ms: switchyard_engine::now_ms(),
+    }])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let texts = s.texts("alerts", 2).await;
+    assert!(
+        texts.iter().any(|t| t == "queued before the upgrade"),
+        "{texts:?}"
+    );
+
+    // A hook no app declares: failed for good, the error naming the hook, not a URL.
+    s.post_to_webhook("gone", "never posted").await;
+    let failed = s.wait_webhook_call("failed", |_| true).await;
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("\"gone\"") && !error.contains("http"),
+        "{error}"
+    );
+
+    // Reloaded without the hook: what is sent from then on finds it gone.
+    s.server.reload_apps(vec![Arc::new(Echo {
+        webhooks: Vec::new(),
+    })]);
+    s.post_to_webhook("alerts", "after the reload").await;
+    let failed = s
+        .wait_webhook_call("failed", |i| i.ordering_key == "webhook:alerts")
+        .await;
+    assert!(
+        failed.error.as_deref().unwrap_or("").contains("\"alerts\""),
+        "{failed:?}"
+    );
+    let texts = s.texts("alerts", 2).await;
+    assert!(!texts.iter().any(|t| t == "after the reload"), "{texts:?}");
     s.server.shutdown().await;
 }

@@ -332,8 +332,40 @@ impl Sweep {
         );
     }
 
-    /// Stops the server and scans all it said (log, answers, `config show`) for every secret.
+    /// Posts through the incoming webhook and waits until the post is in #alerts: the store
+    /// has then held the call (for the scan at rest).
+    async fn post_through_the_webhook(&mut self) {
+        let poster = self.token("sweep-webhook", &["webhooks:post"]).await;
+        let text = "sweep: through the incoming webhook";
+        let (status, body) = self
+            .request(
+                "POST",
+                "/api/v1/webhooks/ops",
+                Some(&poster),
+                Some(json!({"text": text})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let control = self.sandbox.control();
+        for _ in 0..400 {
+            let posted = control.get("/channels/C0ALERTS/messages").await.unwrap();
+            if posted["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["text"] == text)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the post through the incoming webhook never reached #alerts");
+    }
+
+    /// Stops the server and scans all it said (log, answers, `config show`) for every secret,
+    /// and the store for every one (after a post through the incoming webhook).
     async fn scan_for_secrets(mut self) {
+        self.post_through_the_webhook().await;
         let shown = self.command(&["config", "show"]).output().unwrap();
         assert!(
             shown.status.success(),
@@ -360,15 +392,19 @@ impl Sweep {
             }
         }
         // At rest: the store (the database and its write-ahead log) holds no secret — API
-        // tokens only as hashes — but the webhook's URL, which the outbox keeps to post
-        // through it later (docs/reliability.md, "Secrets at rest").
+        // tokens only as hashes, the webhook's calls by its name (the sender looks its URL up
+        // in the config).
         let mut stored = Vec::new();
         for suffix in ["", "-wal"] {
             let file = self.dir.path().join(format!("switchyard.db{suffix}"));
             stored.extend(std::fs::read(&file).unwrap_or_default());
         }
         assert!(stored.len() > 4_096, "the store was read");
-        for secret in self.secrets.iter().filter(|s| **s != self.webhook_url) {
+        assert!(
+            self.secrets.contains(&self.webhook_url),
+            "the webhook's URL is looked for"
+        );
+        for secret in &self.secrets {
             assert!(
                 !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
                 "the store holds the secret {secret:?}"

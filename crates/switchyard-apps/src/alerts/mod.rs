@@ -495,6 +495,7 @@ impl App for Alerts {
             tick_ms: Some(250),
             scopes: vec!["chat:write"],
             channels,
+            webhooks: self.webhooks.declared(),
             ..Declaration::default()
         }
     }

@@ -14,13 +14,13 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use switchyard_engine::{AppError, Ctx, Outcome};
+use switchyard_engine::{AppError, Ctx, NamedWebhook, Outcome, webhook_ordering_key};
 
 use super::blocks::{self, MessageState, Templates};
 use super::config::{self, AlertsConfig, CompiledRules};
 use super::intake::{Alert, Status};
 use super::storm;
-use crate::webhooks::{IncomingWebhook, WebhooksConfig, with_defaults};
+use crate::webhooks::{self, IncomingWebhook, WebhooksConfig, with_defaults};
 
 #[derive(Default)]
 pub struct WebhookTargets {
@@ -51,6 +51,11 @@ impl WebhookTargets {
         Self {
             hooks: webhooks.incoming.clone(),
         }
+    }
+
+    /// The webhooks, for the app's declaration (the engine keeps their URLs).
+    pub fn declared(&self) -> Vec<NamedWebhook> {
+        webhooks::declared(&self.hooks)
     }
 
     /// The webhooks the rules `alert` matches name, in order, each once.
@@ -108,7 +113,7 @@ impl WebhookTargets {
             let Some(hook) = self.hooks.get(name) else {
                 continue;
             };
-            let waiting = ctx.queued(&hook.webhook_url).await?;
+            let waiting = ctx.queued(&webhook_ordering_key(name)).await?;
             if waiting + alerts.len() as i64 <= backlog {
                 for alert in alerts {
                     self.send(ctx, templates, name, hook, alert)?;
@@ -139,7 +144,7 @@ impl WebhookTargets {
                 );
                 let mut message = serde_json::Map::new();
                 message.insert("text".into(), Value::String(text));
-                ctx.webhook(&hook.webhook_url, with_defaults(hook, message));
+                ctx.webhook(name, with_defaults(hook, message));
             }
             for alert in alerts {
                 ctx.audit(
@@ -194,7 +199,7 @@ impl WebhookTargets {
         let Value::Object(message) = message else {
             return Ok(());
         };
-        ctx.webhook(&hook.webhook_url, with_defaults(hook, message));
+        ctx.webhook(name, with_defaults(hook, message));
         ctx.audit(
             "alerts.webhook",
             &format!("alert:{}", alert.dedup_key),
