@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_sandbox::Sandbox;
-use switchyard_store::Store;
+use switchyard_store::{Outcome, Store};
 
 const DEVICE_TOKEN: &str = "sweep-device-token-7f3a";
 
@@ -548,6 +548,22 @@ fn declarations(sweep: &Sweep) -> Vec<switchyard_engine::Declaration> {
         .collect()
 }
 
+/// The sandbox's users' ids by name.
+async fn user_ids(sandbox: &Sandbox) -> BTreeMap<String, String> {
+    let users: Value = sandbox.control().get("/users").await.unwrap();
+    users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_string(),
+                u["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// Every `action_id` in a message's blocks.
 fn action_ids(message: &Value, out: &mut BTreeSet<String>) {
     match message {
@@ -710,18 +726,7 @@ async fn every_role_against_every_command_and_action_then_no_secret_anywhere() {
             users.map(|user| (user, input))
         })
         .collect();
-    let users: Value = control.get("/users").await.unwrap();
-    let id_of: BTreeMap<String, String> = users["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| {
-            (
-                u["name"].as_str().unwrap().to_string(),
-                u["id"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let id_of = user_ids(&sweep.sandbox).await;
     for &(user, input) in &tries {
         match input {
             Input::Mention(channel, text) => sweep.say(user, channel, text).await,
@@ -1657,4 +1662,219 @@ async fn forged_replayed_resigned_oversized_and_malformed_slack_requests_then_no
     );
 
     sweep.scan_for_secrets().await;
+}
+
+/// The app that claims the alerts' Create incident hook in the hook buttons' test: a click
+/// opens an "incident" (a post naming the alert) and audits it.
+struct Incidents;
+
+#[async_trait::async_trait]
+impl switchyard_engine::App for Incidents {
+    fn declaration(&self) -> switchyard_engine::Declaration {
+        switchyard_engine::Declaration {
+            name: "incidents",
+            action_prefixes: vec!["incidents_"],
+            ..Default::default()
+        }
+    }
+
+    async fn handle(
+        &self,
+        ctx: &mut switchyard_engine::Ctx<'_>,
+        input: &switchyard_engine::Input,
+    ) -> Result<(), switchyard_engine::AppError> {
+        let switchyard_engine::Input::Action {
+            value: Some(key),
+            channel: Some(channel),
+            ..
+        } = input
+        else {
+            return Ok(());
+        };
+        let alert = switchyard_apps::alerts::hooks::alert_for_click(ctx, key).await?;
+        let title = alert.map(|a| a.title).unwrap_or_default();
+        ctx.post(
+            channel,
+            json!({"text": format!("incident opened for {title}")}),
+            None,
+            None,
+        );
+        ctx.audit(
+            "incidents.from_alert",
+            &format!("alert:{key}"),
+            Outcome::Ok,
+            "",
+        );
+        Ok(())
+    }
+}
+
+/// The alerts app with Create incident claimed by [`Incidents`], and the incidents app.
+fn alerts_with_incidents(
+    config: &switchyard_engine::Config,
+) -> Vec<std::sync::Arc<dyn switchyard_engine::App>> {
+    use switchyard_apps::alerts::hooks::{Claim, Hook};
+    let section = config.app_section_validated("alerts").unwrap();
+    let claims = [Claim {
+        hook: Hook::CreateIncident,
+        action_id: "incidents_from_alert".into(),
+        label: None,
+    }];
+    vec![
+        std::sync::Arc::new(
+            switchyard_apps::alerts::Alerts::with_hook_claims(section, &claims).unwrap(),
+        ),
+        std::sync::Arc::new(Incidents),
+    ]
+}
+
+/// `[apps.alerts.hooks]`' buttons, beside the matrix (no app of the binary claims a hook yet,
+/// so this runs in process with one of the test's own): a claimed Create incident goes to the
+/// claiming app under its permission (`incidents.from_alert`) — refused, audited and told for
+/// a role without it, done for one with it —; a link's Run playbook click, which Slack still
+/// sends as `block_actions` (with an `action_id` it makes up), is acked and changes nothing.
+#[tokio::test]
+async fn alert_hook_buttons_a_claimed_one_is_checked_and_a_link_changes_nothing() {
+    let sandbox = common::sandbox(SEED, false).await;
+    let id_of = user_ids(&sandbox).await;
+    let access = format!(
+        "[access]\ndefault_role = \"viewer\"\n[access.roles]\nresponder = [\"incidents.from_alert\"]\nviewer = [\"*.status\"]\n[access.bind]\nresponder = [\"{}\"]\n",
+        id_of["alice"]
+    );
+    let env = common::AlertsEnv::start_in(
+        sandbox,
+        common::Setup {
+            alerts: "[apps.alerts]\nenabled = true\ndefault_channel = \"C0ALERTS\"\n[apps.alerts.hooks.run_playbook]\nurl = \"https://runbooks.example/run?alert={{ key }}\"\n",
+            extra: &access,
+            apps: Some(alerts_with_incidents),
+            ..common::Setup::default()
+        },
+    )
+    .await;
+    env.alert(json!({"title": "Disk full", "severity": "high", "dedup_key": "disk"}))
+        .await;
+    let message = env.messages_when("C0ALERTS", |m| m.len() == 1).await[0].clone();
+    let ts = message["ts"].as_str().unwrap().to_string();
+    let buttons: Vec<Value> = message["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap().clone())
+        .collect();
+    let claimed = buttons
+        .iter()
+        .find(|e| e["action_id"] == "incidents_from_alert")
+        .unwrap_or_else(|| panic!("a Create incident button: {buttons:#?}"));
+    assert_eq!(claimed["value"], "disk", "{claimed}");
+    let link = buttons
+        .iter()
+        .find(|e| e["text"]["text"] == "Run playbook")
+        .unwrap_or_else(|| panic!("a Run playbook button: {buttons:#?}"));
+    assert_eq!(link["url"], "https://runbooks.example/run?alert=disk");
+    assert!(link.get("action_id").is_none(), "{link}");
+
+    // bob (a viewer) is refused, audited and told; alice (a responder) opens the incident.
+    let click = |user: &str| json!({"user": user, "channel": "C0ALERTS", "ts": ts, "action_id": "incidents_from_alert"});
+    env.control("/actions", click("bob")).await;
+    let refused = env
+        .audited_as("incidents.from_alert", Outcome::Refused)
+        .await;
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0].record.actor, id_of["bob"]);
+    assert_eq!(refused[0].record.object, "channel:C0ALERTS");
+    let told = env
+        .get(&format!(
+            "/ephemerals?user={}&channel=C0ALERTS&wait_for=1&timeout_ms=10000",
+            id_of["bob"]
+        ))
+        .await;
+    assert!(
+        told["ephemerals"].as_array().unwrap().iter().any(|e| {
+            let text = e["message"]["text"].as_str().unwrap_or("");
+            text.contains(":no_entry:") && text.contains("`incidents.from_alert`")
+        }),
+        "bob was told: {told}"
+    );
+    env.control("/actions", click("alice")).await;
+    let done = env.audited_as("incidents.from_alert", Outcome::Ok).await;
+    assert_eq!(done[0].record.actor, id_of["alice"]);
+    assert_eq!(done[0].record.object, "alert:disk");
+    env.messages_when("C0ALERTS", |m| {
+        m.iter()
+            .any(|m| m["text"] == "incident opened for Disk full")
+    })
+    .await;
+
+    // bob clicks the link: Slack opens it and sends the app a block_actions for it. The ack is
+    // an empty 200 given after any inbox commit, so nothing stored by then is nothing at all.
+    let inbox_before = env.server.store().inbox_counts().await.unwrap();
+    let audit_before = env.audit("").await.len();
+    let message = env
+        .messages_when("C0ALERTS", |m| m.iter().any(|m| m["ts"] == ts.as_str()))
+        .await
+        .into_iter()
+        .find(|m| m["ts"] == ts.as_str())
+        .unwrap();
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": id_of["bob"], "username": "bob", "team_id": "T0SANDBOX"},
+        "api_app_id": env.get("/info").await["app_id"],
+        "token": "sandbox-verification-token",
+        "trigger_id": "1.2.link-click",
+        "team": {"id": "T0SANDBOX", "domain": "sandbox"},
+        "container": {"type": "message", "message_ts": ts, "channel_id": "C0ALERTS", "is_ephemeral": false},
+        "channel": {"id": "C0ALERTS", "name": "alerts"},
+        "message": message,
+        "response_url": "http://127.0.0.1:9/actions/link-click",
+        // Slack makes up an action_id for an element that has none.
+        "actions": [{"type": "button", "action_id": "uJ4x", "block_id": "b1",
+                     "text": link["text"], "url": link["url"], "action_ts": "1.3"}],
+    });
+    let body = format!("payload={}", form_encode(&payload.to_string()));
+    let now = (switchyard_engine::now_ms() / 1000).to_string();
+    let answer = env
+        .http
+        .post(format!("http://{}/slack/interactions", env.server.addr()))
+        .header("x-slack-request-timestamp", &now)
+        .header(
+            "x-slack-signature",
+            sign(env.sandbox.signing_secret(), &now, body.as_bytes()),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.text().await.unwrap(), "", "an empty ack");
+    let inbox_after = env.server.store().inbox_counts().await.unwrap();
+    assert_eq!(
+        (
+            inbox_after.pending,
+            inbox_after.done_or_sent,
+            inbox_after.failed
+        ),
+        (
+            inbox_before.pending,
+            inbox_before.done_or_sent,
+            inbox_before.failed
+        ),
+        "a link click is not taken in"
+    );
+    assert_eq!(env.audit("").await.len(), audit_before, "nothing audited");
+    env.server.shutdown().await;
+}
+
+/// `application/x-www-form-urlencoded` escaping of one value.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

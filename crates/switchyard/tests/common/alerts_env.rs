@@ -3,10 +3,11 @@
 //! the suites talk to it and read the sandbox back.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use switchyard_engine::{Config, Server, StartOptions};
+use switchyard_engine::{App, Config, Server, StartOptions};
 use switchyard_sandbox::{Manifest, Sandbox};
 use switchyard_store::{AuditEntry, AuditFilter, Outcome};
 
@@ -25,7 +26,13 @@ pub struct Setup<'a> {
     pub rate_limits: bool,
     /// The API token's name and scopes.
     pub token: (&'a str, &'a [&'a str]),
+    /// The apps, when not `switchyard_apps::builtin`'s (an app of the test's own beside them);
+    /// restarts and reloads build the builtin ones.
+    pub apps: Option<BuildApps>,
 }
+
+/// Builds a config's apps.
+pub type BuildApps = fn(&Config) -> Vec<Arc<dyn App>>;
 
 impl Default for Setup<'_> {
     fn default() -> Self {
@@ -36,6 +43,7 @@ impl Default for Setup<'_> {
             store_url: None,
             rate_limits: false,
             token: ("monitoring", &["alerts:write"]),
+            apps: None,
         }
     }
 }
@@ -76,7 +84,10 @@ impl AlertsEnv {
             setup.extra,
         );
         let config = parse(&text);
-        let apps = switchyard_apps::builtin(&config).unwrap();
+        let apps = match setup.apps {
+            Some(apps) => apps(&config),
+            None => switchyard_apps::builtin(&config).unwrap(),
+        };
         let server = Server::start(config.clone(), apps.clone(), StartOptions::default())
             .await
             .unwrap();
