@@ -16,32 +16,6 @@ use std::time::Duration;
 use common::{AlertsEnv, Setup};
 use serde_json::{Value, json};
 
-const SEED: &str = r#"
-[team]
-id = "T0SANDBOX"
-name = "Sandbox"
-domain = "sandbox"
-
-[[users]]
-name = "alice"
-real_name = "Alice Admin"
-
-[[channels]]
-id = "C0ALERTS"
-name = "alerts"
-members = ["alice"]
-app_member = true
-
-[[channels]]
-id = "C0AMSLACK"
-name = "am-slack"
-members = ["alice"]
-app_member = true
-
-[[webhooks]]
-channel = "am-slack"
-"#;
-
 /// How to run Alertmanager, if this machine has it: `SWITCHYARD_ALERTMANAGER` (a binary), or
 /// the fetched package through `bench/alertmanager/run` (which gives it its templates).
 fn alertmanager_binary() -> Option<PathBuf> {
@@ -121,7 +95,10 @@ async fn the_real_alertmanager_posts_through_switchyard_into_the_sandbox() {
         return;
     };
     let env = AlertsEnv::start(Setup {
-        seed: SEED,
+        seed: &(common::seed(
+            &["alice"],
+            &[("C0ALERTS", "alerts"), ("C0AMSLACK", "am-slack")],
+        ) + "\n[[webhooks]]\nchannel = \"am-slack\"\n"),
         alerts: "[apps.alerts]\nenabled = true\ndefault_channel = \"C0ALERTS\"\n",
         token: ("alertmanager", &["alerts:write"]),
         ..Setup::default()

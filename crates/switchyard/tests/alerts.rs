@@ -11,45 +11,6 @@ use common::{AlertsEnv, Setup};
 use serde_json::{Value, json};
 use switchyard_store::Outcome;
 
-const SEED: &str = r#"
-[team]
-id = "T0SANDBOX"
-name = "Sandbox"
-domain = "sandbox"
-
-[[users]]
-name = "alice"
-real_name = "Alice Admin"
-
-[[users]]
-name = "bob"
-real_name = "Bob Builder"
-
-[[channels]]
-id = "C0DB"
-name = "db-alerts"
-members = ["alice", "bob"]
-app_member = true
-
-[[channels]]
-id = "C0ONCALL"
-name = "oncall"
-members = ["alice", "bob"]
-app_member = true
-
-[[channels]]
-id = "C0CRIT"
-name = "critical"
-members = ["alice", "bob"]
-app_member = true
-
-[[channels]]
-id = "C0ALERTS"
-name = "alerts"
-members = ["alice", "bob"]
-app_member = true
-"#;
-
 const ALERTS: &str = r#"
 [apps.alerts]
 enabled = true
@@ -111,7 +72,15 @@ impl Env {
     ) -> Self {
         Self(
             AlertsEnv::start(Setup {
-                seed: SEED,
+                seed: &common::seed(
+                    &["alice", "bob"],
+                    &[
+                        ("C0DB", "db-alerts"),
+                        ("C0ONCALL", "oncall"),
+                        ("C0CRIT", "critical"),
+                        ("C0ALERTS", "alerts"),
+                    ],
+                ),
                 alerts,
                 extra,
                 store_url,

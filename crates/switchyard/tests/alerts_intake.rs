@@ -11,47 +11,6 @@ use common::{AlertsEnv, Setup};
 use serde_json::{Value, json};
 use switchyard_engine::Config;
 
-const SEED: &str = r#"
-[team]
-id = "T0SANDBOX"
-name = "Sandbox"
-domain = "sandbox"
-
-[[users]]
-name = "alice"
-real_name = "Alice Admin"
-
-[[channels]]
-id = "C0BLUE"
-name = "team-blue"
-members = ["alice"]
-app_member = true
-
-[[channels]]
-id = "C0CRIT"
-name = "critical"
-members = ["alice"]
-app_member = true
-
-[[channels]]
-id = "C0ALERTS"
-name = "alerts"
-members = ["alice"]
-app_member = true
-
-[[channels]]
-id = "C0OPS"
-name = "ops"
-members = ["alice"]
-app_member = true
-
-[[channels]]
-id = "C0DEPLOY"
-name = "deploys"
-members = ["alice"]
-app_member = true
-"#;
-
 const ALERTS: &str = r#"
 [apps.alerts]
 enabled = true
@@ -138,7 +97,17 @@ impl std::ops::Deref for Env {
 impl Env {
     /// With the config text `make` gives for the sandbox's incoming webhook into `#ops`.
     async fn start(make: impl FnOnce(&str) -> String) -> Self {
-        let sandbox = common::sandbox(SEED, false).await;
+        let seed = common::seed(
+            &["alice"],
+            &[
+                ("C0BLUE", "team-blue"),
+                ("C0CRIT", "critical"),
+                ("C0ALERTS", "alerts"),
+                ("C0OPS", "ops"),
+                ("C0DEPLOY", "deploys"),
+            ],
+        );
+        let sandbox = common::sandbox(&seed, false).await;
         let hook = sandbox
             .control()
             .post("/webhooks", &json!({"channel": "C0OPS"}))

@@ -11,27 +11,6 @@ use common::{AlertsEnv, Setup};
 use serde_json::{Value, json};
 use switchyard_store::Outcome;
 
-const SEED: &str = r#"
-[team]
-id = "T0SANDBOX"
-name = "Sandbox"
-domain = "sandbox"
-
-[[users]]
-name = "alice"
-real_name = "Alice Admin"
-
-[[users]]
-name = "bob"
-real_name = "Bob Builder"
-
-[[channels]]
-id = "C0ALERTS"
-name = "alerts"
-members = ["alice", "bob"]
-app_member = true
-"#;
-
 const ALERTS: &str = r#"
 [apps.alerts]
 enabled = true
@@ -59,7 +38,7 @@ impl Env {
     async fn start(extra: &str, store_url: Option<String>) -> Self {
         Self(
             AlertsEnv::start(Setup {
-                seed: SEED,
+                seed: &common::seed(&["alice", "bob"], &[("C0ALERTS", "alerts")]),
                 alerts: ALERTS,
                 extra,
                 store_url,

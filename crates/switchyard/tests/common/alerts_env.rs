@@ -305,6 +305,29 @@ impl AlertsEnv {
     }
 }
 
+/// An alerts suite's workspace: team `T0SANDBOX`, the people named (alice and bob have their
+/// real names), and channels `(id, name)` that all of them and the app are in.
+pub fn seed(users: &[&str], channels: &[(&str, &str)]) -> String {
+    let mut seed =
+        String::from("[team]\nid = \"T0SANDBOX\"\nname = \"Sandbox\"\ndomain = \"sandbox\"\n");
+    for user in users {
+        let real_name = match *user {
+            "alice" => "Alice Admin",
+            "bob" => "Bob Builder",
+            other => other,
+        };
+        seed += &format!("\n[[users]]\nname = \"{user}\"\nreal_name = \"{real_name}\"\n");
+    }
+    let members: Vec<String> = users.iter().map(|u| format!("\"{u}\"")).collect();
+    for (id, name) in channels {
+        seed += &format!(
+            "\n[[channels]]\nid = \"{id}\"\nname = \"{name}\"\nmembers = [{}]\napp_member = true\n",
+            members.join(", ")
+        );
+    }
+    seed
+}
+
 fn parse(text: &str) -> Config {
     Config::parse(text, "alerts.toml", &BTreeMap::<String, String>::new()).unwrap()
 }

@@ -17,7 +17,7 @@ use switchyard_store::{NewApiToken, Store};
 
 // Only the alerts suites use it.
 #[allow(unused_imports)]
-pub use alerts_env::{AlertsEnv, Setup};
+pub use alerts_env::{AlertsEnv, Setup, seed};
 
 /// A `switchyard serve` process, killed on drop.
 pub struct Serve {
