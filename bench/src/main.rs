@@ -84,6 +84,9 @@ struct Figures {
     bench_cpu_us_per_ack: f64,
     e2e_per_s: f64,
     e2e_missing: usize,
+    /// Switchyard's SQLite writer during the ack test, a line per kind of turn (see
+    /// [`writer_turns`]).
+    writer_turns: Vec<String>,
 }
 
 fn now() -> u64 {
@@ -358,6 +361,8 @@ struct AckFigures {
     /// sandbox answering the contender's replies).
     contender_cpu_us: f64,
     bench_cpu_us: f64,
+    /// How long it ran.
+    seconds: f64,
 }
 
 async fn ack_test(
@@ -421,7 +426,104 @@ async fn ack_test(
         replies_per_s: replied as f64 / elapsed,
         contender_cpu_us: per_ack_us(contender_cpu),
         bench_cpu_us: per_ack_us(bench_cpu),
+        seconds: elapsed,
     })
+}
+
+/// What held Switchyard's SQLite writer, and how long writes waited for it, from its
+/// `/metrics` right after the ack test (so the start's few writes are in too, the backlog's
+/// handling after the test is not): a line per priority waited and per operation held, with
+/// the count, the total time, its share of the test's `seconds`, and the p50, p99 and longest
+/// as their buckets' upper bounds. Whatever holds the writer is what an ack waits for.
+async fn writer_turns(world: &World, addr: SocketAddr, seconds: f64) -> Result<Vec<String>> {
+    let text = world
+        .http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut lines = Vec::new();
+    for (family, label, what) in [
+        ("switchyard_store_writer_wait_seconds", "priority", "waited"),
+        ("switchyard_store_writer_hold_seconds", "op", "held"),
+    ] {
+        for (value, buckets, sum) in histograms(&text, family, label) {
+            let count = buckets.last().map_or(0.0, |b| b.1);
+            // The upper bound of the bucket holding the `q` quantile.
+            let quantile = |q: f64| {
+                buckets
+                    .iter()
+                    .find(|(_, cumulative)| *cumulative >= (count * q).ceil())
+                    .map_or_else(|| "–".to_string(), |(le, _)| bound_ms(le))
+            };
+            lines.push(format!(
+                "{what} {value}: {count:.0} turns, {:.0} ms in all ({:.1} % of the test), p50 {}, p99 {}, longest {}",
+                sum * 1000.0,
+                sum * 100.0 / seconds,
+                quantile(0.5),
+                quantile(0.99),
+                quantile(1.0),
+            ));
+        }
+    }
+    Ok(lines)
+}
+
+/// A bucket's upper bound (seconds, or `+Inf`) as people read it.
+fn bound_ms(le: &str) -> String {
+    match le.parse::<f64>() {
+        Ok(secs) => format!("≤ {} ms", (secs * 1e6).round() / 1000.0),
+        Err(_) => "> 5 s".to_string(),
+    }
+}
+
+/// One series of a labelled histogram family: its label's value, its cumulative buckets
+/// (`le`, count) in order, and its sum.
+type Series = (String, Vec<(String, f64)>, f64);
+
+/// A labelled histogram family's series in Prometheus' text format.
+fn histograms(text: &str, family: &str, label: &str) -> Vec<Series> {
+    let mut found: Vec<Series> = Vec::new();
+    let label_start = format!("{{{label}=\"");
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(family) else {
+            continue;
+        };
+        let Some((series, number)) = rest.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(number) = number.parse::<f64>() else {
+            continue;
+        };
+        let (kind, labels) = series.split_once('{').unwrap_or((series, ""));
+        let Some((value, le)) = format!("{{{labels}")
+            .strip_prefix(&label_start)
+            .and_then(|l| l.split_once('"'))
+            .map(|(value, tail)| {
+                let le = tail
+                    .strip_prefix(",le=\"")
+                    .and_then(|t| t.split_once('"'))
+                    .map(|(le, _)| le.to_string());
+                (value.to_string(), le)
+            })
+        else {
+            continue;
+        };
+        let index = match found.iter().position(|(v, _, _)| *v == value) {
+            Some(i) => i,
+            None => {
+                found.push((value, Vec::new(), 0.0));
+                found.len() - 1
+            }
+        };
+        match (kind, le) {
+            ("_bucket", Some(le)) => found[index].1.push((le, number)),
+            ("_sum", None) => found[index].2 = number,
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Replies Slack (the sandbox) accepted so far, from its cheap counters.
@@ -502,6 +604,9 @@ async fn measure(name: &str, args: &Args, world: &Arc<World>, base: u64) -> Resu
     f.replies_during_acks_per_s = acks.replies_per_s;
     f.contender_cpu_us_per_ack = acks.contender_cpu_us;
     f.bench_cpu_us_per_ack = acks.bench_cpu_us;
+    if name.starts_with("switchyard") {
+        f.writer_turns = writer_turns(world, contender.addr, acks.seconds).await?;
+    }
     drop(contender);
     if name == "switchyard-acks-only" {
         // Nothing is handled: there is no end to end to measure.
@@ -629,6 +734,14 @@ async fn main() -> Result<()> {
                 ratio(f.e2e_per_s, reference.map(|r| r.1))
             },
         );
+    }
+    for (name, f) in &results {
+        if !f.writer_turns.is_empty() {
+            println!("\n{name}: SQLite's writer during the ack test\n");
+            for line in &f.writer_turns {
+                println!("- {line}");
+            }
+        }
     }
     Ok(())
 }
