@@ -2,6 +2,7 @@
 //! severity → channel map, the default channel and an optional message template.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use switchyard_engine::ValidateSection;
@@ -271,17 +272,63 @@ fn check_size(condition: &str) -> Result<(), String> {
 
 /// The rules' conditions, compiled once (at start and on reload). A condition that does not
 /// compile never matches (check-config reports it).
-pub struct CompiledRules(Vec<Option<cel::Program>>);
+pub struct CompiledRules {
+    programs: Vec<Option<cel::Program>>,
+    /// CEL's standard library, built once: `cel::Context::default()` builds it anew each time,
+    /// and a context per rule and alert made routing the largest part of an alert's way to its
+    /// first post (about 0.4 ms of 1.9 with 23 rules).
+    stdlib: Arc<cel::Env>,
+}
 
 impl CompiledRules {
     pub fn new(config: &AlertsConfig) -> Self {
-        Self(
-            config
+        Self {
+            programs: config
                 .rules
                 .iter()
                 .map(|rule| compile(&rule.condition).ok())
                 .collect(),
-        )
+            stdlib: Arc::new(cel::Env::stdlib()),
+        }
+    }
+
+    /// The conditions' variables for `alert`, bound once for every rule; `None` when its
+    /// labels cannot be bound (then no condition matches).
+    fn context_for(&self, alert: &Alert) -> Option<cel::Context<'_, '_>> {
+        let mut context = cel::Context::with_env(self.stdlib.clone());
+        let vars: [(&str, &str); 5] = [
+            ("severity", alert.severity.as_str()),
+            ("status", alert.status.as_str()),
+            ("source", &alert.source),
+            ("title", &alert.title),
+            ("description", &alert.description),
+        ];
+        for (name, value) in vars {
+            context.add_variable_from_value(name, value.to_string());
+        }
+        context.add_variable("labels", &alert.labels).ok()?;
+        Some(context)
+    }
+
+    /// The rules in order, each with whether `alert` meets its condition.
+    fn matching<'r>(
+        &self,
+        config: &'r AlertsConfig,
+        alert: &Alert,
+    ) -> impl Iterator<Item = (usize, &'r RuleConfig, bool)> {
+        let context = self.context_for(alert);
+        config
+            .rules
+            .iter()
+            .zip(&self.programs)
+            .enumerate()
+            .map(move |(i, (rule, program))| {
+                let hit = match (program, &context) {
+                    (Some(program), Some(context)) => matches(program, context),
+                    _ => false,
+                };
+                (i, rule, hit)
+            })
     }
 }
 
@@ -320,8 +367,8 @@ pub fn route_rules(
         }
     };
     let mut matched = false;
-    for (i, (rule, program)) in config.rules.iter().zip(&compiled.0).enumerate() {
-        if !program.as_ref().is_some_and(|p| matches(p, alert)) {
+    for (i, rule, hit) in compiled.matching(config, alert) {
+        if !hit {
             continue;
         }
         matched = true;
@@ -346,8 +393,8 @@ pub fn route_rules(
 /// rules [`route`] sends it by (for `switchyard alerts test`).
 pub fn matched_rules(config: &AlertsConfig, compiled: &CompiledRules, alert: &Alert) -> Vec<usize> {
     let mut hits = Vec::new();
-    for (i, (rule, program)) in config.rules.iter().zip(&compiled.0).enumerate() {
-        if program.as_ref().is_some_and(|p| matches(p, alert)) {
+    for (i, rule, hit) in compiled.matching(config, alert) {
+        if hit {
             hits.push(i);
             if !rule.continue_matching {
                 break;
@@ -358,22 +405,8 @@ pub fn matched_rules(config: &AlertsConfig, compiled: &CompiledRules, alert: &Al
 }
 
 /// A condition that fails to evaluate (a missing label, say) or is not a boolean is false.
-fn matches(program: &cel::Program, alert: &Alert) -> bool {
-    let mut context = cel::Context::default();
-    let vars: [(&str, &str); 5] = [
-        ("severity", alert.severity.as_str()),
-        ("status", alert.status.as_str()),
-        ("source", &alert.source),
-        ("title", &alert.title),
-        ("description", &alert.description),
-    ];
-    for (name, value) in vars {
-        context.add_variable_from_value(name, value.to_string());
-    }
-    if context.add_variable("labels", &alert.labels).is_err() {
-        return false;
-    }
-    matches!(program.execute(&context), Ok(cel::Value::Bool(true)))
+fn matches(program: &cel::Program, context: &cel::Context<'_, '_>) -> bool {
+    matches!(program.execute(context), Ok(cel::Value::Bool(true)))
 }
 
 #[cfg(test)]
