@@ -347,7 +347,7 @@ pub trait App: Send + Sync + 'static {
 ///
 /// Handlers run in batches, one transaction for many inputs: a handler's own statements are
 /// wrapped in a savepoint (taken at its first [`Ctx::db`]), so its failure undoes only its own
-/// work. Slack calls are collected here and written to the outbox in one statement at the
+/// work (a sync route's or a tick's transaction is its own, and takes none). Slack calls are collected here and written to the outbox in one statement at the
 /// batch's end, in order.
 pub struct Ctx<'b> {
     batch: &'b mut BatchTx,
@@ -373,6 +373,12 @@ pub(crate) struct BatchTx {
     pub(crate) ids: Vec<i64>,
     pub(crate) now_ms: i64,
     pub(crate) open: Option<(Tx<'static>, HashSet<i64>)>,
+    /// Whether each handler's statements go in a savepoint of their own: in a batch of
+    /// inputs, where one handler's failure undoes only its own work. Not in a sync route's or
+    /// a tick's transaction, which is its one caller's, committed or dropped whole: there a
+    /// savepoint only made SQLite copy each page the request changed into a sub-journal,
+    /// spilled to a temporary file (created and deleted per request) past 64 KiB.
+    pub(crate) savepoints: bool,
 }
 
 impl BatchTx {
@@ -466,8 +472,9 @@ impl<'b> Ctx<'b> {
     /// changes commit with the handler's Slack calls and the inbox item's completion, or not
     /// at all.
     pub async fn db(&mut self) -> Result<&mut AnyConnection, StoreError> {
+        let savepoints = self.batch.savepoints;
         let tx = self.batch.tx().await?;
-        if !self.savepoint {
+        if savepoints && !self.savepoint {
             tx.savepoint().await?;
             self.savepoint = true;
         }

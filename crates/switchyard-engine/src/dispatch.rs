@@ -216,6 +216,7 @@ impl Engine {
             ids: jobs.iter().map(|j| j.id).collect(),
             now_ms: now,
             open: None,
+            savepoints: true,
         };
         let registry = self.registry.current();
         let mut results = Vec::with_capacity(jobs.len());

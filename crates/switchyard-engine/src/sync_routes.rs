@@ -207,6 +207,7 @@ impl Engine {
             ids: Vec::new(),
             now_ms: now,
             open: None,
+            savepoints: false,
         };
         let mut ctx = Ctx::new(
             &mut batch,

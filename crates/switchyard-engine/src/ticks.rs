@@ -64,6 +64,7 @@ impl Engine {
             ids: Vec::new(),
             now_ms: now,
             open: None,
+            savepoints: false,
         };
         let mut ctx = Ctx::new(
             &mut batch,
