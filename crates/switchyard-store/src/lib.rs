@@ -354,6 +354,17 @@ const UNCONFIRMED_SINCE: &str = "unconfirmed_since = CASE WHEN lease_until IS NU
                                  THEN unconfirmed_since \
                                  ELSE COALESCE(unconfirmed_since, claimed_at, created_at) END";
 
+/// SQLite: the head of every ordering key's line (its oldest pending call) as `heads`
+/// (ordering_key, id, not_before, lease_until), found key by key through `outbox_by_key`: one
+/// index seek per key with pending calls, whatever the number of calls behind each head.
+const SQLITE_OUTBOX_HEADS: &str = "WITH RECURSIVE heads(ordering_key, id, not_before, lease_until) AS (\
+     SELECT ordering_key, id, not_before, lease_until FROM outbox WHERE id = (\
+     SELECT id FROM outbox WHERE state = 'pending' ORDER BY ordering_key, id LIMIT 1) \
+     UNION ALL \
+     SELECT o.ordering_key, o.id, o.not_before, o.lease_until FROM heads \
+     JOIN outbox o ON o.id = (SELECT id FROM outbox WHERE state = 'pending' \
+     AND ordering_key > heads.ordering_key ORDER BY ordering_key, id LIMIT 1))";
+
 const OUTBOX_COLUMNS: &str = "id, ordering_key, method, payload, ref_key, state, attempts, \
                               not_before, error, response, created_at, unconfirmed_since";
 
@@ -1058,17 +1069,10 @@ impl Store {
     /// holding the writer, so every ack arriving meanwhile waited for it.
     async fn outbox_claim_heads(&self, claim: Claim<'_>) -> Result<Vec<OutboxItem>, StoreError> {
         let op = "outbox claim";
-        let heads: Vec<i64> = sqlx::query_scalar(
-            "WITH RECURSIVE heads(ordering_key, id, not_before, lease_until) AS (\
-             SELECT ordering_key, id, not_before, lease_until FROM outbox WHERE id = (\
-             SELECT id FROM outbox WHERE state = 'pending' ORDER BY ordering_key, id LIMIT 1) \
-             UNION ALL \
-             SELECT o.ordering_key, o.id, o.not_before, o.lease_until FROM heads \
-             JOIN outbox o ON o.id = (SELECT id FROM outbox WHERE state = 'pending' \
-             AND ordering_key > heads.ordering_key ORDER BY ordering_key, id LIMIT 1)) \
-             SELECT id FROM heads WHERE not_before <= $1 \
-             AND (lease_until IS NULL OR lease_until < $1) ORDER BY id LIMIT $2",
-        )
+        let heads: Vec<i64> = sqlx::query_scalar(&format!(
+            "{SQLITE_OUTBOX_HEADS} SELECT id FROM heads WHERE not_before <= $1 \
+             AND (lease_until IS NULL OR lease_until < $1) ORDER BY id LIMIT $2"
+        ))
         .bind(claim.now_ms)
         .bind(i64::from(claim.limit))
         .fetch_all(&self.read_pool)
@@ -1466,10 +1470,24 @@ impl Store {
         self.counts("outbox", "sent", "outbox counts").await
     }
 
-    /// The earliest `not_before` among pending items (leased ones included), or `None` when
-    /// nothing is pending: the sender may sleep until then (or until told of new items).
+    /// When the sender should claim again, or `None` when nothing is pending: it may sleep
+    /// until then, or until told of new items or recorded outcomes. On SQLite, the earliest
+    /// time a head of line becomes claimable (its `not_before`, and for one leased, the end
+    /// of its lease): the calls behind a head cannot go before it, so their `not_before`
+    /// (usually 0) would only wake the sender to claim nothing — every millisecond while a
+    /// backlog waits behind heads in flight. On PostgreSQL the earliest `not_before` among
+    /// pending items (leased ones included).
     pub async fn outbox_next_due(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT MIN(not_before) AS due FROM outbox WHERE state = 'pending'")
+        let sql = match self.backend {
+            Backend::Sqlite => format!(
+                "{SQLITE_OUTBOX_HEADS} SELECT MIN(CASE WHEN lease_until IS NULL THEN not_before \
+                 ELSE MAX(not_before, lease_until + 1) END) AS due FROM heads"
+            ),
+            Backend::Postgres => {
+                "SELECT MIN(not_before) AS due FROM outbox WHERE state = 'pending'".to_string()
+            }
+        };
+        let row = sqlx::query(&sql)
             .fetch_one(&self.read_pool)
             .await
             .map_err(query_err("outbox next due"))?;

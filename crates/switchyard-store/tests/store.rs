@@ -1015,6 +1015,43 @@ async fn recorded_calls_are_sent_and_hold_nothing_back() {
     .await;
 }
 
+/// On SQLite the calls behind a head in flight are not due, whatever their `not_before`:
+/// the head's lease ending is (an outcome recorded wakes the sender before that).
+#[tokio::test]
+async fn next_due_behind_a_head_in_flight_is_its_lease_end_on_sqlite() {
+    on_both(|store| async move {
+        let items = [
+            outbox("L", "head"),
+            outbox("L", "behind"),
+            outbox("L", "more"),
+        ];
+        let enqueued = enqueue(&store, &items).await;
+        assert_eq!(store.outbox_next_due().await.unwrap(), Some(0));
+        let claimed = store.outbox_claim("s", 10, 5_000, 10).await.unwrap();
+        assert_eq!(ids(&claimed, |i| i.id), enqueued[..1]);
+        let due = store.outbox_next_due().await.unwrap();
+        match store.backend() {
+            Backend::Sqlite => assert_eq!(due, Some(5_001), "claimable once the lease runs out"),
+            Backend::Postgres => assert_eq!(due, Some(0), "the earliest pending not_before"),
+        }
+        let retry_at = NewOutboxItem {
+            not_before_ms: 700,
+            ..outbox("M", "later")
+        };
+        enqueue(&store, &[retry_at]).await;
+        if store.backend() == Backend::Sqlite {
+            assert_eq!(store.outbox_next_due().await.unwrap(), Some(700));
+        }
+        assert!(store.outbox_sent(enqueued[0], "s", "{}", 11).await.unwrap());
+        assert_eq!(
+            store.outbox_next_due().await.unwrap(),
+            Some(0),
+            "the next head"
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn next_due_is_the_earliest_pending() {
     on_both(|store| async move {
