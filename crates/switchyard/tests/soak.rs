@@ -295,6 +295,7 @@ impl World {
             .append(true)
             .open(&log)
             .unwrap();
+        let sockets_before = self.socket_connections().await;
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("serve")
             .arg("--config")
@@ -312,6 +313,40 @@ impl World {
             replicas[i].url = Some(url);
         }
         self.route_deliveries().await;
+        self.wait_for_new_socket(&sockets_before).await;
+    }
+
+    /// The sandbox's open Socket Mode connections (none over HTTP).
+    async fn socket_connections(&self) -> Vec<Value> {
+        if !self.plan.socket_mode {
+            return Vec::new();
+        }
+        self.read("/socket").await["connections"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Over Socket Mode a replica takes work only once its connection is open, which on a
+    /// loaded machine can come seconds after it listens: the killer's next kill is timed from
+    /// there, or a replica killed before it ever connected would make an outage of many
+    /// short runs, longer than the sandbox's (shortened) retries of an event.
+    async fn wait_for_new_socket(&self, before: &[Value]) {
+        if !self.plan.socket_mode {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self
+                .socket_connections()
+                .await
+                .iter()
+                .any(|c| !before.contains(c))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn route_deliveries(&self) {
@@ -694,46 +729,61 @@ async fn machine_flow(world: Arc<World>, index: usize, done: Arc<Mutex<HashMap<S
 }
 
 /// `/oops-clear` without a name, then the machine picked in the modal and submitted. Opened
-/// again if the modal never came (its trigger expired while the app was down).
+/// again if the modal never came (its trigger expired while the app was down, or its
+/// `views.open` failed) or if its submission never got through. Only a modal that opened for
+/// this command counts: one left open by an earlier try (its `views.open` answered too late
+/// for the app, but Slack opened it) is not this one.
 async fn picker_clear(world: &World, user: &str, user_id: &str, machine: &str) -> bool {
+    let open_modals = || async {
+        world.read(&format!("/views?user={user_id}")).await["views"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| v["type"] == "modal")
+            .filter_map(|v| v["id"].as_str().map(str::to_string))
+            .collect::<Vec<String>>()
+    };
     for _ in 0..20 {
+        let earlier = open_modals().await;
         let Some(_) = world.command(user, CONTROL, "").await else {
             return false;
         };
-        let mut open = false;
+        let mut opened = None;
         for _ in 0..50 {
-            let views = world.read(&format!("/views?user={user_id}")).await;
-            if views["views"]
-                .as_array()
-                .is_some_and(|v| v.iter().any(|v| v["type"] == "modal"))
-            {
-                open = true;
+            opened = open_modals()
+                .await
+                .into_iter()
+                .find(|id| !earlier.contains(id));
+            if opened.is_some() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if !open {
+        let Some(view_id) = opened else {
             inc(&world.counts.command_retries);
             continue;
-        }
+        };
         for _ in 0..30 {
             let v = world
                 .post(
                     "/views/submit",
-                    json!({"user": user, "values": {"machine": {"machine": machine}}}),
+                    json!({"user": user, "view_id": view_id,
+                           "values": {"machine": {"machine": machine}}}),
                 )
                 .await;
             if v["view_closed"] == true {
                 return true;
             }
             if v["ok"] != true {
-                // No modal open any more: it was submitted and closed.
+                // This modal is not open any more: it was submitted and closed.
                 return true;
             }
             inc(&world.counts.command_retries);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        return true;
+        // Its submission never got through: the person runs the command again.
+        inc(&world.counts.command_retries);
     }
     false
 }
