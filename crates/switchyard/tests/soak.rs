@@ -730,9 +730,10 @@ async fn machine_flow(world: Arc<World>, index: usize, done: Arc<Mutex<HashMap<S
 
 /// `/oops-clear` without a name, then the machine picked in the modal and submitted. Opened
 /// again if the modal never came (its trigger expired while the app was down, or its
-/// `views.open` failed) or if its submission never got through. Only a modal that opened for
-/// this command counts: one left open by an earlier try (its `views.open` answered too late
-/// for the app, but Slack opened it) is not this one.
+/// `views.open` failed) or if its submission never got through. Only a modal that opened
+/// after this command was run counts, and only a submission the sandbox says closed it: a
+/// modal can also close because a later `views.open` replaced it (Slack keeps one stack a
+/// person), as when an earlier try's `views.open` answered too late for the app but opened.
 async fn picker_clear(world: &World, user: &str, user_id: &str, machine: &str) -> bool {
     let open_modals = || async {
         world.read(&format!("/views?user={user_id}")).await["views"]
@@ -744,46 +745,51 @@ async fn picker_clear(world: &World, user: &str, user_id: &str, machine: &str) -
             .filter_map(|v| v["id"].as_str().map(str::to_string))
             .collect::<Vec<String>>()
     };
-    for _ in 0..20 {
-        let earlier = open_modals().await;
+    'command: for _ in 0..20 {
+        let mut seen = open_modals().await;
         let Some(_) = world.command(user, CONTROL, "").await else {
             return false;
         };
-        let mut opened = None;
-        for _ in 0..50 {
-            opened = open_modals()
-                .await
-                .into_iter()
-                .find(|id| !earlier.contains(id));
-            if opened.is_some() {
-                break;
+        'modal: loop {
+            let mut opened = None;
+            for _ in 0..50 {
+                opened = open_modals()
+                    .await
+                    .into_iter()
+                    .find(|id| !seen.contains(id));
+                if opened.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let Some(view_id) = opened else {
+            let Some(view_id) = opened else {
+                inc(&world.counts.command_retries);
+                continue 'command;
+            };
+            seen.push(view_id.clone());
+            for _ in 0..30 {
+                let v = world
+                    .post(
+                        "/views/submit",
+                        json!({"user": user, "view_id": view_id,
+                               "values": {"machine": {"machine": machine}}}),
+                    )
+                    .await;
+                if v["view_closed"] == true {
+                    return true;
+                }
+                if v["ok"] != true {
+                    // Not open any more, and not closed by this submission: replaced by
+                    // another `views.open` (a retry's); that one is the form to fill in.
+                    continue 'modal;
+                }
+                inc(&world.counts.command_retries);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            // Its submission never got through: the person runs the command again.
             inc(&world.counts.command_retries);
-            continue;
-        };
-        for _ in 0..30 {
-            let v = world
-                .post(
-                    "/views/submit",
-                    json!({"user": user, "view_id": view_id,
-                           "values": {"machine": {"machine": machine}}}),
-                )
-                .await;
-            if v["view_closed"] == true {
-                return true;
-            }
-            if v["ok"] != true {
-                // This modal is not open any more: it was submitted and closed.
-                return true;
-            }
-            inc(&world.counts.command_retries);
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue 'command;
         }
-        // Its submission never got through: the person runs the command again.
-        inc(&world.counts.command_retries);
     }
     false
 }
