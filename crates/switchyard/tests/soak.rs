@@ -1480,6 +1480,7 @@ async fn soak(plan: Plan) {
         logged_under_its_id(n);
     }
     if !failures.is_empty() || !twice.is_empty() {
+        keep_for_a_post_mortem(&world, seed).await;
         for i in 0..world.plan.replicas {
             let log = world.replicas.lock().unwrap()[i].log.clone();
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -1493,6 +1494,36 @@ async fn soak(plan: Plan) {
     assert!(
         failures.is_empty() && twice.is_empty(),
         "the soak lost or broke: {failures:#?}; handled or sent twice: {twice:#?}"
+    );
+}
+
+/// A failed run's evidence, kept past the test (its temp dir goes with it): the replicas'
+/// configs and logs, the SQLite store (a PostgreSQL run's schema stays until the next run of
+/// that test), and what the sandbox saw — every Web API call and every delivery — in
+/// `target/soak-failures/<run>-<seed>/`.
+async fn keep_for_a_post_mortem(world: &World, seed: u64) {
+    let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("..")
+        .join("soak-failures")
+        .join(format!("{}-{seed}", world.plan.name));
+    if std::fs::create_dir_all(&kept).is_err() {
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(world._dir.path()) {
+        for entry in entries.flatten() {
+            let _ = std::fs::copy(entry.path(), kept.join(entry.file_name()));
+        }
+    }
+    for (path, file) in [
+        ("/api_calls", "sandbox-api-calls.json"),
+        ("/deliveries", "sandbox-deliveries.json"),
+    ] {
+        let _ = std::fs::write(kept.join(file), world.read(path).await.to_string());
+    }
+    eprintln!(
+        "-- kept for a post-mortem: {} (store: {}) --",
+        kept.display(),
+        world.store_url
     );
 }
 
