@@ -347,8 +347,8 @@ pub trait App: Send + Sync + 'static {
 ///
 /// Handlers run in batches, one transaction for many inputs: a handler's own statements are
 /// wrapped in a savepoint (taken at its first [`Ctx::db`]), so its failure undoes only its own
-/// work (a sync route's or a tick's transaction is its own, and takes none). Slack calls are collected here and written to the outbox in one statement at the
-/// batch's end, in order.
+/// work (a sync route's or a tick's transaction is its own, and takes none). Slack calls are
+/// collected here and written to the outbox in one statement at the batch's end, in order.
 pub struct Ctx<'b> {
     batch: &'b mut BatchTx,
     slack: SlackApi,

@@ -338,8 +338,7 @@ impl Registry {
 
 /// The registry in force: replaced whole when the config is reloaded (SIGHUP). Readers take a
 /// snapshot (`current`) and route and handle with it, so an index from `route` always means
-/// the same app.
-/// The registry in force, shared by the dispatcher and the sender (a clone is the same one).
+/// the same app. Shared by the dispatcher and the sender: a clone is the same registry.
 #[derive(Clone)]
 pub struct LiveRegistry(Arc<RwLock<Arc<Registry>>>);
 

@@ -165,7 +165,7 @@ struct World {
     sandbox: Sandbox,
     ctl: ControlClient,
     http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     store_url: String,
     replicas: Mutex<Vec<Replica>>,
     counts: Counts,
@@ -249,7 +249,7 @@ impl World {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
-            _dir: dir,
+            dir,
             store_url,
             replicas: Mutex::new(replicas),
             counts: Counts::default(),
@@ -1509,7 +1509,7 @@ async fn keep_for_a_post_mortem(world: &World, seed: u64) {
     if std::fs::create_dir_all(&kept).is_err() {
         return;
     }
-    if let Ok(entries) = std::fs::read_dir(world._dir.path()) {
+    if let Ok(entries) = std::fs::read_dir(world.dir.path()) {
         for entry in entries.flatten() {
             let _ = std::fs::copy(entry.path(), kept.join(entry.file_name()));
         }
