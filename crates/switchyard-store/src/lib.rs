@@ -1714,6 +1714,9 @@ impl Tx<'_> {
     /// Adds a Slack call to the outbox (state `pending`); it is sent after the commit. Returns
     /// its id.
     pub async fn enqueue(&mut self, item: &NewOutboxItem) -> Result<i64, StoreError> {
+        if self.backend == Backend::Postgres {
+            self.lock_ordering_keys(std::slice::from_ref(item)).await?;
+        }
         let row = sqlx::query(
             "INSERT INTO outbox (ordering_key, method, payload, ref_key, not_before, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -1901,6 +1904,37 @@ impl Tx<'_> {
         Ok(claimed)
     }
 
+    /// PostgreSQL: holds, until this transaction ends, a lock on each ordering key `items` queue
+    /// on. An outbox id is drawn at the insert but seen by the sender only at the commit, so
+    /// two transactions queuing on one channel at once (two replicas, or two batches of one)
+    /// could commit the other way round, and the sender would take the later id first, with
+    /// the earlier one not yet visible. Holding the key's lock from before the insert to the
+    /// commit makes the second wait for the first: ids on a key are committed in their order.
+    /// Keys are locked in byte order (as `str` sorts here, `COLLATE "C"` there) so two
+    /// transactions never wait on each other the other way round. (SQLite has one writer.)
+    async fn lock_ordering_keys(&mut self, items: &[NewOutboxItem]) -> Result<(), StoreError> {
+        let mut keys: Vec<&str> = items.iter().map(|i| i.ordering_key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for chunk in keys.chunks(INSERT_CHUNK) {
+            let rows = Placeholders::new(self.backend).rows(chunk.len(), 1);
+            // `::text`: the lock function returns `void`, which sqlx's `Any` cannot read.
+            let sql = format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))::text \
+                 FROM (VALUES {rows}) AS v(k) ORDER BY k COLLATE \"C\""
+            );
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            query
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err(query_err("outbox lock ordering keys"))?;
+        }
+        Ok(())
+    }
+
     /// The outbox rows' inserts, a statement per [`INSERT_CHUNK`]; with `returning`, the new
     /// rows' ids.
     async fn insert_outbox_rows(
@@ -1908,6 +1942,9 @@ impl Tx<'_> {
         items: &[NewOutboxItem],
         returning: bool,
     ) -> Result<Vec<i64>, StoreError> {
+        if self.backend == Backend::Postgres {
+            self.lock_ordering_keys(items).await?;
+        }
         let mut ids = Vec::new();
         for chunk in items.chunks(INSERT_CHUNK) {
             let mut sql = String::from(

@@ -406,6 +406,55 @@ async fn inbox_retries_with_backoff_then_fails() {
 
 // ---- outbox ----
 
+/// PostgreSQL: two transactions queue on one channel at once (two replicas, or two batches of
+/// one): the call queued first goes first, even when the other transaction is the one to
+/// commit first. Ids are drawn at the insert but seen at the commit, so without the key's lock
+/// the sender took the second call while the first was not yet visible.
+#[tokio::test]
+async fn outbox_order_on_a_key_holds_across_concurrent_transactions() {
+    let Some(base) = support::postgres_url() else {
+        return;
+    };
+    let schema = support::PgSchema::create(&base).await;
+    let url = schema.url();
+    let outcome = tokio::spawn(async move {
+        let store = Store::connect(&url).await.unwrap();
+        let mut first = store.begin().await.unwrap();
+        first.enqueue_many(&[outbox("C1", "first")]).await.unwrap();
+        let second = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let mut tx = store.begin().await.unwrap();
+                tx.enqueue_many(&[outbox("C1", "second"), outbox("C2", "other")])
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            }
+        });
+        // Time for `second` to commit, were it not waiting for `first`.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let early = store.outbox_claim("s", 10, 100, 10).await.unwrap();
+        assert!(
+            early.iter().all(|i| i.ordering_key != "C1"),
+            "nothing of C1 goes before the call queued first is committed: {early:?}"
+        );
+        first.commit().await.unwrap();
+        second.await.unwrap();
+        let claimed = store.outbox_claim("s", 20, 100, 10).await.unwrap();
+        let c1: Vec<&str> = claimed
+            .iter()
+            .filter(|i| i.ordering_key == "C1")
+            .map(|i| i.payload.as_str())
+            .collect();
+        assert_eq!(c1, [outbox("C1", "first").payload.as_str()]);
+    })
+    .await;
+    schema.drop_schema().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 #[tokio::test]
 async fn outbox_keeps_order_per_key() {
     on_both(|store| async move {
