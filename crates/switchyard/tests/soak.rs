@@ -306,7 +306,20 @@ impl World {
             .stderr(stderr)
             .spawn()
             .expect("switchyard runs");
-        let url = common::listening_url(&mut child).await;
+        let url = match common::try_listening_url(&mut child).await {
+            Ok(url) => url,
+            Err(e) => {
+                // The evidence now: the panic ends the run before its checks keep any.
+                keep_for_a_post_mortem(self, &format!("replica-{i}-did-not-start")).await;
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "replica {i} did not start: {e}\n-- the end of its log --\n{}",
+                    tail.join("\n")
+                );
+            }
+        };
         {
             let mut replicas = self.replicas.lock().unwrap();
             replicas[i].child = Some(child);
@@ -1480,7 +1493,7 @@ async fn soak(plan: Plan) {
         logged_under_its_id(n);
     }
     if !failures.is_empty() || !twice.is_empty() {
-        keep_for_a_post_mortem(&world, seed).await;
+        keep_for_a_post_mortem(&world, &seed.to_string()).await;
         for i in 0..world.plan.replicas {
             let log = world.replicas.lock().unwrap()[i].log.clone();
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -1500,12 +1513,12 @@ async fn soak(plan: Plan) {
 /// A failed run's evidence, kept past the test (its temp dir goes with it): the replicas'
 /// configs and logs, the SQLite store (a PostgreSQL run's schema stays until the next run of
 /// that test), and what the sandbox saw — every Web API call and every delivery — in
-/// `target/soak-failures/<run>-<seed>/`.
-async fn keep_for_a_post_mortem(world: &World, seed: u64) {
+/// `target/soak-failures/<run>-<label>/` (the label: the seed, or what went wrong).
+async fn keep_for_a_post_mortem(world: &World, label: &str) {
     let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("..")
         .join("soak-failures")
-        .join(format!("{}-{seed}", world.plan.name));
+        .join(format!("{}-{label}", world.plan.name));
     if std::fs::create_dir_all(&kept).is_err() {
         return;
     }

@@ -49,6 +49,14 @@ impl Serve {
 /// Reads the first line `switchyard serve` prints (`Switchyard listening on URL`) and returns
 /// the URL. The child's stdout must be piped.
 pub async fn listening_url(child: &mut Child) -> String {
+    try_listening_url(child)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// As [`listening_url`], or what went wrong: a server that exits before it listens (its
+/// stdout closed) is waited for, and its exit status told.
+pub async fn try_listening_url(child: &mut Child) -> Result<String, String> {
     let stdout = child.stdout.take().expect("stdout is piped");
     let line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
@@ -56,11 +64,15 @@ pub async fn listening_url(child: &mut Child) -> String {
     })
     .await
     .expect("reader")
-    .expect("a line");
-    line.trim()
-        .strip_prefix("Switchyard listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string()
+    .map_err(|e| format!("reading the server's first line: {e}"))?;
+    match line.trim().strip_prefix("Switchyard listening on ") {
+        Some(url) => Ok(url.to_string()),
+        None if line.is_empty() => Err(format!(
+            "the server closed its stdout before listening; it exited {:?}",
+            child.wait()
+        )),
+        None => Err(format!("unexpected first line: {line:?}")),
+    }
 }
 
 /// Runs `body` with the URL of a PostgreSQL schema of its own (from
