@@ -1714,9 +1714,7 @@ impl Tx<'_> {
     /// Adds a Slack call to the outbox (state `pending`); it is sent after the commit. Returns
     /// its id.
     pub async fn enqueue(&mut self, item: &NewOutboxItem) -> Result<i64, StoreError> {
-        if self.backend == Backend::Postgres {
-            self.lock_ordering_keys(std::slice::from_ref(item)).await?;
-        }
+        self.lock_ordering_keys(std::slice::from_ref(item)).await?;
         let row = sqlx::query(
             "INSERT INTO outbox (ordering_key, method, payload, ref_key, not_before, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -1911,8 +1909,12 @@ impl Tx<'_> {
     /// the earlier one not yet visible. Holding the key's lock from before the insert to the
     /// commit makes the second wait for the first: ids on a key are committed in their order.
     /// Keys are locked in byte order (as `str` sorts here, `COLLATE "C"` there) so two
-    /// transactions never wait on each other the other way round. (SQLite has one writer.)
+    /// transactions never wait on each other the other way round. Nothing on SQLite: its one
+    /// writer commits in id order.
     async fn lock_ordering_keys(&mut self, items: &[NewOutboxItem]) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
         let mut keys: Vec<&str> = items.iter().map(|i| i.ordering_key.as_str()).collect();
         keys.sort_unstable();
         keys.dedup();
@@ -1942,9 +1944,7 @@ impl Tx<'_> {
         items: &[NewOutboxItem],
         returning: bool,
     ) -> Result<Vec<i64>, StoreError> {
-        if self.backend == Backend::Postgres {
-            self.lock_ordering_keys(items).await?;
-        }
+        self.lock_ordering_keys(items).await?;
         let mut ids = Vec::new();
         for chunk in items.chunks(INSERT_CHUNK) {
             let mut sql = String::from(

@@ -311,12 +311,9 @@ impl World {
             Err(e) => {
                 // The evidence now: the panic ends the run before its checks keep any.
                 keep_for_a_post_mortem(self, &format!("replica-{i}-did-not-start")).await;
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
                 panic!(
                     "replica {i} did not start: {e}\n-- the end of its log --\n{}",
-                    tail.join("\n")
+                    log_tail(&log, 40)
                 );
             }
         };
@@ -1496,18 +1493,23 @@ async fn soak(plan: Plan) {
         keep_for_a_post_mortem(&world, &seed.to_string()).await;
         for i in 0..world.plan.replicas {
             let log = world.replicas.lock().unwrap()[i].log.clone();
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            eprintln!("-- replica {i}'s log, last lines --");
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
+            eprintln!(
+                "-- replica {i}'s log, last lines --\n{}",
+                log_tail(&log, 30)
+            );
         }
     }
     assert!(
         failures.is_empty() && twice.is_empty(),
         "the soak lost or broke: {failures:#?}; handled or sent twice: {twice:#?}"
     );
+}
+
+/// The last `lines` lines of a replica's log (none if it cannot be read).
+fn log_tail(log: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A failed run's evidence, kept past the test (its temp dir goes with it): the replicas'
