@@ -1113,9 +1113,16 @@ function renderThread() {
     if (replies.length) box.append(el("div", { class: "replies-divider" }, `${replies.length} ${replies.length === 1 ? "reply" : "replies"}`));
     box.append(messageList(replies, S.thread.channel, true));
   }
-  const old = pane.querySelector(".composer-inner");
-  pane.replaceChildren(head, box, el("div", { class: "composer-wrap" }, composer("thread", "Reply…", (text) => sendMessage(text, S.thread.ts))));
-  void old;
+  // The composer stays in the DOM across redraws: detaching it, even to put it straight back,
+  // takes the focus away, and a reply arriving while someone types would swallow their Enter.
+  let wrap = pane.querySelector(":scope > .composer-wrap");
+  if (!wrap) wrap = el("div", { class: "composer-wrap" });
+  const node = composer("thread", "Reply…", (text) => sendMessage(text, S.thread.ts));
+  if (node.parentNode !== wrap) wrap.replaceChildren(node);
+  for (const child of [...pane.children]) if (child !== wrap) child.remove();
+  if (wrap.parentNode !== pane) pane.append(wrap);
+  pane.insertBefore(head, wrap);
+  pane.insertBefore(box, wrap);
   box.scrollTop = box.scrollHeight;
 }
 
