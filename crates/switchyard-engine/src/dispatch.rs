@@ -14,13 +14,16 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use switchyard_store::{ActorKind, AuditRecord, NewOutboxItem, Outcome, StoreError, Tx, Via};
+use switchyard_store::{
+    ActorKind, AuditRecord, NewOutboxItem, OutboxItem, Outcome, StoreError, Tx, Via,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppError, BatchTx, Ctx, Input};
 use crate::now_ms;
 use crate::pipeline::{Engine, Kind, Registry, Route};
+use crate::sender::HandoffClaim;
 
 /// Inputs one transaction may handle.
 pub const MAX_BATCH: usize = 256;
@@ -184,7 +187,7 @@ impl Engine {
     /// input cannot hold the others back.
     pub(crate) async fn run_batch(self: &Arc<Self>, jobs: Vec<Job>) {
         let error = match self.try_batch(&jobs).await {
-            Ok(()) => return self.outbox_ready.notify_one(),
+            Ok((queued, claimed)) => return self.outbox_sent_off(queued, claimed),
             Err(e) => e,
         };
         if jobs.len() > 1 {
@@ -207,8 +210,9 @@ impl Engine {
     }
 
     /// Runs the batch's handlers in one transaction: the inbox items' completion, the apps'
-    /// changes and the Slack calls they cause commit together.
-    async fn try_batch(&self, jobs: &[Job]) -> Result<(), StoreError> {
+    /// changes and the Slack calls they cause commit together. Returns how many calls it
+    /// queued and those it claimed for this process's sender (see `Engine::enqueue_claimed`).
+    async fn try_batch(&self, jobs: &[Job]) -> Result<(usize, Vec<OutboxItem>), StoreError> {
         let now = now_ms();
         let mut batch = BatchTx {
             store: self.store.clone(),
@@ -329,10 +333,12 @@ impl Engine {
             };
             results.push((job.id, handled));
         }
+        let handoff = self.handoff_claim(now);
         match batch.open.take() {
             Some((mut tx, taken)) => {
-                write_results(&mut tx, &taken, results, now).await?;
-                tx.commit().await
+                let sent_off = write_results(&mut tx, &taken, results, now, handoff).await?;
+                tx.commit().await?;
+                Ok(sent_off)
             }
             // No handler began the transaction, so everything the batch writes is owned here:
             // the write goes whole — begin, take the items, their outcomes, outbox rows and
@@ -344,8 +350,11 @@ impl Engine {
                     .at_home(move |store| async move {
                         let mut tx = store.begin().await?;
                         let taken = tx.inbox_take(&ids, &owner, now).await?;
-                        write_results(&mut tx, &taken.into_iter().collect(), results, now).await?;
-                        tx.commit().await
+                        let taken = taken.into_iter().collect();
+                        let sent_off =
+                            write_results(&mut tx, &taken, results, now, handoff).await?;
+                        tx.commit().await?;
+                        Ok(sent_off)
                     })
                     .await
             }
@@ -355,13 +364,15 @@ impl Engine {
 
 /// The end of a batch's transaction: what each input the batch still holds (`taken`) came to,
 /// its Slack calls and its audit records. An input not taken was taken over by another worker
-/// when its lease ran out: its work is dropped here.
+/// when its lease ran out: its work is dropped here. Returns how many calls it queued and the
+/// ones `handoff` claimed.
 async fn write_results(
     tx: &mut Tx<'static>,
     taken: &HashSet<i64>,
     results: Vec<(i64, Handled)>,
     now: i64,
-) -> Result<(), StoreError> {
+    handoff: HandoffClaim,
+) -> Result<(usize, Vec<OutboxItem>), StoreError> {
     let mut outbox = Vec::new();
     let mut audit = Vec::new();
     for (id, handled) in results {
@@ -390,7 +401,20 @@ async fn write_results(
         }
     }
     tx.audit_many(&audit).await?;
-    tx.enqueue_many(&outbox).await
+    let claimed = if handoff.limit == 0 {
+        tx.enqueue_many(&outbox).await?;
+        Vec::new()
+    } else {
+        tx.enqueue_many_claimed(
+            &outbox,
+            &handoff.owner,
+            now,
+            handoff.until_ms,
+            handoff.limit,
+        )
+        .await?
+    };
+    Ok((outbox.len(), claimed))
 }
 
 /// A failed handler's person still hears about it: an ephemeral where it happened, or a DM.

@@ -184,9 +184,21 @@ fn backoff(attempts: i32) -> Duration {
 /// handed to this process's sender once committed ([`Sender::run_handed`]): the first call of a
 /// quiet channel waits for no claim statement, nor for the sender's loop to wake and ask. The
 /// default hands to no sender: the rows are then left to the sender's own claims.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Handoff {
     to_sender: Option<mpsc::UnboundedSender<Vec<OutboxItem>>>,
+    /// The sender's slots ([`Sender::new`] takes them from here).
+    slots: Arc<Semaphore>,
+}
+
+impl Default for Handoff {
+    /// Hands to no sender: commits claim nothing.
+    fn default() -> Self {
+        Self {
+            to_sender: None,
+            slots: Arc::new(Semaphore::new(0)),
+        }
+    }
 }
 
 impl Handoff {
@@ -196,18 +208,27 @@ impl Handoff {
         (
             Self {
                 to_sender: Some(to_sender),
+                slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             },
             handed,
         )
     }
 
-    /// How many calls a commit may claim for the sender (0: none, there is no sender here).
+    /// How many calls a commit may claim for the sender: as many as it has free slots (0:
+    /// none free, or no sender here). A batch of a thousand channels' first replies then goes
+    /// out without a claim at all — each claim searches every channel's line on a reader —
+    /// and what finds no slot by the time it is handed over is given back for a claim.
     pub fn claim_limit(&self) -> usize {
         if self.to_sender.is_some() {
-            HANDED_PER_COMMIT
+            self.slots.available_permits()
         } else {
             0
         }
+    }
+
+    /// The sender's slots, shared so that [`Handoff::claim_limit`] sees how many are free.
+    pub fn slots(&self) -> Arc<Semaphore> {
+        self.slots.clone()
     }
 
     /// Hands committed, claimed calls to the sender. Should it be gone (stopping), their lease
@@ -224,9 +245,58 @@ impl Handoff {
     }
 }
 
-/// Calls one commit claims for the sender at most: a quiet channel's first; a commit of many
-/// channels' calls leaves the rest to the sender's claims.
-const HANDED_PER_COMMIT: usize = 16;
+impl crate::pipeline::Engine {
+    /// Queues `outbox` in `tx`, claiming for this process's sender the calls that head their
+    /// line (a quiet channel's first post: `Tx::enqueue_many_claimed`); hand them over with
+    /// [`Engine::outbox_sent_off`] once `tx` has committed.
+    pub(crate) async fn enqueue_claimed(
+        &self,
+        tx: &mut switchyard_store::Tx<'_>,
+        outbox: &[switchyard_store::NewOutboxItem],
+    ) -> Result<Vec<switchyard_store::OutboxItem>, crate::app::AppError> {
+        let now = crate::now_ms();
+        let handoff = self.handoff_claim(now);
+        if handoff.limit == 0 {
+            tx.enqueue_many(outbox).await?;
+            return Ok(Vec::new());
+        }
+        Ok(tx
+            .enqueue_many_claimed(outbox, &handoff.owner, now, handoff.until_ms, handoff.limit)
+            .await?)
+    }
+
+    /// What a commit at `now_ms` may claim for this process's sender: as many calls as the
+    /// sender has free slots for, leased as its own claims would be.
+    pub(crate) fn handoff_claim(&self, now_ms: i64) -> HandoffClaim {
+        HandoffClaim {
+            owner: self.owner.clone(),
+            until_ms: now_ms + self.lease.as_millis() as i64,
+            limit: self.outbox_handoff.claim_limit(),
+        }
+    }
+
+    /// After the commit of `queued` calls: the `claimed` ones to the sender, and the sender
+    /// woken for the rest.
+    pub(crate) fn outbox_sent_off(
+        &self,
+        queued: usize,
+        claimed: Vec<switchyard_store::OutboxItem>,
+    ) {
+        let all_claimed = claimed.len() == queued;
+        self.outbox_handoff.hand(claimed);
+        if queued > 0 && !all_claimed {
+            self.outbox_ready.notify_one();
+        }
+    }
+}
+
+/// See [`Engine::handoff_claim`]; owned, for a write that runs on the store's runtime.
+pub(crate) struct HandoffClaim {
+    pub(crate) owner: String,
+    pub(crate) until_ms: i64,
+    /// 0: claim nothing (no sender here, or no free slot).
+    pub(crate) limit: usize,
+}
 
 pub struct Sender {
     store: Store,
@@ -249,6 +319,7 @@ impl Sender {
         registry: LiveRegistry,
         owner: String,
         lease: Duration,
+        slots: Arc<Semaphore>,
     ) -> (Self, mpsc::UnboundedReceiver<OutboxOutcome>) {
         let (outcomes, finished) = mpsc::unbounded_channel();
         let sender = Self {
@@ -258,7 +329,7 @@ impl Sender {
             owner,
             lease,
             pacer: Pacer::default(),
-            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            slots,
             outcomes,
         };
         (sender, finished)

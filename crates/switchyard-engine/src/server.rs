@@ -285,7 +285,14 @@ impl Server {
             status.outbox_pending.clone(),
             stop_working.clone(),
         ));
-        let (sender, finished) = Sender::new(store.clone(), slack, registry, owner.clone(), lease);
+        let (sender, finished) = Sender::new(
+            store.clone(),
+            slack,
+            registry,
+            owner.clone(),
+            lease,
+            engine.outbox_handoff.slots(),
+        );
         sending.spawn_on(
             crate::sender::record_outcomes(store, owner, finished, outbox_ready.clone()),
             &bg,

@@ -263,7 +263,7 @@ impl Engine {
         }
         let claimed = self.enqueue_claimed(&mut tx, &outbox).await?;
         tx.commit().await?;
-        self.outbox_sent_off(&outbox, claimed);
+        self.outbox_sent_off(outbox.len(), claimed);
         Ok((answer, false))
     }
 }

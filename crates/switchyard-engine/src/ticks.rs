@@ -97,41 +97,7 @@ impl Engine {
         tx.audit_many(&audit).await?;
         let claimed = self.enqueue_claimed(&mut tx, &outbox).await?;
         tx.commit().await?;
-        self.outbox_sent_off(&outbox, claimed);
+        self.outbox_sent_off(outbox.len(), claimed);
         Ok(())
-    }
-
-    /// Queues `outbox` in `tx`, claiming for this process's sender the calls that head their
-    /// line (a quiet channel's first post: `Tx::enqueue_many_claimed`); hand them over with
-    /// [`Engine::outbox_sent_off`] once `tx` has committed.
-    pub(crate) async fn enqueue_claimed(
-        &self,
-        tx: &mut switchyard_store::Tx<'_>,
-        outbox: &[switchyard_store::NewOutboxItem],
-    ) -> Result<Vec<switchyard_store::OutboxItem>, AppError> {
-        let limit = self.outbox_handoff.claim_limit();
-        if limit == 0 {
-            tx.enqueue_many(outbox).await?;
-            return Ok(Vec::new());
-        }
-        let now = crate::now_ms();
-        let until = now + self.lease.as_millis() as i64;
-        Ok(tx
-            .enqueue_many_claimed(outbox, &self.owner, now, until, limit)
-            .await?)
-    }
-
-    /// After the commit of `outbox`: its claimed calls to the sender, and the sender woken for
-    /// the rest.
-    pub(crate) fn outbox_sent_off(
-        &self,
-        outbox: &[switchyard_store::NewOutboxItem],
-        claimed: Vec<switchyard_store::OutboxItem>,
-    ) {
-        let all_claimed = claimed.len() == outbox.len();
-        self.outbox_handoff.hand(claimed);
-        if !outbox.is_empty() && !all_claimed {
-            self.outbox_ready.notify_one();
-        }
     }
 }
