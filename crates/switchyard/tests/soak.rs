@@ -183,11 +183,14 @@ impl World {
             // Slack's limits, on.
             rate_limits: RateLimitSettings::default(),
             delivery: DeliverySettings {
-                // Slack's three retries, sooner: a restart takes well under a second.
+                // Slack's three retries, sooner (Slack waits about 1 and 5 minutes). Long
+                // enough together (21 s) to span a few kills in a row on a loaded machine,
+                // when a restart can take seconds: shorter ones (0.5/2/5 s) gave up on 3–8
+                // events a long run, events no replica had ever acked.
                 retry_delays: vec![
-                    Duration::from_millis(500),
-                    Duration::from_secs(2),
+                    Duration::from_secs(1),
                     Duration::from_secs(5),
+                    Duration::from_secs(15),
                 ],
                 ack_timeout: Duration::from_secs(3),
             },
