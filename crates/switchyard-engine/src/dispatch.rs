@@ -401,19 +401,7 @@ async fn write_results(
         }
     }
     tx.audit_many(&audit).await?;
-    let claimed = if handoff.limit == 0 {
-        tx.enqueue_many(&outbox).await?;
-        Vec::new()
-    } else {
-        tx.enqueue_many_claimed(
-            &outbox,
-            &handoff.owner,
-            now,
-            handoff.until_ms,
-            handoff.limit,
-        )
-        .await?
-    };
+    let claimed = handoff.enqueue(tx, &outbox, now).await?;
     Ok((outbox.len(), claimed))
 }
 

@@ -255,14 +255,7 @@ impl crate::pipeline::Engine {
         outbox: &[switchyard_store::NewOutboxItem],
     ) -> Result<Vec<switchyard_store::OutboxItem>, crate::app::AppError> {
         let now = crate::now_ms();
-        let handoff = self.handoff_claim(now);
-        if handoff.limit == 0 {
-            tx.enqueue_many(outbox).await?;
-            return Ok(Vec::new());
-        }
-        Ok(tx
-            .enqueue_many_claimed(outbox, &handoff.owner, now, handoff.until_ms, handoff.limit)
-            .await?)
+        Ok(self.handoff_claim(now).enqueue(tx, outbox, now).await?)
     }
 
     /// What a commit at `now_ms` may claim for this process's sender: as many calls as the
@@ -292,10 +285,24 @@ impl crate::pipeline::Engine {
 
 /// See [`Engine::handoff_claim`]; owned, for a write that runs on the store's runtime.
 pub(crate) struct HandoffClaim {
-    pub(crate) owner: String,
-    pub(crate) until_ms: i64,
+    owner: String,
+    until_ms: i64,
     /// 0: claim nothing (no sender here, or no free slot).
-    pub(crate) limit: usize,
+    limit: usize,
+}
+
+impl HandoffClaim {
+    /// Queues `outbox` in `tx` at `now_ms`, claiming what this hand-off may (nothing with a
+    /// limit of 0: then it is `Tx::enqueue_many`).
+    pub(crate) async fn enqueue(
+        &self,
+        tx: &mut switchyard_store::Tx<'_>,
+        outbox: &[switchyard_store::NewOutboxItem],
+        now_ms: i64,
+    ) -> Result<Vec<OutboxItem>, switchyard_store::StoreError> {
+        tx.enqueue_many_claimed(outbox, &self.owner, now_ms, self.until_ms, self.limit)
+            .await
+    }
 }
 
 pub struct Sender {
