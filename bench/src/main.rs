@@ -467,6 +467,32 @@ async fn writer_turns(world: &World, addr: SocketAddr, seconds: f64) -> Result<V
             ));
         }
     }
+    // The sender's searches read on a reader, not the writer, but they share the CPUs with
+    // the acks: how often the sender looked, and how long that took.
+    for (family, what) in [
+        (
+            "switchyard_sender_claim_seconds",
+            "sender claims (search included)",
+        ),
+        (
+            "switchyard_sender_next_due_seconds",
+            "sender next-due look-ups",
+        ),
+    ] {
+        let value = |suffix: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{family}_{suffix} ")))
+                .and_then(|n| n.trim().parse::<f64>().ok())
+        };
+        if let (Some(count), Some(sum)) = (value("count"), value("sum")) {
+            lines.push(format!(
+                "{what}: {count:.0}, {:.0} ms in all ({:.1} % of the test), {:.0} µs each",
+                sum * 1000.0,
+                sum * 100.0 / seconds,
+                if count > 0.0 { sum * 1e6 / count } else { 0.0 },
+            ));
+        }
+    }
     Ok(lines)
 }
 
@@ -737,7 +763,7 @@ async fn main() -> Result<()> {
     }
     for (name, f) in &results {
         if !f.writer_turns.is_empty() {
-            println!("\n{name}: SQLite's writer during the ack test\n");
+            println!("\n{name}: SQLite's writer (and the sender's searches) during the ack test\n");
             for line in &f.writer_turns {
                 println!("- {line}");
             }

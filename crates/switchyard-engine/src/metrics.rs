@@ -268,6 +268,18 @@ pub static OUTBOX_LOOKUPS: LabeledCounter = LabeledCounter::new(
     "outcome",
 );
 
+/// The sender's claims: the search for due calls (on SQLite, every channel's head of line on
+/// a reader) and the update that leases what it found.
+pub static SENDER_CLAIM_SECONDS: Histogram = Histogram::new(
+    "switchyard_sender_claim_seconds",
+    "Time the sender's claims of due Slack calls took, the search for them included.",
+);
+/// The sender's look-ups of when the next call comes due, each time it goes to sleep.
+pub static SENDER_NEXT_DUE_SECONDS: Histogram = Histogram::new(
+    "switchyard_sender_next_due_seconds",
+    "Time the sender's look-ups of when the next Slack call comes due took.",
+);
+
 /// A handler's outcome, for its app (`None`: no app, e.g. the help reply).
 pub fn app_outcome(app: Option<&'static str>, ok: bool) {
     match (app, ok) {
@@ -315,6 +327,8 @@ pub fn render(gauges: &Gauges) -> String {
     RATE_LIMIT_WAITS.render(&mut out);
     PACING_WAITS.render(&mut out);
     OUTBOX_LOOKUPS.render(&mut out);
+    SENDER_CLAIM_SECONDS.render(&mut out);
+    SENDER_NEXT_DUE_SECONDS.render(&mut out);
     header(
         &mut out,
         "switchyard_outbox_pending",

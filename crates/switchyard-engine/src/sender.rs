@@ -386,7 +386,10 @@ impl Sender {
                 // There may be more, and room for them.
                 continue;
             }
-            let wait = match self.store.outbox_next_due().await {
+            let started = Instant::now();
+            let due = self.store.outbox_next_due().await;
+            crate::metrics::SENDER_NEXT_DUE_SECONDS.observe(started.elapsed());
+            let wait = match due {
                 Ok(Some(due)) => {
                     Duration::from_millis((due - now_ms()).clamp(1, poll.as_millis() as i64) as u64)
                 }
@@ -420,7 +423,10 @@ impl Sender {
         let claimed = self.store.at_home(move |store| async move {
             store.outbox_claim(&owner, now, until, asked as u32).await
         });
-        let items = match claimed.await {
+        let started = Instant::now();
+        let claimed = claimed.await;
+        crate::metrics::SENDER_CLAIM_SECONDS.observe(started.elapsed());
+        let items = match claimed {
             Ok(items) => items,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
