@@ -354,16 +354,14 @@ const UNCONFIRMED_SINCE: &str = "unconfirmed_since = CASE WHEN lease_until IS NU
                                  THEN unconfirmed_since \
                                  ELSE COALESCE(unconfirmed_since, claimed_at, created_at) END";
 
-/// SQLite: the head of every ordering key's line (its oldest pending call) as `heads`
-/// (ordering_key, id, not_before, lease_until), found key by key through `outbox_by_key`: one
-/// index seek per key with pending calls, whatever the number of calls behind each head.
-const SQLITE_OUTBOX_HEADS: &str = "WITH RECURSIVE heads(ordering_key, id, not_before, lease_until) AS (\
-     SELECT ordering_key, id, not_before, lease_until FROM outbox WHERE id = (\
-     SELECT id FROM outbox WHERE state = 'pending' ORDER BY ordering_key, id LIMIT 1) \
-     UNION ALL \
-     SELECT o.ordering_key, o.id, o.not_before, o.lease_until FROM heads \
-     JOIN outbox o ON o.id = (SELECT id FROM outbox WHERE state = 'pending' \
-     AND ordering_key > heads.ordering_key ORDER BY ordering_key, id LIMIT 1))";
+/// SQLite: the head of every ordering key's line (its oldest pending call), as the rows the
+/// `head` mark picks (kept by the triggers of migration 0009). `outbox_heads` indexes them
+/// alone, with what the searches read: with 38,000 calls pending over 1,000 channels a claim's
+/// search takes about 0.5 ms and the next-due look-up 0.1 ms (the recursive search key by key
+/// took 3.7 and 2.5 ms). Named, since the planner otherwise picks `outbox_by_key` and reads
+/// every pending row.
+const SQLITE_OUTBOX_HEADS: &str =
+    "outbox INDEXED BY outbox_heads WHERE head = 1 AND state = 'pending'";
 
 const OUTBOX_COLUMNS: &str = "id, ordering_key, method, payload, ref_key, state, attempts, \
                               not_before, error, response, created_at, unconfirmed_since";
@@ -1062,15 +1060,16 @@ impl Store {
     /// [`Store::outbox_claim`] on SQLite, in two steps so that the search does not hold the one
     /// writer: the due heads of line are found on a reading connection, then claimed by id in
     /// a short update that checks each again (the read saw the outbox as it was when it
-    /// began). The search goes key by key through `outbox_by_key`, one index seek per ordering
-    /// key with pending calls, whatever the number of calls behind them: the one-statement
-    /// claim looked at every due pending call (a head-of-line check each, then a sort), which
-    /// with 38,000 calls pending over 1,000 channels took 27–36 ms a claim — all of it
-    /// holding the writer, so every ack arriving meanwhile waited for it.
+    /// began). The search reads the heads' own index (`outbox_heads`), whatever the number of
+    /// calls behind them: the one-statement claim looked at every due pending call (a
+    /// head-of-line check each, then a sort), which with 38,000 calls pending over 1,000
+    /// channels took 27–36 ms a claim — all of it holding the writer, so every ack arriving
+    /// meanwhile waited for it; a recursive search key by key then took about 3 ms, on a
+    /// reader, at every wake-up of the sender.
     async fn outbox_claim_heads(&self, claim: Claim<'_>) -> Result<Vec<OutboxItem>, StoreError> {
         let op = "outbox claim";
         let heads: Vec<i64> = sqlx::query_scalar(&format!(
-            "{SQLITE_OUTBOX_HEADS} SELECT id FROM heads WHERE not_before <= $1 \
+            "SELECT id FROM {SQLITE_OUTBOX_HEADS} AND not_before <= $1 \
              AND (lease_until IS NULL OR lease_until < $1) ORDER BY id LIMIT $2"
         ))
         .bind(claim.now_ms)
@@ -1480,8 +1479,8 @@ impl Store {
     pub async fn outbox_next_due(&self) -> Result<Option<i64>, StoreError> {
         let sql = match self.backend {
             Backend::Sqlite => format!(
-                "{SQLITE_OUTBOX_HEADS} SELECT MIN(CASE WHEN lease_until IS NULL THEN not_before \
-                 ELSE MAX(not_before, lease_until + 1) END) AS due FROM heads"
+                "SELECT MIN(CASE WHEN lease_until IS NULL THEN not_before \
+                 ELSE MAX(not_before, lease_until + 1) END) AS due FROM {SQLITE_OUTBOX_HEADS}"
             ),
             Backend::Postgres => {
                 "SELECT MIN(not_before) AS due FROM outbox WHERE state = 'pending'".to_string()
