@@ -386,18 +386,31 @@ impl Sender {
                 // There may be more, and room for them.
                 continue;
             }
-            let started = Instant::now();
-            let due = self.store.outbox_next_due().await;
-            crate::metrics::SENDER_NEXT_DUE_SECONDS.observe(started.elapsed());
-            let wait = match due {
-                Ok(Some(due)) => {
-                    Duration::from_millis((due - now_ms()).clamp(1, poll.as_millis() as i64) as u64)
+            // Every slot busy: nothing could start when a call comes due, so no look-up (under
+            // load most wake-ups find the slots full); the loop wakes when a slot frees, and a
+            // millisecond later, so that one claim fills the slots freed meanwhile.
+            let slots_full = asked == 0;
+            let wait = if slots_full {
+                poll
+            } else {
+                let started = Instant::now();
+                let due = self.store.outbox_next_due().await;
+                crate::metrics::SENDER_NEXT_DUE_SECONDS.observe(started.elapsed());
+                match due {
+                    Ok(Some(due)) => Duration::from_millis(
+                        (due - now_ms()).clamp(1, poll.as_millis() as i64) as u64,
+                    ),
+                    _ => poll,
                 }
-                _ => poll,
+            };
+            let slot_freed = async {
+                drop(self.slots.acquire().await);
+                tokio::time::sleep(Duration::from_millis(1)).await;
             };
             tokio::select! {
                 _ = ready.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
+                _ = slot_freed, if slots_full => {}
                 _ = stop.cancelled() => return,
             }
         }
