@@ -382,6 +382,26 @@ pub(crate) struct BatchTx {
 }
 
 impl BatchTx {
+    /// A batch of inbox items `ids`, held by `owner`: each handler in a savepoint of its own.
+    pub(crate) fn for_inputs(store: Store, owner: String, ids: Vec<i64>, now_ms: i64) -> Self {
+        Self {
+            store,
+            owner,
+            ids,
+            now_ms,
+            open: None,
+            savepoints: true,
+        }
+    }
+
+    /// The one transaction of a sync route's request or a tick: no inbox items, no savepoint.
+    pub(crate) fn single(store: Store, owner: String, now_ms: i64) -> Self {
+        Self {
+            savepoints: false,
+            ..Self::for_inputs(store, owner, Vec::new(), now_ms)
+        }
+    }
+
     /// The transaction, begun (and the batch's items taken) if it was not yet.
     pub(crate) async fn tx(&mut self) -> Result<&mut Tx<'static>, StoreError> {
         if self.open.is_none() {

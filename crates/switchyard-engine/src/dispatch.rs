@@ -214,14 +214,12 @@ impl Engine {
     /// queued and those it claimed for this process's sender (see `Engine::enqueue_claimed`).
     async fn try_batch(&self, jobs: &[Job]) -> Result<(usize, Vec<OutboxItem>), StoreError> {
         let now = now_ms();
-        let mut batch = BatchTx {
-            store: self.store.clone(),
-            owner: self.owner.clone(),
-            ids: jobs.iter().map(|j| j.id).collect(),
-            now_ms: now,
-            open: None,
-            savepoints: true,
-        };
+        let mut batch = BatchTx::for_inputs(
+            self.store.clone(),
+            self.owner.clone(),
+            jobs.iter().map(|j| j.id).collect(),
+            now,
+        );
         let registry = self.registry.current();
         let mut results = Vec::with_capacity(jobs.len());
         let mut seen = HashSet::with_capacity(jobs.len());

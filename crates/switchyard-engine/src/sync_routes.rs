@@ -201,14 +201,7 @@ impl Engine {
             return Ok(idempotency.answer(stored));
         }
         let now = crate::now_ms();
-        let mut batch = BatchTx {
-            store: self.store.clone(),
-            owner: self.owner.clone(),
-            ids: Vec::new(),
-            now_ms: now,
-            open: None,
-            savepoints: false,
-        };
+        let mut batch = BatchTx::single(self.store.clone(), self.owner.clone(), now);
         let mut ctx = Ctx::new(
             &mut batch,
             self.slack.clone(),

@@ -58,14 +58,7 @@ impl Engine {
     /// One tick of `app`, committed as a whole (or, on an error, not at all).
     pub(crate) async fn tick_app(&self, app: &dyn App) -> Result<(), AppError> {
         let now = crate::now_ms();
-        let mut batch = BatchTx {
-            store: self.store.clone(),
-            owner: self.owner.clone(),
-            ids: Vec::new(),
-            now_ms: now,
-            open: None,
-            savepoints: false,
-        };
+        let mut batch = BatchTx::single(self.store.clone(), self.owner.clone(), now);
         let mut ctx = Ctx::new(
             &mut batch,
             self.slack.clone(),
