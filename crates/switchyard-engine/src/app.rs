@@ -692,8 +692,10 @@ const VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(2_500
 /// it, so by an earlier attempt at this same input (one a kill cut short before it committed,
 /// or a batch retried input by input): the modal is open, and that is success (found by the
 /// chaos soak, where the person was told "that did not work" over an open modal).
-/// `expired_trigger_id`, or no answer before the trigger's time is up, is
-/// [`AppError::TriggerExpired`]; any other failure is the Slack call's error.
+/// `expired_trigger_id`, no answer before the trigger's time is up, or a transient failure
+/// (a 429's `Retry-After` above all) whose next try would come after it, is
+/// [`AppError::TriggerExpired`]: the person is told to run the command again, not that it
+/// failed. Any other failure is the Slack call's error.
 async fn open_view_within_trigger(slack: &SlackApi, args: &Value) -> Result<Value, AppError> {
     let deadline = tokio::time::Instant::now() + VIEW_TIMEOUT;
     let mut pause = std::time::Duration::from_millis(100);
@@ -724,7 +726,7 @@ async fn open_view_within_trigger(slack: &SlackApi, args: &Value) -> Result<Valu
         };
         let (error, wait) = error;
         if tokio::time::Instant::now() + wait >= deadline {
-            return Err(error.into());
+            return Err(AppError::TriggerExpired(error));
         }
         tokio::time::sleep(wait).await;
         pause *= 2;

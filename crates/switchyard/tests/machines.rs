@@ -991,5 +991,17 @@ async fn a_picker_that_cannot_open_in_time_says_to_run_the_command_again() {
     );
     let views = env.get("/views?user=alice").await;
     assert_eq!(views["views"], json!([]), "no modal opened: {views}");
+    // Rate limited for longer than the trigger lasts: no try left in time, and the same notice.
+    env.post(
+        "/faults",
+        json!({"target": "web_api", "method": "views.open", "fault": "rate_limited", "retry_after": 5, "times": 1}),
+    )
+    .await;
+    env.command("alice", CONTROL, "").await;
+    let told = env.ephemerals("alice", CONTROL, 4).await;
+    assert!(
+        told[3].contains("Slack did not open the form in time — please run `/oops-clear` again"),
+        "{told:#?}"
+    );
     env.server.take().unwrap().shutdown().await;
 }
