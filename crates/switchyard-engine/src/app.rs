@@ -692,10 +692,10 @@ const VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(2_500
 /// it, so by an earlier attempt at this same input (one a kill cut short before it committed,
 /// or a batch retried input by input): the modal is open, and that is success (found by the
 /// chaos soak, where the person was told "that did not work" over an open modal).
-/// `expired_trigger_id`, no answer before the trigger's time is up, or a transient failure
-/// (a 429's `Retry-After` above all) whose next try would come after it, is
-/// [`AppError::TriggerExpired`]: the person is told to run the command again, not that it
-/// failed. Any other failure is the Slack call's error.
+/// `expired_trigger_id`, no answer before the trigger's time is up, or a 429 whose
+/// `Retry-After` ends after it, is [`AppError::TriggerExpired`]: the person is told to run the
+/// command again, not that it failed. Any other failure (resets or 5xx until the trigger's
+/// end included) is the Slack call's error.
 async fn open_view_within_trigger(slack: &SlackApi, args: &Value) -> Result<Value, AppError> {
     let deadline = tokio::time::Instant::now() + VIEW_TIMEOUT;
     let mut pause = std::time::Duration::from_millis(100);
@@ -726,7 +726,13 @@ async fn open_view_within_trigger(slack: &SlackApi, args: &Value) -> Result<Valu
         };
         let (error, wait) = error;
         if tokio::time::Instant::now() + wait >= deadline {
-            return Err(AppError::TriggerExpired(error));
+            return Err(match error {
+                // Slack is busy, not broken: the person need only run the command again.
+                rate_limited @ CallError::RateLimited { .. } => {
+                    AppError::TriggerExpired(rate_limited)
+                }
+                other => other.into(),
+            });
         }
         tokio::time::sleep(wait).await;
         pause *= 2;
