@@ -161,6 +161,14 @@ impl Histogram {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// Awaits `work`, observing how long it took.
+    pub async fn time<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let output = work.await;
+        self.observe(started.elapsed());
+        output
+    }
+
     fn render(&self, out: &mut String) {
         header(out, self.name, self.help, "histogram");
         let counts = self.counts.iter().map(|c| c.load(Ordering::Relaxed));

@@ -393,9 +393,9 @@ impl Sender {
             let wait = if slots_full {
                 poll
             } else {
-                let started = Instant::now();
-                let due = self.store.outbox_next_due().await;
-                crate::metrics::SENDER_NEXT_DUE_SECONDS.observe(started.elapsed());
+                let due = crate::metrics::SENDER_NEXT_DUE_SECONDS
+                    .time(self.store.outbox_next_due())
+                    .await;
                 match due {
                     Ok(Some(due)) => Duration::from_millis(
                         (due - now_ms()).clamp(1, poll.as_millis() as i64) as u64,
@@ -436,10 +436,7 @@ impl Sender {
         let claimed = self.store.at_home(move |store| async move {
             store.outbox_claim(&owner, now, until, asked as u32).await
         });
-        let started = Instant::now();
-        let claimed = claimed.await;
-        crate::metrics::SENDER_CLAIM_SECONDS.observe(started.elapsed());
-        let items = match claimed {
+        let items = match crate::metrics::SENDER_CLAIM_SECONDS.time(claimed).await {
             Ok(items) => items,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");

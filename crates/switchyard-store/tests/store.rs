@@ -613,6 +613,15 @@ async fn outbox_claims_respect_not_before_and_the_limit() {
     .await;
 }
 
+/// Records `outcomes` for owner `s`, each of which must still be its to record.
+async fn finish_all(store: &Store, outcomes: &[OutboxOutcome], now: i64, step: usize) {
+    let done = store.outbox_finish_many("s", outcomes, now).await.unwrap();
+    assert!(
+        done.iter().all(|d| *d),
+        "step {step}: every outcome recorded"
+    );
+}
+
 /// A long run of queueing, claims and outcomes (sent, retried, failed, pruned) over a few
 /// keys, checked at every claim against a model of the lines: a claim takes exactly the due,
 /// unleased heads, oldest first. On SQLite the heads are marks the outbox's triggers keep
@@ -665,11 +674,7 @@ async fn outbox_heads_follow_every_line_through_a_long_run() {
                             back.push(sent(head));
                         }
                     }
-                    let done = store.outbox_finish_many("s", &back, now).await.unwrap();
-                    assert!(
-                        done.iter().all(|d| *d),
-                        "step {step}: every outcome recorded"
-                    );
+                    finish_all(&store, &back, now, step).await;
                     let mut expected: Vec<i64> = lines
                         .values()
                         .filter_map(|line| line.first())
@@ -721,11 +726,7 @@ async fn outbox_heads_follow_every_line_through_a_long_run() {
                             }
                         }
                     }
-                    let done = store.outbox_finish_many("s", &outcomes, now).await.unwrap();
-                    assert!(
-                        done.iter().all(|d| *d),
-                        "step {step}: every outcome recorded"
-                    );
+                    finish_all(&store, &outcomes, now, step).await;
                     if step % 50 == 0 {
                         store.outbox_prune_sent(now, 1_000).await.unwrap();
                     }
@@ -736,8 +737,7 @@ async fn outbox_heads_follow_every_line_through_a_long_run() {
     .await;
 }
 
-/// The heads are found key by key (on SQLite, in key order through an index) but claimed
-/// oldest first: keys whose names sort the other way from their calls' age, a long line
+/// The heads are claimed oldest first, whatever order their keys are in: keys whose names sort the other way from their calls' age, a long line
 /// behind one head, a head in flight and one not due yet.
 #[tokio::test]
 async fn outbox_claims_take_the_oldest_due_heads_whatever_their_keys() {
