@@ -279,7 +279,7 @@ impl Server {
             },
             stop_working.clone(),
         ));
-        working.spawn(checkpoint_every_second(store.clone(), stop_working.clone()));
+        working.spawn(checkpoint_wal(store.clone(), stop_working.clone()));
         working.spawn(read_outbox_depth(
             store.clone(),
             status.outbox_pending.clone(),
@@ -479,10 +479,16 @@ async fn metrics(State(status): State<Status>) -> Response {
 /// large outbox, one every few seconds is not.
 const OUTBOX_DEPTH_EVERY: Duration = Duration::from_secs(5);
 
-/// SQLite's WAL, copied back into the database off the writer's path (see
+/// How often SQLite's WAL is copied back into the database (see `Store::checkpoint`). Under
+/// load the WAL holds about this long's commits. Measured in the bench's ack test: every
+/// second, the writer's part took 15 ms a time (1.5 % of the writer); every 250 ms, 6 ms a
+/// time but 2.4 % in all, and no faster acks.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// SQLite's WAL, copied back into the database, mostly off the writer's path (see
 /// `Store::checkpoint`).
-async fn checkpoint_every_second(store: Store, stop: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
+async fn checkpoint_wal(store: Store, stop: CancellationToken) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

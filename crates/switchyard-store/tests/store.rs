@@ -9,6 +9,7 @@
 //! harness's capture) and passes.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use switchyard_store::{
@@ -182,6 +183,55 @@ async fn sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout() {
     assert_eq!(pragma("journal_mode").await, "wal");
     assert_eq!(pragma("foreign_keys").await, "1");
     assert_eq!(pragma("busy_timeout").await, "10000");
+}
+
+/// The WAL's length in frames (a passive checkpoint's second column, read on a connection of
+/// the test's own: it changes nothing the store's next commit would not).
+async fn wal_frames(dir: &tempfile::TempDir) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(&sqlite_url(dir))
+        .await
+        .unwrap();
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    sqlx::Row::try_get(&row, 1).unwrap()
+}
+
+#[tokio::test]
+async fn the_wal_starts_over_after_a_checkpoint_taken_while_commits_keep_coming() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
+    for i in 0..300 {
+        new_inbox(&store, &format!("Ev-before-{i}"), None).await;
+    }
+    let grown = wal_frames(&dir).await;
+    assert!(grown >= 300, "each commit adds frames: {grown}");
+    // Commits go on while the store checkpoints, as under load: a checkpoint on a reader
+    // alone never found the WAL all copied, so SQLite never started it over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                new_inbox(&store, &format!("Ev-during-{i}"), None).await;
+                i += 1;
+            }
+            i
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    store.checkpoint().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let during = writes.await.unwrap();
+    new_inbox(&store, "Ev-after", None).await;
+    let now = wal_frames(&dir).await;
+    assert!(
+        now < grown,
+        "the WAL started over ({now} frames; {grown} before the checkpoint, {during} commits during it)"
+    );
 }
 
 // ---- inbox ----

@@ -343,6 +343,9 @@ pub(crate) struct SandboxArgs {
     retry_delays_ms: Option<Vec<u64>>,
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
