@@ -29,25 +29,39 @@ impl InboxWriter {
     pub fn spawn(store: Store, owner: String, lease: Duration) -> Self {
         let (queue, mut rx) = mpsc::channel::<(NewInboxItem, Reply)>(4 * MAX_BATCH);
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let mut replies = Vec::new();
+            while let Some((item, reply)) = rx.recv().await {
+                replies.clear();
+                replies.push(reply);
                 let until = now_ms() + lease.as_millis() as i64;
-                match store.inbox_insert_many(&items, Some((&owner, until))).await {
+                // The batch is what is waiting once the writer is free, not when this one
+                // began to wait for it: deliveries that came in during another write's turn
+                // share this commit instead of each waiting for a commit of their own.
+                let gather = || {
+                    let mut items = vec![item];
+                    while items.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok((item, reply)) => {
+                                items.push(item);
+                                replies.push(reply);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    items
+                };
+                let inserted = store
+                    .inbox_insert_gathered(gather, Some((&owner, until)))
+                    .await;
+                match inserted {
                     Ok(results) => {
-                        for (reply, result) in replies.into_iter().zip(results) {
+                        for (reply, result) in replies.drain(..).zip(results) {
                             let _ = reply.send(Ok(result));
                         }
                     }
                     Err(e) => {
                         let message = e.to_string();
-                        for reply in replies {
+                        for reply in replies.drain(..) {
                             let _ = reply.send(Err(message.clone()));
                         }
                     }
@@ -87,6 +101,61 @@ pub async fn prune_done(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many inbox commits the store's writer has made.
+    fn inbox_commits(store: &Store) -> u64 {
+        let turns = store.writer_turns().expect("SQLite takes turns");
+        turns
+            .held
+            .iter()
+            .filter(|h| h.label == "inbox insert")
+            .map(|h| h.counts.iter().sum::<u64>())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn deliveries_that_arrive_while_another_write_holds_the_writer_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let writer = InboxWriter::spawn(store.clone(), "w".into(), Duration::from_secs(30));
+        let delivery = |n: usize| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .insert(NewInboxItem {
+                        dedupe_key: format!("event:E{n}"),
+                        kind: "event".into(),
+                        payload: "{}".into(),
+                        received_at_ms: 1,
+                    })
+                    .await
+            })
+        };
+        // A handlers' batch holds the writer; one delivery comes in and waits for its turn,
+        // then four more.
+        let held = store.begin().await.unwrap();
+        let first = delivery(0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let more: Vec<_> = (1..5).map(delivery).collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held.commit().await.unwrap();
+        let mut ids = Vec::new();
+        for answer in std::iter::once(first).chain(more) {
+            match answer.await.unwrap().unwrap() {
+                InboxInsert::New(id) => ids.push(id),
+                InboxInsert::Duplicate(id) => panic!("{id} is new"),
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 5, "each its own item");
+        assert_eq!(
+            inbox_commits(&store),
+            1,
+            "the four that came while the first waited went in with it"
+        );
+    }
 
     #[tokio::test]
     async fn pruning_takes_old_handled_items_in_chunks_and_keeps_the_rest() {

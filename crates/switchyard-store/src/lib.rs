@@ -900,8 +900,21 @@ impl Store {
         items: &[NewInboxItem],
         lease: Option<(&str, i64)>,
     ) -> Result<Vec<InboxInsert>, StoreError> {
+        self.inbox_insert_gathered(|| items, lease).await
+    }
+
+    /// [`Store::inbox_insert_many`] of what `gather` returns, called once the write can begin
+    /// (on SQLite, once it is the acks' turn): what arrived while the turn was awaited goes
+    /// into this write instead of waiting for the next one.
+    pub async fn inbox_insert_gathered<Items: AsRef<[NewInboxItem]>>(
+        &self,
+        gather: impl FnOnce() -> Items,
+        lease: Option<(&str, i64)>,
+    ) -> Result<Vec<InboxInsert>, StoreError> {
         let op = "inbox insert";
         let mut conn = self.writing(Priority::Ack, op).await?;
+        let gathered = gather();
+        let items = gathered.as_ref();
         // Up to a chunk's worth is one statement, atomic on its own: no BEGIN and COMMIT, each
         // a round trip to the database, on the path every ack waits for.
         if items.len() > INSERT_CHUNK {
