@@ -615,8 +615,11 @@ async fn identify(slack: &SlackApi) -> Result<BotIdentity, EngineError> {
     }
 }
 
-/// The longest wait between two `auth.test`s at start after a failure other than a 429.
-const IDENTIFY_BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// The longest wait between two `auth.test`s at start after a failure other than a 429: one
+/// call a second is nothing to Slack, and the start should follow its recovery closely (with
+/// 10 s here, a soak's restarted replica, the only caller while it started, took the faults
+/// injected meanwhile more slowly than they came and stayed down for minutes).
+const IDENTIFY_BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 /// The store's groups and bindings are read again this often, so changes made elsewhere (the
 /// `switchyard access` command, another replica) take effect within it; changes through this
