@@ -4,20 +4,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
-use switchyard_engine::{Config, Server, StartOptions};
-
-fn config(sandbox: &switchyard_sandbox::Sandbox, token: &str, dir: &tempfile::TempDir) -> Config {
-    let text = format!(
-        "[slack]\nbot_token = \"{token}\"\nsigning_secret = \"{}\"\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n",
-        sandbox.signing_secret(),
-        sandbox.api_url(),
-        dir.path().join("s.db").display()
-    );
-    Config::parse(&text, "test.toml", &BTreeMap::<String, String>::new()).unwrap()
-}
+use switchyard_engine::{Server, StartOptions};
 
 #[tokio::test]
 async fn the_start_waits_out_slack_failing_auth_test_again_and_again() {
@@ -34,7 +22,7 @@ async fn the_start_waits_out_slack_failing_auth_test_again_and_again() {
     }
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
-        config(&sandbox, sandbox.bot_token(), &dir),
+        common::config(&sandbox, sandbox.bot_token(), false, "", &dir),
         Vec::new(),
         StartOptions::default(),
     )
@@ -51,7 +39,7 @@ async fn a_refused_bot_token_ends_the_start_at_once() {
     let sandbox = common::sandbox(None).await;
     let dir = tempfile::tempdir().unwrap();
     let error = Server::start(
-        config(&sandbox, "xoxb-not-a-token", &dir),
+        common::config(&sandbox, "xoxb-not-a-token", false, "", &dir),
         Vec::new(),
         StartOptions::default(),
     )

@@ -723,10 +723,10 @@ impl Store {
     /// In two steps: a passive checkpoint on a reading connection copies the bulk without
     /// holding the writer; then, unless nothing was committed since the last time, another
     /// under the writer's turn copies what came in meanwhile, and with no commit between it
-    /// and the next, it is complete. Only a
-    /// complete checkpoint lets SQLite start the WAL over: under steady load the first step
-    /// alone never was, and the WAL grew for as long as the load lasted (160 MB in the
-    /// bench's 5-s ack test), every frame written to new blocks of the file.
+    /// and the next, it is complete. Only a complete checkpoint lets SQLite start the WAL
+    /// over: under steady load the first step alone never was, and the WAL grew for as long
+    /// as the load lasted (160 MB in the bench's 5-s ack test), every frame written to new
+    /// blocks of the file.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         if self.backend != Backend::Sqlite {
             return Ok(());

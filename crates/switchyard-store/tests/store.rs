@@ -787,8 +787,9 @@ async fn outbox_heads_follow_every_line_through_a_long_run() {
     .await;
 }
 
-/// The heads are claimed oldest first, whatever order their keys are in: keys whose names sort the other way from their calls' age, a long line
-/// behind one head, a head in flight and one not due yet.
+/// The heads are claimed oldest first, whatever order their keys are in: keys whose names
+/// sort the other way from their calls' age, a long line behind one head, a head in flight
+/// and one not due yet.
 #[tokio::test]
 async fn outbox_claims_take_the_oldest_due_heads_whatever_their_keys() {
     on_both(|store| async move {

@@ -27,6 +27,28 @@ pub async fn sandbox(manifest: Option<Value>) -> Sandbox {
     .unwrap()
 }
 
+/// The config of a server against `sandbox` with `bot_token`, its store in `dir`, `extra`
+/// after `[engine]`; over Socket Mode or over HTTP with the signing secret.
+pub fn config(
+    sandbox: &Sandbox,
+    bot_token: &str,
+    socket_mode: bool,
+    extra: &str,
+    dir: &tempfile::TempDir,
+) -> Config {
+    let transport = if socket_mode {
+        format!("app_token = \"{}\"", sandbox.app_token())
+    } else {
+        format!("signing_secret = \"{}\"", sandbox.signing_secret())
+    };
+    let text = format!(
+        "[slack]\nbot_token = \"{bot_token}\"\n{transport}\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n{extra}",
+        sandbox.api_url(),
+        dir.path().join("e.db").display()
+    );
+    Config::parse(&text, "test.toml", &BTreeMap::<String, String>::new()).unwrap()
+}
+
 /// A server running the suite's apps, killed with its directory on drop.
 pub struct Harness {
     pub sandbox: Sandbox,
@@ -50,18 +72,7 @@ impl Harness {
         extra: &str,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let transport = if socket_mode {
-            format!("app_token = \"{}\"", sandbox.app_token())
-        } else {
-            format!("signing_secret = \"{}\"", sandbox.signing_secret())
-        };
-        let text = format!(
-            "[slack]\nbot_token = \"{}\"\n{transport}\napi_url = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n[engine]\npoll_interval_ms = 100\n{extra}",
-            sandbox.bot_token(),
-            sandbox.api_url(),
-            dir.path().join("e.db").display()
-        );
-        let config = Config::parse(&text, "test.toml", &BTreeMap::<String, String>::new()).unwrap();
+        let config = config(&sandbox, sandbox.bot_token(), socket_mode, extra, &dir);
         let server = Server::start(config, apps, StartOptions::default())
             .await
             .unwrap();
