@@ -847,7 +847,10 @@ function composer(key, placeholder, onSend) {
     suggest(state);
   });
   textarea.addEventListener("click", () => suggest(state));
-  textarea.addEventListener("blur", () => setTimeout(() => hideAc(state), 150));
+  // Later than the blur, so a click on a suggestion lands first; and only if the focus did not
+  // come back meanwhile: a click elsewhere then fast typing here would have had this stale
+  // timer hide the suggestions just offered, and Enter send what was typed.
+  textarea.addEventListener("blur", () => setTimeout(() => { if (document.activeElement !== textarea) hideAc(state); }, 150));
   textarea.addEventListener("keydown", (ev) => {
     if (!ac.hidden && state.items.length) {
       if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
