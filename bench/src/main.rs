@@ -61,6 +61,10 @@ struct Args {
         default_value = "switchyard,switchyard-acks-only,bolt-js,bolt-python"
     )]
     only: Vec<String>,
+    /// Also print SQLite's writer turns during the end-to-end test (as after the table for the
+    /// ack test; the process's start included).
+    #[arg(long)]
+    e2e_writer_turns: bool,
 }
 
 struct World {
@@ -642,6 +646,12 @@ async fn measure(name: &str, args: &Args, world: &Arc<World>, base: u64) -> Resu
     let (contender, _) = start(name, args, world).await?;
     (f.e2e_per_s, f.e2e_missing) =
         e2e_test(world.clone(), contender.addr, args, base + 10_000_000).await?;
+    if name.starts_with("switchyard") && args.e2e_writer_turns && f.e2e_per_s > 0.0 {
+        let seconds = args.events as f64 / f.e2e_per_s;
+        for line in writer_turns(world, contender.addr, seconds).await? {
+            eprintln!("  end to end, {line}");
+        }
+    }
     drop(contender);
     Ok(f)
 }

@@ -1257,8 +1257,9 @@ impl Store {
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
         let op = "outbox finish";
-        let mut tx = Tx::start(self.write_conn(op).await?, self.backend).await?;
-        let mut finished = HashSet::with_capacity(outcomes.len());
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
         let sent: Vec<(i64, &str)> = outcomes
             .iter()
             .filter_map(|o| match &o.result {
@@ -1266,34 +1267,28 @@ impl Store {
                 _ => None,
             })
             .collect();
-        // The sent ones (nearly all) in one statement per chunk: `response` by a CASE on id.
-        // Each id appears twice (its case and the list), so a chunk binds three values a row.
-        for chunk in sent.chunks(INSERT_CHUNK / 3) {
-            let mut p = Placeholders::new(self.backend);
-            let sent_at = p.mark();
-            let mut cases = String::new();
-            for _ in chunk {
-                let _ = write!(cases, " WHEN {} THEN {}", p.mark(), p.mark());
-            }
-            let lease_owner = p.mark();
-            let list = p.list(chunk.len());
-            let sql = format!(
-                "UPDATE outbox SET state = 'sent', sent_at = {sent_at}, \
-                 response = CASE id{cases} END, lease_owner = NULL, lease_until = NULL \
-                 WHERE lease_owner = {lease_owner} AND state = 'pending' AND id IN ({list}) \
-                 RETURNING id"
-            );
-            let mut query = sqlx::query(&sql).bind(now_ms);
-            for (id, response) in chunk {
-                query = query.bind(*id).bind(*response);
-            }
-            query = query.bind(owner);
-            for (id, _) in chunk {
-                query = query.bind(*id);
-            }
-            for row in query.fetch_all(tx.conn()).await.map_err(query_err(op))? {
-                finished.insert(row.try_get::<i64, _>("id").map_err(query_err(op))?);
-            }
+        // Sent calls carrying no message ref, as many as one statement takes (a wave of
+        // replies, the usual case), need that one statement alone, atomic on its own: no
+        // BEGIN and COMMIT, each a round trip while the writer is held.
+        let one_statement = sent.len() <= SENT_CHUNK
+            && outcomes.iter().all(|o| {
+                matches!(
+                    &o.result,
+                    OutboxResult::Sent {
+                        message_ref: None,
+                        ..
+                    }
+                )
+            });
+        if one_statement {
+            let mut conn = self.write_conn(op).await?;
+            let finished = mark_sent(&mut conn, self.backend, owner, &sent, now_ms).await?;
+            return Ok(outcomes.iter().map(|o| finished.contains(&o.id)).collect());
+        }
+        let mut tx = Tx::start(self.write_conn(op).await?, self.backend).await?;
+        let mut finished = HashSet::with_capacity(outcomes.len());
+        for chunk in sent.chunks(SENT_CHUNK) {
+            finished.extend(mark_sent(tx.conn(), self.backend, owner, chunk, now_ms).await?);
         }
         // Message refs: the last post of a key in this batch wins, as it would one by one.
         let mut refs: Vec<(&str, &str, &str)> = Vec::new();
@@ -1575,6 +1570,51 @@ impl Store {
         .transpose()
         .map_err(query_err("message ref"))
     }
+}
+
+/// Sent calls a statement records (each binds three values: its id twice, its response).
+const SENT_CHUNK: usize = INSERT_CHUNK / 3;
+
+/// Marks `sent` (id, Slack's response) sent if `owner` still holds them, in one statement
+/// (`response` by a CASE on id); returns the ids it marked. At most [`SENT_CHUNK`] calls.
+async fn mark_sent(
+    db: &mut AnyConnection,
+    backend: Backend,
+    owner: &str,
+    sent: &[(i64, &str)],
+    now_ms: i64,
+) -> Result<HashSet<i64>, StoreError> {
+    let op = "outbox finish";
+    let mut finished = HashSet::with_capacity(sent.len());
+    if sent.is_empty() {
+        return Ok(finished);
+    }
+    let mut p = Placeholders::new(backend);
+    let sent_at = p.mark();
+    let mut cases = String::new();
+    for _ in sent {
+        let _ = write!(cases, " WHEN {} THEN {}", p.mark(), p.mark());
+    }
+    let lease_owner = p.mark();
+    let list = p.list(sent.len());
+    let sql = format!(
+        "UPDATE outbox SET state = 'sent', sent_at = {sent_at}, \
+         response = CASE id{cases} END, lease_owner = NULL, lease_until = NULL \
+         WHERE lease_owner = {lease_owner} AND state = 'pending' AND id IN ({list}) \
+         RETURNING id"
+    );
+    let mut query = sqlx::query(&sql).bind(now_ms);
+    for (id, response) in sent {
+        query = query.bind(*id).bind(*response);
+    }
+    query = query.bind(owner);
+    for (id, _) in sent {
+        query = query.bind(*id);
+    }
+    for row in query.fetch_all(db).await.map_err(query_err(op))? {
+        finished.insert(row.try_get::<i64, _>("id").map_err(query_err(op))?);
+    }
+    Ok(finished)
 }
 
 /// [`Store::inbox_insert_many`]'s statements, on a connection or in a transaction.

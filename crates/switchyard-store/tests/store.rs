@@ -1520,6 +1520,55 @@ async fn outcomes_are_recorded_together_with_their_refs() {
 }
 
 #[tokio::test]
+async fn a_wave_of_replies_is_recorded_only_where_its_sender_holds_the_call() {
+    on_both(|store| async move {
+        // Sent calls with no message ref: the store records them in one statement, outside a
+        // transaction; the lease check must hold there as well.
+        let ids = enqueue(
+            &store,
+            &[outbox("C1", "a"), outbox("C2", "b"), outbox("C3", "c")],
+        )
+        .await;
+        assert_eq!(
+            store.outbox_claim("s", 10, 10_000, 2).await.unwrap().len(),
+            2
+        );
+        let sent = |id: i64| OutboxOutcome {
+            id,
+            result: OutboxResult::Sent {
+                response: format!("{{\"ok\":true,\"n\":{id}}}"),
+                message_ref: None,
+            },
+        };
+        let recorded = store
+            .outbox_finish_many("s", &[sent(ids[0]), sent(ids[1]), sent(ids[2])], 20)
+            .await
+            .unwrap();
+        assert_eq!(recorded, [true, true, false], "the third was never claimed");
+        for (i, state) in [(0, "sent"), (1, "sent"), (2, "pending")] {
+            let item = store.outbox_get(ids[i]).await.unwrap().unwrap();
+            assert_eq!(item.state, state);
+        }
+        let first = store.outbox_get(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            first.response,
+            Some(format!("{{\"ok\":true,\"n\":{}}}", ids[0]))
+        );
+        // Recorded again (a retry of the write), nothing changes and nothing is reported.
+        let again = store
+            .outbox_finish_many("s", &[sent(ids[0])], 30)
+            .await
+            .unwrap();
+        assert_eq!(again, [false]);
+        assert_eq!(
+            store.outbox_finish_many("s", &[], 30).await.unwrap(),
+            Vec::<bool>::new()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_large_batch_is_taken_and_its_outcomes_recorded_across_statements() {
     on_both(|store| async move {
         // More rows than one statement holds, so every batch statement is split.
