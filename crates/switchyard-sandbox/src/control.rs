@@ -1223,27 +1223,20 @@ async fn deliveries(State(inner): State<Arc<Inner>>, Query(wait): Query<Wait>) -
 async fn stats(State(inner): State<Arc<Inner>>) -> CtlResult {
     let faults = inner.faults().fired().clone();
     let ws = inner.ws();
-    let mut calls: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    let counts = ws.call_counts();
     // The limiter's own 429s (a client going faster than Slack allows), not injected ones.
-    let mut limited: std::collections::BTreeMap<&str, u64> = Default::default();
-    for c in &ws.api_calls {
-        let entry = calls.entry(c.method.as_str()).or_default();
-        if c.ok {
-            entry.0 += 1;
-        } else {
-            entry.1 += 1;
-        }
-        if c.error.as_deref() == Some("ratelimited") {
-            *limited.entry(c.method.as_str()).or_default() += 1;
-        }
-    }
+    let limited: Map<String, Value> = counts
+        .iter()
+        .filter(|(_, c)| c.rate_limited > 0)
+        .map(|(m, c)| (m.clone(), json!(c.rate_limited)))
+        .collect();
     let mut outcomes: std::collections::BTreeMap<&str, u64> = Default::default();
     for d in &ws.deliveries {
         *outcomes.entry(d.outcome.as_str()).or_default() += 1;
     }
-    let calls: Map<String, Value> = calls
-        .into_iter()
-        .map(|(m, (ok, failed))| (m.to_string(), json!({"ok": ok, "failed": failed})))
+    let calls: Map<String, Value> = counts
+        .iter()
+        .map(|(m, c)| (m.clone(), json!({"ok": c.ok, "failed": c.failed})))
         .collect();
     ok(
         json!({"api_calls": calls, "deliveries": outcomes, "rate_limited": limited, "faults_fired": faults}),

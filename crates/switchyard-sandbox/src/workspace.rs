@@ -451,8 +451,27 @@ pub struct Workspace {
     pub files: BTreeMap<String, UploadedFile>,
     pub response_urls: HashMap<String, ResponseUrl>,
     pub webhooks: Vec<Webhook>,
+    /// Every Web API call, oldest first; add with [`Workspace::record_call`], which keeps
+    /// [`Workspace::call_counts`].
     pub api_calls: Vec<ApiCall>,
     pub deliveries: Vec<DeliveryRecord>,
+    /// Per method, the calls in `api_calls` counted as they are recorded: `/_sandbox/stats`
+    /// is polled (every 2 ms by the bench) and used to go through the whole log each time,
+    /// holding the workspace — and every Web API call with it — while it did.
+    call_counts: BTreeMap<String, CallCount>,
+    /// Where each channel id is in `channels`, for [`Workspace::channel`]: a post looked its
+    /// channel up by a scan of them all (1,000 in the bench). Checked at each use, so a
+    /// channel pushed without [`Workspace::add_channel`] is still found, by the scan.
+    channel_index: HashMap<String, usize>,
+}
+
+/// How many calls of one method the sandbox answered: `ok`, not ok, and of those the
+/// limiter's own 429s (not injected faults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallCount {
+    pub ok: u64,
+    pub failed: u64,
+    pub rate_limited: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -586,7 +605,15 @@ impl Workspace {
             webhooks: Vec::new(),
             api_calls: Vec::new(),
             deliveries: Vec::new(),
+            call_counts: BTreeMap::new(),
+            channel_index: HashMap::new(),
         };
+        ws.channel_index = ws
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect();
         for w in &seed.webhooks {
             let channel = ws
                 .channel(&w.channel)
@@ -610,14 +637,49 @@ impl Workspace {
 
     pub fn channel(&self, id_or_name: &str) -> Option<&Channel> {
         let key = id_or_name.trim_start_matches('#');
-        self.channels
-            .iter()
-            .find(|c| c.id == key)
+        self.channel_position(key)
+            .map(|i| &self.channels[i])
             .or_else(|| self.channels.iter().find(|c| !c.is_im && c.name == key))
     }
 
     pub fn channel_mut(&mut self, id: &str) -> Option<&mut Channel> {
-        self.channels.iter_mut().find(|c| c.id == id)
+        let i = self.channel_position(id)?;
+        Some(&mut self.channels[i])
+    }
+
+    /// Where the channel `id` is in `channels`: by the index, or by a scan where the index
+    /// does not know it.
+    fn channel_position(&self, id: &str) -> Option<usize> {
+        match self.channel_index.get(id) {
+            Some(&i) if self.channels.get(i).is_some_and(|c| c.id == id) => Some(i),
+            _ => self.channels.iter().position(|c| c.id == id),
+        }
+    }
+
+    /// Adds a channel (a new conversation, a DM opened).
+    pub fn add_channel(&mut self, channel: Channel) {
+        self.channel_index
+            .insert(channel.id.clone(), self.channels.len());
+        self.channels.push(channel);
+    }
+
+    /// Adds a Web API call to the log and to the counts.
+    pub fn record_call(&mut self, call: ApiCall) {
+        let count = self.call_counts.entry(call.method.clone()).or_default();
+        if call.ok {
+            count.ok += 1;
+        } else {
+            count.failed += 1;
+        }
+        if call.error.as_deref() == Some("ratelimited") {
+            count.rate_limited += 1;
+        }
+        self.api_calls.push(call);
+    }
+
+    /// Per method, how the calls recorded so far ended (see [`Workspace::record_call`]).
+    pub fn call_counts(&self) -> &BTreeMap<String, CallCount> {
+        &self.call_counts
     }
 
     /// The bot's DM with a person, opened if it is not yet.
@@ -631,7 +693,7 @@ impl Workspace {
             return c.id.clone();
         }
         let id = self.ids.id("D");
-        self.channels.push(Channel {
+        self.add_channel(Channel {
             id: id.clone(),
             name: id.clone(),
             is_private: true,
@@ -789,5 +851,69 @@ impl Workspace {
             .map(|u| u.name.clone())
             .unwrap_or_default();
         json!({"id": user_id, "username": name, "name": name, "team_id": self.team.id})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+    use crate::seed::Seed;
+
+    fn workspace() -> Workspace {
+        Workspace::from_seed(&Seed::default(), Manifest::default_manifest()).unwrap()
+    }
+
+    #[test]
+    fn channels_are_found_by_id_and_name_added_or_pushed() {
+        let mut ws = workspace();
+        let first = ws.channels[0].clone();
+        assert_eq!(ws.channel(&first.id).map(|c| &c.name), Some(&first.name));
+        assert_eq!(
+            ws.channel(&format!("#{}", first.name)).map(|c| &c.id),
+            Some(&first.id)
+        );
+        let dm = ws.open_dm("U_SOMEONE");
+        assert_eq!(ws.channel(&dm).map(|c| c.is_im), Some(true));
+        // A channel pushed past the index is still found, by the scan.
+        let mut pushed = first.clone();
+        pushed.id = "C_PUSHED".into();
+        pushed.name = "pushed".into();
+        ws.channels.push(pushed);
+        assert_eq!(
+            ws.channel_mut("C_PUSHED").map(|c| c.name.clone()),
+            Some("pushed".into())
+        );
+        assert!(ws.channel("C_NOWHERE").is_none());
+    }
+
+    #[test]
+    fn calls_are_counted_as_they_are_recorded() {
+        let mut ws = workspace();
+        let call = |method: &str, error: Option<&str>| ApiCall {
+            method: method.into(),
+            args: Value::Null,
+            ok: error.is_none(),
+            error: error.map(str::to_string),
+            status: 200,
+            at: 0,
+            at_ms: 0,
+            duration_ms: 0.0,
+            response: Value::Null,
+        };
+        ws.record_call(call("chat.postMessage", None));
+        ws.record_call(call("chat.postMessage", Some("ratelimited")));
+        ws.record_call(call("chat.postMessage", Some("fault_ratelimited")));
+        ws.record_call(call("auth.test", None));
+        assert_eq!(ws.api_calls.len(), 4);
+        assert_eq!(
+            ws.call_counts()["chat.postMessage"],
+            CallCount {
+                ok: 1,
+                failed: 2,
+                rate_limited: 1
+            }
+        );
+        assert_eq!(ws.call_counts()["auth.test"].ok, 1);
     }
 }

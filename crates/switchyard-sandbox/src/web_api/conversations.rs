@@ -232,7 +232,7 @@ pub fn open(inner: &Arc<Inner>, caller: &Caller, args: &Args) -> ApiResult {
                 .iter()
                 .filter_map(|m| ws.user(m).map(|u| u.name.clone()))
                 .collect();
-            ws.channels.push(Channel {
+            ws.add_channel(Channel {
                 id: id.clone(),
                 name: format!("mpdm-{}-1", names.join("--")),
                 is_private: true,
@@ -289,7 +289,7 @@ pub fn create(inner: &Arc<Inner>, caller: &Caller, args: &Args) -> ApiResult {
         im_user: None,
     };
     let json = channel.to_json(Some(&caller.user_id));
-    ws.channels.push(channel);
+    ws.add_channel(channel);
     Ok(obj(json!({"channel": json})))
 }
 

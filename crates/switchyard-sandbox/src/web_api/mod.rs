@@ -583,7 +583,7 @@ fn rate_limited(call: Call, method: &str, args: &Args, secs: u64, logged: &str) 
 
 fn record((inner, started): Call, method: &str, args: &Args, outcome: Outcome) {
     let at_ms = now_ms().saturating_sub(started.elapsed().as_millis() as u64);
-    inner.ws().api_calls.push(ApiCall {
+    inner.ws().record_call(ApiCall {
         method: method.to_string(),
         args: args.redacted(),
         ok: outcome.error.is_none(),
