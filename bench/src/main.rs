@@ -67,6 +67,11 @@ struct Args {
         default_value = "switchyard,switchyard-acks-only,bolt-js,bolt-python"
     )]
     only: Vec<String>,
+    /// Rounds of the whole comparison: each round measures every contender once, and the
+    /// table ends with each contender's median ratios over the rounds. One run on these
+    /// noisy machines moved Bolt JS's end to end from 591 to 909 replies/s.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Also print SQLite's writer turns during the end-to-end test (as after the table for the
     /// ack test; the process's start included).
     #[arg(long)]
@@ -732,67 +737,128 @@ async fn world(args: &Args) -> Result<World> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let world = Arc::new(world(&args).await?);
-    let mut results = Vec::new();
-    for (i, name) in args.only.iter().enumerate() {
-        eprintln!("measuring {name}…");
-        let figures = measure(name, &args, &world, (i as u64 + 1) * 100_000_000).await?;
-        eprintln!("  {figures:?}");
-        results.push((name.clone(), figures));
+    // Round by round, every contender once, so that each round's ratios compare contenders
+    // measured minutes apart at most; the medians over the rounds are the figures.
+    let mut rounds: Vec<Vec<(String, Figures)>> = Vec::new();
+    for round in 0..args.rounds.max(1) {
+        let mut results = Vec::new();
+        for (i, name) in args.only.iter().enumerate() {
+            eprintln!("round {}: measuring {name}…", round + 1);
+            let base = ((round * args.only.len() + i) as u64 + 1) * 100_000_000;
+            let figures = measure(name, &args, &world, base).await?;
+            eprintln!("  {figures:?}");
+            results.push((name.clone(), figures));
+        }
+        rounds.push(results);
     }
-    let reference = results
-        .iter()
-        .find(|(n, _)| n == "bolt-js")
-        .map(|(_, f)| (f.acks_per_s, f.e2e_per_s));
     println!(
-        "\n{} s of acks at concurrency {}, {} mentions end to end over {} channels; sandbox rate limits off\n",
-        args.seconds, args.concurrency, args.events, args.channels
+        "\n{} round(s); {} s of acks at concurrency {}, {} mentions end to end over {} channels; sandbox rate limits off\n",
+        rounds.len(),
+        args.seconds,
+        args.concurrency,
+        args.events,
+        args.channels
     );
     println!(
-        "| contender | acks/s | ack p50 ms | ack p99 ms | errors | replies/s during acks | CPU µs/ack: contender | bench | e2e replies/s | missing | idle RSS MB | start ms | acks ÷ Bolt JS | e2e ÷ Bolt JS |"
+        "| round | contender | acks/s | ack p50 ms | ack p99 ms | errors | replies/s during acks | CPU µs/ack: contender | bench | e2e replies/s | missing | idle RSS MB | start ms | acks ÷ Bolt JS | e2e ÷ Bolt JS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for (name, f) in &results {
-        let acks_only = name == "switchyard-acks-only";
-        let ratio = |ours: f64, theirs: Option<f64>| match theirs {
-            Some(t) if t > 0.0 => format!("{:.1}×", ours / t),
-            _ => "–".into(),
-        };
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    // Per contender, each round's (acks ratio, e2e ratio).
+    let mut ratios: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+    for (round, results) in rounds.iter().enumerate() {
+        let reference = results
+            .iter()
+            .find(|(n, _)| n == "bolt-js")
+            .map(|(_, f)| (f.acks_per_s, f.e2e_per_s));
+        for (name, f) in results {
+            let acks_only = name == "switchyard-acks-only";
+            let ratio = |ours: f64, theirs: Option<f64>| match theirs {
+                Some(t) if t > 0.0 => Some(ours / t),
+                _ => None,
+            };
+            let shown = |r: Option<f64>| r.map_or("–".into(), |r| format!("{r:.1}×"));
+            let (acks_ratio, e2e_ratio) = (
+                ratio(f.acks_per_s, reference.map(|r| r.0)),
+                ratio(f.e2e_per_s, reference.map(|r| r.1)).filter(|_| !acks_only),
+            );
+            match ratios.iter_mut().find(|(n, _, _)| n == name) {
+                Some((_, a, e)) => {
+                    a.extend(acks_ratio);
+                    e.extend(e2e_ratio);
+                }
+                None => ratios.push((
+                    name.clone(),
+                    acks_ratio.into_iter().collect(),
+                    e2e_ratio.into_iter().collect(),
+                )),
+            }
+            println!(
+                "| {} | {name} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {:.1} | {:.0} | {} | {} |",
+                round + 1,
+                f.acks_per_s,
+                f.p50_ms,
+                f.p99_ms,
+                f.ack_errors,
+                f.replies_during_acks_per_s,
+                f.contender_cpu_us_per_ack,
+                f.bench_cpu_us_per_ack,
+                if acks_only {
+                    "–".into()
+                } else {
+                    format!("{:.0}", f.e2e_per_s)
+                },
+                if acks_only {
+                    "–".into()
+                } else {
+                    f.e2e_missing.to_string()
+                },
+                f.idle_rss_mb,
+                f.startup_ms,
+                shown(acks_ratio),
+                shown(e2e_ratio),
+            );
+        }
+    }
+    if rounds.len() > 1 {
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {:.1} | {:.0} | {} | {} |",
-            f.acks_per_s,
-            f.p50_ms,
-            f.p99_ms,
-            f.ack_errors,
-            f.replies_during_acks_per_s,
-            f.contender_cpu_us_per_ack,
-            f.bench_cpu_us_per_ack,
-            if acks_only {
-                "–".into()
-            } else {
-                format!("{:.0}", f.e2e_per_s)
-            },
-            if acks_only {
-                "–".into()
-            } else {
-                f.e2e_missing.to_string()
-            },
-            f.idle_rss_mb,
-            f.startup_ms,
-            ratio(f.acks_per_s, reference.map(|r| r.0)),
-            if acks_only {
-                "–".into()
-            } else {
-                ratio(f.e2e_per_s, reference.map(|r| r.1))
-            },
+            "\n| contender | acks ÷ Bolt JS, median (range) | e2e ÷ Bolt JS, median (range) |"
         );
+        println!("|---|---|---|");
+        for (name, acks, e2e) in &mut ratios {
+            println!(
+                "| {name} | {} | {} |",
+                median_and_range(acks),
+                median_and_range(e2e)
+            );
+        }
     }
-    for (name, f) in &results {
-        if !f.writer_turns.is_empty() {
-            println!("\n{name}: SQLite's writer (and the sender's searches) during the ack test\n");
-            for line in &f.writer_turns {
-                println!("- {line}");
+    for (round, results) in rounds.iter().enumerate() {
+        for (name, f) in results {
+            if !f.writer_turns.is_empty() {
+                println!(
+                    "\n{name}, round {}: SQLite's writer (and the sender's searches) during the ack test\n",
+                    round + 1
+                );
+                for line in &f.writer_turns {
+                    println!("- {line}");
+                }
             }
         }
     }
     Ok(())
+}
+
+/// `m× (lo–hi×)` of the ratios, or `–` if there are none.
+fn median_and_range(values: &mut [f64]) -> String {
+    if values.is_empty() {
+        return "–".into();
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    };
+    format!("{median:.1}× ({:.1}–{:.1}×)", values[0], values[n - 1])
 }
