@@ -1246,9 +1246,11 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records the outcomes of many calls in one transaction, each as [`Store::outbox_sent`],
-    /// [`Store::outbox_retry`] or [`Store::outbox_failed`] would, and the message refs the sent
-    /// posts carry, so the next call of an ordering key never sees a post without its ref.
+    /// Records the outcomes of many calls in one transaction (or, when they are all sent calls
+    /// with no message ref that one statement takes, in that statement alone), each as
+    /// [`Store::outbox_sent`], [`Store::outbox_retry`] or [`Store::outbox_failed`] would, and the
+    /// message refs the sent posts carry, so the next call of an ordering key never sees a post
+    /// without its ref.
     /// Returns one `bool` per outcome, in order: `false` where `owner` no longer held the item.
     pub async fn outbox_finish_many(
         &self,
