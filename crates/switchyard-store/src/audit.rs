@@ -11,7 +11,7 @@ use std::str::FromStr;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{INSERT_CHUNK, Placeholders, Store, StoreError, Tx, query_err};
+use crate::{INSERT_CHUNK, Placeholders, Store, StoreError, Tx, bind_nulls, query_err};
 
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
@@ -228,16 +228,16 @@ impl Tx<'_> {
     /// statement per few hundred: a batch's records cost one trip to the database.
     pub async fn audit_many(&mut self, records: &[AuditRecord]) -> Result<(), StoreError> {
         for chunk in records.chunks(INSERT_CHUNK) {
-            let mut sql = String::from(
+            let (rows, padding) = Placeholders::new(self.backend).insert_rows(chunk.len(), 8);
+            let sql = format!(
                 "INSERT INTO audit (at, actor_kind, actor, via, action, object, outcome, detail) \
-                 VALUES ",
+                 {rows}"
             );
-            sql.push_str(&Placeholders::new(self.backend).rows(chunk.len(), 8));
             let mut query = sqlx::query(&sql);
             for record in chunk {
                 query = bind_record(query, record);
             }
-            query
+            bind_nulls(query, padding * 8)
                 .execute(self.conn())
                 .await
                 .map_err(query_err("audit"))?;

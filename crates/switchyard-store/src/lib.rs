@@ -436,6 +436,25 @@ impl Placeholders {
         list
     }
 
+    /// The rows of a multi-row `INSERT` of `rows` rows of `columns` values, and how many
+    /// padding rows of NULLs to bind after the real ones: on SQLite the rows are padded to
+    /// [`padded_len`] (`SELECT * FROM (VALUES …) WHERE column1 IS NOT NULL`, so the padding
+    /// is never inserted), on PostgreSQL they are `VALUES (…),(…)` as given. Binds the real rows
+    /// first, then the padding (see [`bind_nulls`]).
+    pub fn insert_rows(&mut self, rows: usize, columns: usize) -> (String, usize) {
+        if self.backend == Backend::Postgres {
+            return (format!("VALUES {}", self.rows(rows, columns)), 0);
+        }
+        let padded = padded_len(rows);
+        (
+            format!(
+                "SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL",
+                self.rows(padded, columns)
+            ),
+            padded - rows,
+        )
+    }
+
     /// `(…),(…)`: `rows` rows of `columns` placeholders each, for a multi-row `VALUES`.
     pub fn rows(&mut self, rows: usize, columns: usize) -> String {
         let mut out = String::with_capacity(rows * (columns * 4 + 3));
@@ -449,6 +468,35 @@ impl Placeholders {
         }
         out
     }
+}
+
+/// How many entries a batch statement for `n` values is built with: the next power of two. A
+/// batch of any size then uses one of a few statement texts, which stay in the connection's
+/// cache of prepared statements (100 of them). With a text per size, a batch of a size not seen
+/// lately — most, under load — was prepared afresh: 100–200 µs for a few hundred rows (the
+/// outbox's triggers are compiled with each statement that writes it), while the writer waits.
+pub fn padded_len(n: usize) -> usize {
+    n.max(1).next_power_of_two()
+}
+
+/// `items`, then its last item again up to [`padded_len`] in all: the values of an `IN` list
+/// built with [`padded_len`] entries (a value twice in it changes nothing).
+pub fn padded<T>(items: &[T]) -> impl Iterator<Item = &T> {
+    let extra = padded_len(items.len()) - items.len();
+    items
+        .iter()
+        .chain(std::iter::repeat_n(items.last(), extra).flatten())
+}
+
+/// Binds `n` NULLs: the padding rows of [`Placeholders::insert_rows`].
+pub fn bind_nulls<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    n: usize,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for _ in 0..n {
+        query = query.bind(None::<i64>);
+    }
+    query
 }
 
 impl std::fmt::Display for Placeholder {
@@ -1594,11 +1642,11 @@ async fn mark_sent(
     let mut p = Placeholders::new(backend);
     let sent_at = p.mark();
     let mut cases = String::new();
-    for _ in sent {
+    for _ in padded(sent) {
         let _ = write!(cases, " WHEN {} THEN {}", p.mark(), p.mark());
     }
     let lease_owner = p.mark();
-    let list = p.list(sent.len());
+    let list = p.list(padded_len(sent.len()));
     let sql = format!(
         "UPDATE outbox SET state = 'sent', sent_at = {sent_at}, \
          response = CASE id{cases} END, lease_owner = NULL, lease_until = NULL \
@@ -1606,11 +1654,11 @@ async fn mark_sent(
          RETURNING id"
     );
     let mut query = sqlx::query(&sql).bind(now_ms);
-    for (id, response) in sent {
+    for (id, response) in padded(sent) {
         query = query.bind(*id).bind(*response);
     }
     query = query.bind(owner);
-    for (id, _) in sent {
+    for (id, _) in padded(sent) {
         query = query.bind(*id);
     }
     for row in query.fetch_all(db).await.map_err(query_err(op))? {
@@ -1632,12 +1680,11 @@ async fn insert_inbox_rows(
     let mut ids: HashMap<String, i64> = HashMap::with_capacity(items.len());
     for chunk in items.chunks(INSERT_CHUNK) {
         // One statement per chunk: statements, not rows, are what a group commit pays for.
-        let mut sql = String::from(
+        let (rows, padding) = Placeholders::new(backend).insert_rows(chunk.len(), 6);
+        let sql = format!(
             "INSERT INTO inbox (dedupe_key, kind, payload, received_at, lease_owner, \
-             lease_until) VALUES ",
+             lease_until) {rows} ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
         );
-        sql.push_str(&Placeholders::new(backend).rows(chunk.len(), 6));
-        sql.push_str(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
         let (owner, until) = (lease.map(|(owner, _)| owner), lease.map(|(_, until)| until));
         let mut query = sqlx::query(&sql);
         for item in chunk {
@@ -1649,6 +1696,7 @@ async fn insert_inbox_rows(
                 .bind(owner)
                 .bind(until);
         }
+        let query = bind_nulls(query, padding * 6);
         let rows = query.fetch_all(&mut *db).await.map_err(query_err(op))?;
         for row in &rows {
             let id: i64 = row.try_get("id").map_err(query_err(op))?;
@@ -1664,10 +1712,10 @@ async fn insert_inbox_rows(
         .filter(|k| !ids.contains_key(*k))
         .collect();
     for chunk in missing.chunks(INSERT_CHUNK) {
-        let placeholders = Placeholders::new(backend).list(chunk.len());
+        let placeholders = Placeholders::new(backend).list(padded_len(chunk.len()));
         let sql = format!("SELECT id, dedupe_key FROM inbox WHERE dedupe_key IN ({placeholders})");
         let mut query = sqlx::query(&sql);
-        for key in chunk {
+        for key in padded(chunk) {
             query = query.bind(*key);
         }
         for row in query.fetch_all(&mut *db).await.map_err(query_err(op))? {
@@ -1721,7 +1769,7 @@ async fn claim_outbox_rows(
         }
         let mut p = Placeholders::new(backend);
         let (owner, until, claimed_at) = (p.mark(), p.mark(), p.mark());
-        let list = p.list(chunk.len());
+        let list = p.list(padded_len(chunk.len()));
         let (due, expired, left) = (p.mark(), p.mark(), p.mark());
         let sql = format!(
             "UPDATE outbox SET lease_owner = {owner}, lease_until = {until}, \
@@ -1736,7 +1784,7 @@ async fn claim_outbox_rows(
             .bind(claim.owner)
             .bind(claim.lease_until_ms)
             .bind(claim.now_ms);
-        for id in chunk {
+        for id in padded(chunk) {
             query = query.bind(*id);
         }
         let query = query
@@ -1881,7 +1929,7 @@ impl Tx<'_> {
         for chunk in ids.chunks(INSERT_CHUNK) {
             let mut p = Placeholders::new(self.backend);
             let (handled_at, lease_owner, state) = (p.mark(), p.mark(), p.mark());
-            let list = p.list(chunk.len());
+            let list = p.list(padded_len(chunk.len()));
             let sql = format!(
                 "UPDATE inbox SET state = 'done', outcome = 'handled', handled_at = {handled_at}, \
                  lease_owner = NULL, lease_until = NULL \
@@ -1889,7 +1937,7 @@ impl Tx<'_> {
                  RETURNING id"
             );
             let mut query = sqlx::query(&sql).bind(now_ms).bind(owner).bind("pending");
-            for id in chunk {
+            for id in padded(chunk) {
                 query = query.bind(*id);
             }
             for row in query
@@ -2030,11 +2078,11 @@ impl Tx<'_> {
         self.lock_ordering_keys(items).await?;
         let mut ids = Vec::new();
         for chunk in items.chunks(INSERT_CHUNK) {
-            let mut sql = String::from(
+            let (rows, padding) = Placeholders::new(self.backend).insert_rows(chunk.len(), 6);
+            let mut sql = format!(
                 "INSERT INTO outbox (ordering_key, method, payload, ref_key, not_before, \
-                 created_at) VALUES ",
+                 created_at) {rows}"
             );
-            sql.push_str(&Placeholders::new(self.backend).rows(chunk.len(), 6));
             if returning {
                 sql.push_str(" RETURNING id");
             }
@@ -2048,6 +2096,7 @@ impl Tx<'_> {
                     .bind(item.not_before_ms)
                     .bind(item.created_at_ms);
             }
+            let query = bind_nulls(query, padding * 6);
             if returning {
                 for row in query
                     .fetch_all(&mut *self.conn)

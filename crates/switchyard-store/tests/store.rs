@@ -1650,6 +1650,83 @@ async fn a_large_batch_is_taken_and_its_outcomes_recorded_across_statements() {
 }
 
 #[tokio::test]
+async fn batches_of_any_size_write_exactly_their_rows() {
+    on_both(|store| async move {
+        // Batch statements are built for a power of two of rows (SQLite pads the rest with
+        // rows it does not insert, and `IN` lists with the last id again): every size in
+        // between must still write its own rows and nothing else.
+        let mut next = 0;
+        for n in [1usize, 3, 5, 7, 9, 31, 33] {
+            let items: Vec<NewInboxItem> =
+                (next..next + n).map(|i| inbox(&format!("S{i}"))).collect();
+            next += n;
+            let ids: Vec<i64> = store
+                .inbox_insert_many(&items, Some(("w", i64::MAX)))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| match r {
+                    InboxInsert::New(id) => id,
+                    other => panic!("new: {other:?}"),
+                })
+                .collect();
+            assert_eq!(ids.len(), n);
+            let mut tx = store.begin().await.unwrap();
+            let mut taken = tx.inbox_take(&ids[..n - n / 2], "w", 5).await.unwrap();
+            taken.sort_unstable();
+            assert_eq!(taken, ids[..n - n / 2], "the ones asked for, once each");
+            let calls: Vec<NewOutboxItem> = (0..n)
+                .map(|i| outbox(&format!("K{n}-{i}"), &format!("t{i}")))
+                .collect();
+            let claimed = tx
+                .enqueue_many_claimed(&calls, "s", 10, 10_000, n)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            let claimed = if claimed.is_empty() {
+                // PostgreSQL claims after the commit.
+                store.outbox_claim("s", 10, 10_000, n as u32).await.unwrap()
+            } else {
+                claimed
+            };
+            assert_eq!(claimed.len(), n);
+            let sent: Vec<OutboxOutcome> = claimed[..n - n / 2]
+                .iter()
+                .map(|item| OutboxOutcome {
+                    id: item.id,
+                    result: OutboxResult::Sent {
+                        response: format!("{{\"ok\":true,\"id\":{}}}", item.id),
+                        message_ref: None,
+                    },
+                })
+                .collect();
+            let recorded = store.outbox_finish_many("s", &sent, 20).await.unwrap();
+            assert!(recorded.iter().all(|r| *r));
+            for item in &claimed[..n - n / 2] {
+                let row = store.outbox_get(item.id).await.unwrap().unwrap();
+                assert_eq!(row.state, "sent");
+                assert_eq!(
+                    row.response,
+                    Some(format!("{{\"ok\":true,\"id\":{}}}", item.id))
+                );
+            }
+        }
+        let total = [1i64, 3, 5, 7, 9, 31, 33];
+        let taken: i64 = total.iter().map(|n| n - n / 2).sum();
+        let all: i64 = total.iter().sum();
+        assert_eq!(
+            store.inbox_counts().await.unwrap(),
+            counts(all - taken, taken, 0)
+        );
+        assert_eq!(
+            store.outbox_counts().await.unwrap(),
+            counts(all - taken, taken, 0)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_batch_insert_reports_duplicates_within_and_across_batches() {
     on_both(|store| async move {
         let first = store
