@@ -842,15 +842,20 @@ pub async fn record_outcomes(
         }
         let batch = Arc::new(batch);
         let mut attempt = 0u32;
+        // Whether the sender should look for calls due now; after a failed write, it should.
+        let mut more = true;
         loop {
             // On the store's own runtime: the transaction holds SQLite's turn from its begin
             // to its commit (see `Store::at_home`).
             let (owner, outcomes) = (owner.clone(), batch.clone());
             let recorded = store.at_home(move |store| async move {
-                store.outbox_finish_many(&owner, &outcomes, now_ms()).await
+                store.outbox_finish_wave(&owner, &outcomes, now_ms()).await
             });
             match recorded.await {
-                Ok(_) => break,
+                Ok(wave) => {
+                    more = wave.more;
+                    break;
+                }
                 Err(e) if attempt < 5 => {
                     tracing::warn!(error = %e, n = batch.len(), "could not record outcomes; retrying");
                     tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
@@ -863,7 +868,13 @@ pub async fn record_outcomes(
                 }
             }
         }
-        ready.notify_one();
+        // Replies that were each the last of their line (a wave of first replies to many
+        // channels) leave nothing newly due: waking the sender would only have it search the
+        // outbox's heads and look up the next due time, both on a reader, for nothing — after
+        // every wave of outcomes. Slots they freed wake it anyway (`Sender::run`).
+        if more {
+            ready.notify_one();
+        }
     }
 }
 

@@ -282,6 +282,18 @@ pub struct OutboxItem {
     pub unconfirmed_since_ms: Option<i64>,
 }
 
+/// What [`Store::outbox_finish_wave`] recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedWave {
+    /// One per outcome, in order: `false` where the owner no longer held the item.
+    pub recorded: Vec<bool>,
+    /// Whether a claim may now find calls it could not before: a sent call had a pending one
+    /// behind it on its key (possibly one sent in the same wave), or an outcome was a retry,
+    /// a failure or a call given back. `false`: every call was sent and the last of its line,
+    /// so the outbox holds nothing newly due.
+    pub more: bool,
+}
+
 /// How one outbox call ended, for [`Store::outbox_finish_many`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxOutcome {
@@ -1306,9 +1318,26 @@ impl Store {
         outcomes: &[OutboxOutcome],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
+        Ok(self
+            .outbox_finish_wave(owner, outcomes, now_ms)
+            .await?
+            .recorded)
+    }
+
+    /// [`Store::outbox_finish_many`], saying too whether a claim could now find more to send
+    /// ([`FinishedWave::more`]).
+    pub async fn outbox_finish_wave(
+        &self,
+        owner: &str,
+        outcomes: &[OutboxOutcome],
+        now_ms: i64,
+    ) -> Result<FinishedWave, StoreError> {
         let op = "outbox finish";
         if outcomes.is_empty() {
-            return Ok(Vec::new());
+            return Ok(FinishedWave {
+                recorded: Vec::new(),
+                more: false,
+            });
         }
         let sent: Vec<(i64, &str)> = outcomes
             .iter()
@@ -1332,13 +1361,20 @@ impl Store {
             });
         if one_statement {
             let mut conn = self.write_conn(op).await?;
-            let finished = mark_sent(&mut conn, self.backend, owner, &sent, now_ms).await?;
-            return Ok(outcomes.iter().map(|o| finished.contains(&o.id)).collect());
+            let (finished, more) = mark_sent(&mut conn, self.backend, owner, &sent, now_ms).await?;
+            return Ok(FinishedWave {
+                recorded: outcomes.iter().map(|o| finished.contains(&o.id)).collect(),
+                more,
+            });
         }
         let mut tx = Tx::start(self.write_conn(op).await?, self.backend).await?;
         let mut finished = HashSet::with_capacity(outcomes.len());
         for chunk in sent.chunks(SENT_CHUNK) {
-            finished.extend(mark_sent(tx.conn(), self.backend, owner, chunk, now_ms).await?);
+            finished.extend(
+                mark_sent(tx.conn(), self.backend, owner, chunk, now_ms)
+                    .await?
+                    .0,
+            );
         }
         // Message refs: the last post of a key in this batch wins, as it would one by one.
         let mut refs: Vec<(&str, &str, &str)> = Vec::new();
@@ -1416,7 +1452,11 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(outcomes.iter().map(|o| finished.contains(&o.id)).collect())
+        Ok(FinishedWave {
+            recorded: outcomes.iter().map(|o| finished.contains(&o.id)).collect(),
+            // A retry or a failure changes what is due (a failed head lets the next one go).
+            more: true,
+        })
     }
 
     /// Deletes the sent items whose call was made before `sent_before_ms`, at most `limit`
@@ -1626,18 +1666,20 @@ impl Store {
 const SENT_CHUNK: usize = INSERT_CHUNK / 3;
 
 /// Marks `sent` (id, Slack's response) sent if `owner` still holds them, in one statement
-/// (`response` by a CASE on id); returns the ids it marked. At most [`SENT_CHUNK`] calls.
+/// (`response` by a CASE on id); returns the ids it marked, and whether any of them has a
+/// pending call behind it on its key (which it no longer holds back). At most [`SENT_CHUNK`]
+/// calls.
 async fn mark_sent(
     db: &mut AnyConnection,
     backend: Backend,
     owner: &str,
     sent: &[(i64, &str)],
     now_ms: i64,
-) -> Result<HashSet<i64>, StoreError> {
+) -> Result<(HashSet<i64>, bool), StoreError> {
     let op = "outbox finish";
     let mut finished = HashSet::with_capacity(sent.len());
     if sent.is_empty() {
-        return Ok(finished);
+        return Ok((finished, false));
     }
     let mut p = Placeholders::new(backend);
     let sent_at = p.mark();
@@ -1651,7 +1693,8 @@ async fn mark_sent(
         "UPDATE outbox SET state = 'sent', sent_at = {sent_at}, \
          response = CASE id{cases} END, lease_owner = NULL, lease_until = NULL \
          WHERE lease_owner = {lease_owner} AND state = 'pending' AND id IN ({list}) \
-         RETURNING id"
+         RETURNING id, EXISTS (SELECT 1 FROM outbox q WHERE q.ordering_key = outbox.ordering_key \
+                               AND q.state = 'pending' AND q.id > outbox.id) AS more"
     );
     let mut query = sqlx::query(&sql).bind(now_ms);
     for (id, response) in padded(sent) {
@@ -1661,10 +1704,16 @@ async fn mark_sent(
     for (id, _) in padded(sent) {
         query = query.bind(*id);
     }
+    let mut more = false;
     for row in query.fetch_all(db).await.map_err(query_err(op))? {
         finished.insert(row.try_get::<i64, _>("id").map_err(query_err(op))?);
+        // An integer on SQLite, a boolean on PostgreSQL.
+        more |= row
+            .try_get::<bool, _>("more")
+            .or_else(|_| row.try_get::<i64, _>("more").map(|n| n != 0))
+            .map_err(query_err(op))?;
     }
-    Ok(finished)
+    Ok((finished, more))
 }
 
 /// [`Store::inbox_insert_many`]'s statements, on a connection or in a transaction.

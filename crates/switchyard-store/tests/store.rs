@@ -1569,6 +1569,61 @@ async fn a_wave_of_replies_is_recorded_only_where_its_sender_holds_the_call() {
 }
 
 #[tokio::test]
+async fn a_wave_of_replies_says_whether_it_let_more_calls_go() {
+    on_both(|store| async move {
+        // C1 has a second call behind its first; C2 and C3 one call each.
+        let ids = enqueue(
+            &store,
+            &[
+                outbox("C1", "a"),
+                outbox("C1", "b"),
+                outbox("C2", "c"),
+                outbox("C3", "d"),
+            ],
+        )
+        .await;
+        let claimed = store.outbox_claim("s", 10, 10_000, 10).await.unwrap();
+        assert_eq!(ids_of(&claimed), [ids[0], ids[2], ids[3]]);
+        let sent = |id: i64| OutboxOutcome {
+            id,
+            result: OutboxResult::Sent {
+                response: "{\"ok\":true}".into(),
+                message_ref: None,
+            },
+        };
+        let wave = store
+            .outbox_finish_wave("s", &[sent(ids[2]), sent(ids[3])], 20)
+            .await
+            .unwrap();
+        assert_eq!(wave.recorded, [true, true]);
+        assert!(!wave.more, "each was the last of its line");
+        let wave = store
+            .outbox_finish_wave("s", &[sent(ids[0])], 20)
+            .await
+            .unwrap();
+        assert!(wave.more, "C1's second call is due now");
+        let claimed = store.outbox_claim("s", 30, 10_000, 10).await.unwrap();
+        assert_eq!(ids_of(&claimed), [ids[1]]);
+        let retry = OutboxOutcome {
+            id: ids[1],
+            result: OutboxResult::Retry {
+                error: "ratelimited".into(),
+                not_before_ms: 40,
+                unconfirmed: false,
+            },
+        };
+        let wave = store.outbox_finish_wave("s", &[retry], 30).await.unwrap();
+        assert_eq!(wave.recorded, [true]);
+        assert!(wave.more, "a retry changes what is due");
+    })
+    .await;
+}
+
+fn ids_of(items: &[switchyard_store::OutboxItem]) -> Vec<i64> {
+    ids(items, |i| i.id)
+}
+
+#[tokio::test]
 async fn a_large_batch_is_taken_and_its_outcomes_recorded_across_statements() {
     on_both(|store| async move {
         // More rows than one statement holds, so every batch statement is split.
