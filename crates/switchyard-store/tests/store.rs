@@ -695,15 +695,46 @@ async fn outbox_heads_follow_every_line_through_a_long_run() {
             now += 1 + next(3) as i64;
             match next(4) {
                 0 | 1 => {
-                    let key = keys[next(keys.len() as u64) as usize];
-                    let not_before = if next(4) == 0 { now + 5 } else { 0 };
-                    let item = NewOutboxItem {
-                        not_before_ms: not_before,
-                        ..outbox(key, &format!("s{step}"))
+                    // One call, or a batch of up to three (keys may repeat in it): a batch's
+                    // insert marks its heads itself on SQLite, a lone call's trigger does.
+                    let n = if next(2) == 0 {
+                        1
+                    } else {
+                        1 + next(3) as usize
                     };
-                    let id = enqueue(&store, &[item]).await[0];
-                    lines.entry(key).or_default().push(id);
-                    calls.insert(id, (not_before, false));
+                    let batch: Vec<(&str, NewOutboxItem)> = (0..n)
+                        .map(|j| {
+                            let key = keys[next(keys.len() as u64) as usize];
+                            let not_before = if next(4) == 0 { now + 5 } else { 0 };
+                            let item = NewOutboxItem {
+                                not_before_ms: not_before,
+                                ..outbox(key, &format!("s{step}-{j}"))
+                            };
+                            (key, item)
+                        })
+                        .collect();
+                    let items: Vec<NewOutboxItem> =
+                        batch.iter().map(|(_, item)| item.clone()).collect();
+                    let new_ids: Vec<i64> = if n == 1 && next(2) == 0 {
+                        enqueue(&store, &items).await
+                    } else {
+                        let mut tx = store.begin().await.unwrap();
+                        tx.enqueue_many(&items).await.unwrap();
+                        tx.commit().await.unwrap();
+                        store
+                            .outbox_list(Some("pending"), 100_000)
+                            .await
+                            .unwrap()
+                            .iter()
+                            .map(|i| i.id)
+                            .filter(|id| !calls.contains_key(id))
+                            .collect()
+                    };
+                    assert_eq!(new_ids.len(), n, "step {step}");
+                    for ((key, item), id) in batch.iter().zip(new_ids) {
+                        lines.entry(key).or_default().push(id);
+                        calls.insert(id, (item.not_before_ms, false));
+                    }
                 }
                 _ => {
                     let sent = |id| OutboxOutcome {
