@@ -871,7 +871,8 @@ pub async fn record_outcomes(
         // Replies that were each the last of their line (a wave of first replies to many
         // channels) leave nothing newly due: waking the sender would only have it search the
         // outbox's heads and look up the next due time, both on a reader, for nothing — after
-        // every wave of outcomes. Slots they freed wake it anyway (`Sender::run`).
+        // every wave of outcomes. A sender waiting for a free slot is woken by the slots they
+        // freed (`Sender::run`).
         if more {
             ready.notify_one();
         }

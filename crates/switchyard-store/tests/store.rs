@@ -48,6 +48,20 @@ async fn new_inbox(store: &Store, key: &str, lease: Option<(&str, i64)>) -> i64 
     }
 }
 
+/// Inserts `items` (all new) in one batch, leased to `owner`; returns their ids in order.
+async fn new_inbox_many(store: &Store, items: &[NewInboxItem], owner: &str) -> Vec<i64> {
+    store
+        .inbox_insert_many(items, Some((owner, i64::MAX)))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| match r {
+            InboxInsert::New(id) => id,
+            other => panic!("new: {other:?}"),
+        })
+        .collect()
+}
+
 async fn enqueue(store: &Store, items: &[NewOutboxItem]) -> Vec<i64> {
     let mut tx = store.begin().await.unwrap();
     let mut ids = Vec::new();
@@ -695,8 +709,8 @@ async fn outbox_heads_follow_every_line_through_a_long_run() {
             now += 1 + next(3) as i64;
             match next(4) {
                 0 | 1 => {
-                    // One call, or a batch of up to three (keys may repeat in it): a batch's
-                    // insert marks its heads itself on SQLite, a lone call's trigger does.
+                    // One call, or a batch of up to three (keys may repeat in it): the heads
+                    // must come out right whichever way the rows went in.
                     let n = if next(2) == 0 {
                         1
                     } else {
@@ -1660,17 +1674,7 @@ async fn a_large_batch_is_taken_and_its_outcomes_recorded_across_statements() {
         // More rows than one statement holds, so every batch statement is split.
         let n = 1_100;
         let items: Vec<NewInboxItem> = (0..n).map(|i| inbox(&format!("Ev{i}"))).collect();
-        let inserted = store
-            .inbox_insert_many(&items, Some(("w", i64::MAX)))
-            .await
-            .unwrap();
-        let mut ids: Vec<i64> = inserted
-            .iter()
-            .map(|r| match r {
-                InboxInsert::New(id) => *id,
-                other => panic!("new: {other:?}"),
-            })
-            .collect();
+        let mut ids = new_inbox_many(&store, &items, "w").await;
         let theirs = new_inbox(&store, "Other", Some(("w2", i64::MAX))).await;
         ids.push(theirs);
         let mut tx = store.begin().await.unwrap();
@@ -1741,21 +1745,13 @@ async fn batches_of_any_size_write_exactly_their_rows() {
         // Batch statements are built for a power of two of rows (SQLite pads the rest with
         // rows it does not insert, and `IN` lists with the last id again): every size in
         // between must still write its own rows and nothing else.
+        let sizes = [1usize, 3, 5, 7, 9, 31, 33];
         let mut next = 0;
-        for n in [1usize, 3, 5, 7, 9, 31, 33] {
+        for n in sizes {
             let items: Vec<NewInboxItem> =
                 (next..next + n).map(|i| inbox(&format!("S{i}"))).collect();
             next += n;
-            let ids: Vec<i64> = store
-                .inbox_insert_many(&items, Some(("w", i64::MAX)))
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|r| match r {
-                    InboxInsert::New(id) => id,
-                    other => panic!("new: {other:?}"),
-                })
-                .collect();
+            let ids = new_inbox_many(&store, &items, "w").await;
             assert_eq!(ids.len(), n);
             let mut tx = store.begin().await.unwrap();
             let mut taken = tx.inbox_take(&ids[..n - n / 2], "w", 5).await.unwrap();
@@ -1797,9 +1793,8 @@ async fn batches_of_any_size_write_exactly_their_rows() {
                 );
             }
         }
-        let total = [1i64, 3, 5, 7, 9, 31, 33];
-        let taken: i64 = total.iter().map(|n| n - n / 2).sum();
-        let all: i64 = total.iter().sum();
+        let taken = sizes.iter().map(|n| n - n / 2).sum::<usize>() as i64;
+        let all = sizes.iter().sum::<usize>() as i64;
         assert_eq!(
             store.inbox_counts().await.unwrap(),
             counts(all - taken, taken, 0)
