@@ -86,9 +86,14 @@ impl Args {
 
     /// The arguments as recorded by `/_sandbox/api_calls`: tokens left out.
     pub fn redacted(&self) -> Value {
-        let mut map = self.0.clone();
-        map.remove("token");
-        Value::Object(map)
+        self.clone().into_redacted()
+    }
+
+    /// [`Args::redacted`], taking the arguments instead of copying them: the call log keeps
+    /// every call's arguments, and the request has no more use for them.
+    pub fn into_redacted(mut self) -> Value {
+        self.0.remove("token");
+        Value::Object(self.0)
     }
 }
 

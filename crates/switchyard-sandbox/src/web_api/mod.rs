@@ -367,7 +367,7 @@ pub async fn handle(
             return reply(
                 (&inner, started),
                 &method_name,
-                &Args::default(),
+                Args::default(),
                 StatusCode::OK,
                 Err(err),
                 None,
@@ -385,7 +385,7 @@ pub async fn handle(
                 return rate_limited(
                     (&inner, started),
                     &method_name,
-                    &args,
+                    args,
                     secs,
                     "fault_ratelimited",
                 );
@@ -397,7 +397,7 @@ pub async fn handle(
                 record(
                     (&inner, started),
                     &method_name,
-                    &args,
+                    args,
                     Outcome {
                         error: Some("fault_server_error"),
                         status: status.as_u16(),
@@ -410,7 +410,7 @@ pub async fn handle(
                 record(
                     (&inner, started),
                     &method_name,
-                    &args,
+                    args,
                     Outcome {
                         error: Some("fault_reset"),
                         status: 0,
@@ -431,7 +431,7 @@ pub async fn handle(
         return reply(
             (&inner, started),
             &method_name,
-            &args,
+            args,
             StatusCode::OK,
             Err(ApiError::new("unknown_method")),
             None,
@@ -449,7 +449,7 @@ pub async fn handle(
             return reply(
                 (&inner, started),
                 &method_name,
-                &args,
+                args,
                 StatusCode::OK,
                 Err(err),
                 None,
@@ -460,7 +460,7 @@ pub async fn handle(
         return reply(
             (&inner, started),
             &method_name,
-            &args,
+            args,
             StatusCode::OK,
             Err(err),
             Some(&caller),
@@ -487,7 +487,7 @@ pub async fn handle(
         return rate_limited(
             (&inner, started),
             &method_name,
-            &args,
+            args,
             ratelimit::retry_after_secs(wait),
             "ratelimited",
         );
@@ -498,7 +498,7 @@ pub async fn handle(
     reply(
         (&inner, started),
         &method_name,
-        &args,
+        args,
         StatusCode::OK,
         result,
         Some(&caller),
@@ -562,8 +562,9 @@ struct Outcome<'a> {
 
 /// A 429 as Slack sends it; `logged` is the error the call log records (`ratelimited`, or
 /// `fault_ratelimited` for an injected one).
-fn rate_limited(call: Call, method: &str, args: &Args, secs: u64, logged: &str) -> Response {
+fn rate_limited(call: Call, method: &str, args: Args, secs: u64, logged: &str) -> Response {
     let body = json!({"ok": false, "error": "ratelimited"});
+    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
     record(
         call,
         method,
@@ -571,21 +572,30 @@ fn rate_limited(call: Call, method: &str, args: &Args, secs: u64, logged: &str) 
         Outcome {
             error: Some(logged),
             status: 429,
-            response: body.clone(),
+            response: body,
         },
     );
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     response
 }
 
-fn record((inner, started): Call, method: &str, args: &Args, outcome: Outcome) {
+/// `body` as JSON, as `axum::Json` answers, written before the call log takes the body.
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Logs the call; the log keeps its arguments (redacted) and its response, taken, not copied.
+fn record((inner, started): Call, method: &str, args: Args, outcome: Outcome) {
     let at_ms = now_ms().saturating_sub(started.elapsed().as_millis() as u64);
+    let args = args.into_redacted();
     inner.ws().record_call(ApiCall {
         method: method.to_string(),
-        args: args.redacted(),
+        args,
         ok: outcome.error.is_none(),
         error: outcome.error.map(str::to_string),
         status: outcome.status,
@@ -600,7 +610,7 @@ fn record((inner, started): Call, method: &str, args: &Args, outcome: Outcome) {
 fn reply(
     call: Call,
     method: &str,
-    args: &Args,
+    args: Args,
     status: StatusCode,
     result: ApiResult,
     caller: Option<&Caller>,
@@ -621,6 +631,7 @@ fn reply(
         }
     };
     let body = Value::Object(body);
+    let mut response = json_response(status, &body);
     record(
         call,
         method,
@@ -628,10 +639,9 @@ fn reply(
         Outcome {
             error: error.as_deref(),
             status: status.as_u16(),
-            response: body.clone(),
+            response: body,
         },
     );
-    let mut response = (status, axum::Json(body)).into_response();
     if let Some(scopes) = caller.and_then(|c| c.scopes.as_ref())
         && let Ok(v) = HeaderValue::from_str(&scopes.join(","))
     {
