@@ -564,7 +564,8 @@ struct Outcome<'a> {
 /// `fault_ratelimited` for an injected one).
 fn rate_limited(call: Call, method: &str, args: Args, secs: u64, logged: &str) -> Response {
     let body = json!({"ok": false, "error": "ratelimited"});
-    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
+    // Written out before the call log takes the body.
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(&body)).into_response();
     record(
         call,
         method,
@@ -579,14 +580,6 @@ fn rate_limited(call: Call, method: &str, args: Args, secs: u64, logged: &str) -
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     response
-}
-
-/// `body` as JSON, as `axum::Json` answers, written before the call log takes the body.
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
 }
 
 /// Logs the call; the log keeps its arguments (redacted) and its response, taken, not copied.
@@ -631,7 +624,8 @@ fn reply(
         }
     };
     let body = Value::Object(body);
-    let mut response = json_response(status, &body);
+    // Written out before the call log takes the body.
+    let mut response = (status, axum::Json(&body)).into_response();
     record(
         call,
         method,
